@@ -1,0 +1,207 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DecisionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_SOURCE_UNSPECIFIED: _ClassVar[DecisionSource]
+    DECISION_SOURCE_FSM: _ClassVar[DecisionSource]
+    DECISION_SOURCE_POLICY: _ClassVar[DecisionSource]
+    DECISION_SOURCE_LOCAL_MODEL: _ClassVar[DecisionSource]
+    DECISION_SOURCE_CLOUD: _ClassVar[DecisionSource]
+    DECISION_SOURCE_FALLBACK: _ClassVar[DecisionSource]
+DECISION_SOURCE_UNSPECIFIED: DecisionSource
+DECISION_SOURCE_FSM: DecisionSource
+DECISION_SOURCE_POLICY: DecisionSource
+DECISION_SOURCE_LOCAL_MODEL: DecisionSource
+DECISION_SOURCE_CLOUD: DecisionSource
+DECISION_SOURCE_FALLBACK: DecisionSource
+
+class Persona(_message.Message):
+    __slots__ = ("name", "role", "traits", "backstory")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    TRAITS_FIELD_NUMBER: _ClassVar[int]
+    BACKSTORY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    role: str
+    traits: _containers.RepeatedScalarFieldContainer[str]
+    backstory: str
+    def __init__(self, name: _Optional[str] = ..., role: _Optional[str] = ..., traits: _Optional[_Iterable[str]] = ..., backstory: _Optional[str] = ...) -> None: ...
+
+class MemorySeed(_message.Message):
+    __slots__ = ("text", "importance")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    importance: float
+    def __init__(self, text: _Optional[str] = ..., importance: _Optional[float] = ...) -> None: ...
+
+class RegisterNpcRequest(_message.Message):
+    __slots__ = ("npc_id", "persona", "fsm_name", "fsm_yaml", "memories", "replace")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    PERSONA_FIELD_NUMBER: _ClassVar[int]
+    FSM_NAME_FIELD_NUMBER: _ClassVar[int]
+    FSM_YAML_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    persona: Persona
+    fsm_name: str
+    fsm_yaml: str
+    memories: _containers.RepeatedCompositeFieldContainer[MemorySeed]
+    replace: bool
+    def __init__(self, npc_id: _Optional[str] = ..., persona: _Optional[_Union[Persona, _Mapping]] = ..., fsm_name: _Optional[str] = ..., fsm_yaml: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[MemorySeed, _Mapping]]] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class RegisterNpcResponse(_message.Message):
+    __slots__ = ("npc_id", "state", "allowed_actions")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    state: str
+    allowed_actions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, npc_id: _Optional[str] = ..., state: _Optional[str] = ..., allowed_actions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UnregisterNpcRequest(_message.Message):
+    __slots__ = ("npc_id", "forget")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    FORGET_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    forget: bool
+    def __init__(self, npc_id: _Optional[str] = ..., forget: _Optional[bool] = ...) -> None: ...
+
+class UnregisterNpcResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Observation(_message.Message):
+    __slots__ = ("game_time_s", "values", "tags", "player_utterance")
+    class ValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class TagsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    GAME_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    PLAYER_UTTERANCE_FIELD_NUMBER: _ClassVar[int]
+    game_time_s: float
+    values: _containers.ScalarMap[str, float]
+    tags: _containers.ScalarMap[str, str]
+    player_utterance: str
+    def __init__(self, game_time_s: _Optional[float] = ..., values: _Optional[_Mapping[str, float]] = ..., tags: _Optional[_Mapping[str, str]] = ..., player_utterance: _Optional[str] = ...) -> None: ...
+
+class GameEvent(_message.Message):
+    __slots__ = ("kind", "description", "importance", "story_critical", "attributes")
+    class AttributesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    STORY_CRITICAL_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    description: str
+    importance: float
+    story_critical: bool
+    attributes: _containers.ScalarMap[str, str]
+    def __init__(self, kind: _Optional[str] = ..., description: _Optional[str] = ..., importance: _Optional[float] = ..., story_critical: _Optional[bool] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class StepRequest(_message.Message):
+    __slots__ = ("npc_id", "observation", "events", "deadline_ms")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    OBSERVATION_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    observation: Observation
+    events: _containers.RepeatedCompositeFieldContainer[GameEvent]
+    deadline_ms: float
+    def __init__(self, npc_id: _Optional[str] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., events: _Optional[_Iterable[_Union[GameEvent, _Mapping]]] = ..., deadline_ms: _Optional[float] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("npc_id", "state", "action", "arguments", "dialogue", "escalated", "reason", "confidence", "source", "allowed_actions", "latency_ms", "memories_written", "rejected_action")
+    class ArgumentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    DIALOGUE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_ACTION_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    state: str
+    action: str
+    arguments: _containers.ScalarMap[str, str]
+    dialogue: str
+    escalated: bool
+    reason: str
+    confidence: float
+    source: DecisionSource
+    allowed_actions: _containers.RepeatedScalarFieldContainer[str]
+    latency_ms: float
+    memories_written: int
+    rejected_action: bool
+    def __init__(self, npc_id: _Optional[str] = ..., state: _Optional[str] = ..., action: _Optional[str] = ..., arguments: _Optional[_Mapping[str, str]] = ..., dialogue: _Optional[str] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., confidence: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., latency_ms: _Optional[float] = ..., memories_written: _Optional[int] = ..., rejected_action: _Optional[bool] = ...) -> None: ...
+
+class PlayRequest(_message.Message):
+    __slots__ = ("seq", "register", "steps")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    register: _containers.RepeatedCompositeFieldContainer[RegisterNpcRequest]
+    steps: _containers.RepeatedCompositeFieldContainer[StepRequest]
+    def __init__(self, seq: _Optional[int] = ..., register: _Optional[_Iterable[_Union[RegisterNpcRequest, _Mapping]]] = ..., steps: _Optional[_Iterable[_Union[StepRequest, _Mapping]]] = ...) -> None: ...
+
+class NpcError(_message.Message):
+    __slots__ = ("npc_id", "code", "message")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    code: int
+    message: str
+    def __init__(self, npc_id: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class PlayResponse(_message.Message):
+    __slots__ = ("seq", "decisions", "errors")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    errors: _containers.RepeatedCompositeFieldContainer[NpcError]
+    def __init__(self, seq: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[NpcError, _Mapping]]] = ...) -> None: ...
