@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class NpcAgentStub:
-    """Missing associated documentation comment in .proto file."""
+    """NPC brains: register NPCs, step them one at a time or drive many over a stream.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -57,7 +58,8 @@ class NpcAgentStub:
 
 
 class NpcAgentServicer:
-    """Missing associated documentation comment in .proto file."""
+    """NPC brains: register NPCs, step them one at a time or drive many over a stream.
+    """
 
     def RegisterNpc(self, request, context):
         """Registers (or, with replace=true, re-registers) an NPC.
@@ -120,7 +122,8 @@ def add_NpcAgentServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class NpcAgent:
-    """Missing associated documentation comment in .proto file."""
+    """NPC brains: register NPCs, step them one at a time or drive many over a stream.
+    """
 
     @staticmethod
     def RegisterNpc(request,
