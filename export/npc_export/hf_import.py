@@ -74,11 +74,15 @@ class HFSource:
 
     def load_torch_model(self):
         """The PyTorch reference model in fp32, eval mode."""
+        import contextlib
+        import io
+
         import torch
         from transformers import AutoModelForCausalLM
 
-        try:
-            model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=torch.float32)
+        try:  # transformers draws a "Loading weights" bar on stderr: keep the CLI's output ours
+            with contextlib.redirect_stderr(io.StringIO()):
+                model = AutoModelForCausalLM.from_pretrained(str(self.path), dtype=torch.float32)
         except Exception as exc:  # noqa: BLE001 - transformers raises many kinds
             raise SourceError(f"cannot load the weights of {self.path}: {exc}") from exc
         return model.eval()

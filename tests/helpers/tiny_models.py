@@ -148,6 +148,9 @@ def make_tiny_hf_model(
         for param in model.parameters():
             if param.dim() >= 2:
                 param.normal_(0.0, 0.08, generator=gen)
+        for pname, param in model.named_parameters():  # non-zero biases, so qkv bias paths are tested
+            if pname.endswith(".bias"):
+                param.normal_(0.0, 0.02, generator=gen)
     model.save_pretrained(out, safe_serialization=True)
     try:
         model.generation_config.save_pretrained(out)

@@ -1,12 +1,15 @@
-"""Builds tiny model packages for the runtime tests (random weights, local tokenizer, no downloads).
+"""Model packages for the runtime tests and bench (random weights, local tokenizer, no downloads).
 
-Prefers the exporter (`npc_export.export_model`) when it exists; until then it drives
-onnxruntime-genai's model builder directly and writes a manifest per docs/model-package.md.
+`build_package` uses the exporter (`npc_export.export_model`); if that fails it warns and drives
+onnxruntime-genai's model builder directly, writing a manifest per docs/model-package.md, so engine tests
+do not break while the exporter changes. `make_hf_llama` builds an HF dir from any LlamaConfig dict.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
+import warnings
 import json
 import subprocess
 import sys
@@ -119,8 +122,12 @@ def build_package(hf_dir: Path, out_dir: Path, *, precision: str = "fp32", name:
     except ImportError:
         export_model = None
     if export_model is not None:
-        export_model(hf_dir, out_dir, precision=precision, target="ort")
-        return out_dir
+        try:
+            export_model(hf_dir, out_dir, precision=precision, target="ort", progress=False)
+            return out_dir
+        except Exception as exc:  # the exporter is developed in parallel: fall back, loudly
+            warnings.warn(f"npc_export.export_model failed ({exc!r}); using the genai builder directly")
+            shutil.rmtree(out_dir, ignore_errors=True)
     cache = out_dir.parent / (out_dir.name + ".cache")
     subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf_dir),
                     "-o", str(out_dir), "-p", precision, "-e", "cpu", "-c", str(cache)],

@@ -99,7 +99,10 @@ class NpcRuntimeServicer:
 
     def Tick(self, request, context):
         """One call per game frame for every NPC the client cares about: decodes as many tokens as fit
-        in each entry's time budget (all entries share the same forward passes) and returns them.
+        in the time budget (all entries share the same forward passes) and returns them. A bad entry
+        (unknown session, finished turn without new_input...) fails alone in its TickResult.error;
+        the call itself fails only when the whole request is malformed (too many entries).
+        A Tick never runs past the call's deadline: the budget is capped to the time left.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,7 +124,7 @@ class NpcRuntimeServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CloseSession(self, request, context):
-        """Closes a session and frees its KV cache. Idempotent: closing an unknown id is NOT_FOUND.
+        """Closes a session and frees its KV cache. Closing an unknown or already closed id is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -132,7 +132,7 @@ namespace Npc.Proto.V1 {
     /// </summary>
     [pbr::OriginalName("FINISH_REASON_LENGTH")] Length = 1,
     /// <summary>
-    /// a stop sequence matched
+    /// a stop sequence matched, or a constraint was completed
     /// </summary>
     [pbr::OriginalName("FINISH_REASON_STOP")] Stop = 2,
     /// <summary>
@@ -152,7 +152,7 @@ namespace Npc.Proto.V1 {
     /// </summary>
     [pbr::OriginalName("FINISH_REASON_CONTEXT_FULL")] ContextFull = 6,
     /// <summary>
-    /// the constraint was completed
+    /// reserved: the constraint was completed (servers may report STOP)
     /// </summary>
     [pbr::OriginalName("FINISH_REASON_CONSTRAINT")] Constraint = 7,
     /// <summary>
@@ -2730,8 +2730,9 @@ namespace Npc.Proto.V1 {
     public const int ApplyChatTemplateFieldNumber = 8;
     private bool applyChatTemplate_;
     /// <summary>
-    /// When true, prompt is a list of chat messages rendered with the model's chat template
-    /// (prefix becomes the system message, prompt the user message).
+    /// When true, prefix and prompt are rendered with the model's chat template (from its package):
+    /// prefix as the system message (left out when empty), prompt as the user message, followed by
+    /// the template's assistant generation prompt. When false, the text is prefix + prompt as given.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3150,7 +3151,8 @@ namespace Npc.Proto.V1 {
     public const int CachedPrefixTokensFieldNumber = 3;
     private uint cachedPrefixTokens_;
     /// <summary>
-    /// Tokens of the prefix that were found in the prefix cache (no recompute).
+    /// Tokens of the prefix found in the prefix cache (no recompute). The lookup happens at the
+    /// session's first prefill, so this is 0 at open time; TickStats reports progress after that.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3752,7 +3754,8 @@ namespace Npc.Proto.V1 {
     private readonly pbc::RepeatedField<global::Npc.Proto.V1.TickEntry> entries_ = new pbc::RepeatedField<global::Npc.Proto.V1.TickEntry>();
     /// <summary>
     /// All NPC sessions the client wants to advance this frame. Entries share forward passes;
-    /// the tick's wall time is bounded by the largest budget_ms.
+    /// the tick's wall time is bounded by the smallest budget_ms of its entries (and the deadline).
+    /// At most HandshakeResponse.max_tick_entries entries; a session may appear once.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3965,7 +3968,8 @@ namespace Npc.Proto.V1 {
     public const int MaxBatchFieldNumber = 3;
     private uint maxBatch_;
     /// <summary>
-    /// Largest batch size (sessions per forward pass) during this tick.
+    /// Sessions of this Tick that took part in its forward passes (the decode batch size), 0 when
+    /// this session took no step.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3980,7 +3984,7 @@ namespace Npc.Proto.V1 {
     public const int PendingPrefillTokensFieldNumber = 4;
     private uint pendingPrefillTokens_;
     /// <summary>
-    /// Tokens still to prefill for this session after the tick.
+    /// Tokens still to prefill for this session after the tick (0 when the server does not report it).
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -4371,6 +4375,7 @@ namespace Npc.Proto.V1 {
     private string error_ = "";
     /// <summary>
     /// Non-empty when this entry failed (e.g. unknown session); other entries are unaffected.
+    /// A failed entry has finished = true and finish_reason = FINISH_REASON_ERROR.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]

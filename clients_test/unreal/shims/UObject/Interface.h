@@ -1,0 +1,5 @@
+// Shim: UObject/Interface.h.
+#pragma once
+#include "CoreMinimal.h"
+
+class UInterface : public UObject {};

@@ -1,0 +1,194 @@
+"""The exporter's self-check: every export is compared with its PyTorch source before it is committed.
+
+- fp32: max |logits_onnx - logits_torch| over random prompts, prefill then decode steps that use the
+  past (the ONNX side runs prefill + one token at a time; the torch side one full forward).
+- fp16 / int8 / int4: greedy-token agreement with fp32 over `generate_tokens` tokens on held-out
+  prompts (teacher-forced on the fp32 greedy continuation, so one early flip does not count as 128),
+  and the perplexity change on held-out text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .runner import FixedCapacityDecoder, GrowingDecoder
+
+HELD_OUT_PROMPTS = (
+    "The guard captain looks up from the map and says",
+    "Welcome to the Rusty Anchor, traveller. What",
+    "The herbalist sorts her roots and asks whether you have seen",
+)
+HELD_OUT_TEXT = (
+    "Night falls over the harbour town. The fishmonger closes her stall and counts the day's coins, "
+    "grumbling about the tax collector who came twice this week. Up the hill, the old priest rings the "
+    "bell and the children run home before the lamps are lit. A stranger in a grey cloak asks the "
+    "stable boy about the road to the mountain pass, and pays him in foreign silver."
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass criteria of the self-check; `precision`-keyed where they differ."""
+
+    max_abs_diff: float = 1e-3                      # fp32 vs PyTorch
+    # Random-weight models (tests, the reference benchmark model) have near-flat logits: int4 agrees
+    # about 0.7 there, int8 about 0.97; trained models agree more. These floors catch broken graphs.
+    min_greedy_agreement: dict = field(default_factory=lambda: {"fp16": 0.95, "int8": 0.85, "int4": 0.60})
+    # relative perplexity change allowed: |ppl - ppl_fp32| / ppl_fp32
+    max_perplexity_delta_ratio: dict = field(default_factory=lambda: {"fp16": 0.02, "int8": 0.05, "int4": 0.20})
+
+    def for_precision(self, precision: str) -> dict:
+        if precision == "fp32":
+            return {"max_abs_diff": self.max_abs_diff}
+        return {
+            "min_greedy_agreement": self.min_greedy_agreement[precision],
+            "max_perplexity_delta_ratio": self.max_perplexity_delta_ratio[precision],
+        }
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    num_random_prompts: int = 2
+    random_prompt_len: int = 6
+    decode_steps: int = 4
+    generate_tokens: int = 128
+    seed: int = 0
+
+
+def _torch_logits(model, ids: list[int]) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].float().numpy()
+
+
+def _torch_greedy(model, prompt: list[int], n: int) -> list[int]:
+    """fp32 greedy continuation (min_new_tokens keeps EOS from ending it early)."""
+    import torch
+
+    ids = torch.tensor([prompt])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
+                             min_new_tokens=n, pad_token_id=0, num_beams=1)
+    return out[0, len(prompt):].tolist()
+
+
+def _nll(logits: np.ndarray, ids: list[int]) -> float:
+    """Mean next-token negative log-likelihood of ids[1:] under logits[:-1]."""
+    x = logits[:-1].astype(np.float64)
+    x = x - x.max(-1, keepdims=True)
+    logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
+    return float(-logp[np.arange(len(ids) - 1), ids[1:]].mean())
+
+
+def decoder_parity(decoder: GrowingDecoder, torch_model, *, vocab: int, cfg: ValidationConfig) -> float:
+    """max |onnx - torch| over random prompts: prefill, then `decode_steps` single-token steps with past."""
+    rng = np.random.default_rng(cfg.seed)
+    worst = 0.0
+    for _ in range(cfg.num_random_prompts):
+        ids = rng.integers(3, vocab, size=cfg.random_prompt_len + cfg.decode_steps).tolist()
+        ref = _torch_logits(torch_model, ids)
+        prompt = np.array([ids[: cfg.random_prompt_len]])
+        logits, past = decoder.step(prompt)
+        rows = [logits[0]]
+        for tok in ids[cfg.random_prompt_len :]:
+            logits, past = decoder.step(np.array([[tok]]), past)
+            rows.append(logits[0])
+        got = np.concatenate(rows, axis=0)
+        worst = max(worst, float(np.abs(got - ref).max()))
+    return worst
+
+
+def fixed_parity(decoder: FixedCapacityDecoder, torch_model, *, vocab: int, cfg: ValidationConfig) -> float:
+    rng = np.random.default_rng(cfg.seed + 1)
+    ids = rng.integers(3, vocab, size=min(cfg.random_prompt_len + cfg.decode_steps, decoder.capacity)).tolist()
+    return float(np.abs(decoder.run(ids) - _torch_logits(torch_model, ids)).max())
+
+
+def quality_figures(decoder: GrowingDecoder, torch_model, *, encode, context_length: int, cfg: ValidationConfig) -> dict:
+    """Greedy agreement (teacher-forced on the fp32 continuation) and perplexities."""
+    agree = total = 0
+    for prompt_text in HELD_OUT_PROMPTS:
+        prompt = encode(prompt_text)[: max(1, context_length // 4)]
+        n = min(cfg.generate_tokens, context_length - len(prompt))
+        if n <= 0:
+            continue
+        ref_tokens = _torch_greedy(torch_model, prompt, n)
+        seq = prompt + ref_tokens[:-1]
+        logits, _ = decoder.step(np.array([seq]))
+        pred = logits[0, len(prompt) - 1 :].argmax(-1)
+        agree += int((pred == np.array(ref_tokens)).sum())
+        total += n
+    text_ids = encode(HELD_OUT_TEXT)[: min(context_length, 256)]
+    ppl_ref = math.exp(_nll(_torch_logits(torch_model, text_ids), text_ids))
+    logits, _ = decoder.step(np.array([text_ids]))
+    ppl = math.exp(_nll(logits[0], text_ids))
+    return {
+        "greedy_agreement": agree / max(total, 1),
+        "greedy_tokens": total,
+        "perplexity_fp32": ppl_ref,
+        "perplexity": ppl,
+        "perplexity_delta": ppl - ppl_ref,
+        "perplexity_delta_ratio": abs(ppl - ppl_ref) / ppl_ref,
+    }
+
+
+def judge(figures: dict, precision: str, thresholds: Thresholds) -> tuple[bool, list[str]]:
+    """(passed, reasons it failed)."""
+    reasons = []
+    if precision == "fp32":
+        for key in ("fp32_max_abs_diff", "fixed_max_abs_diff"):
+            value = figures.get(key)
+            if value is not None and not value <= thresholds.max_abs_diff:
+                reasons.append(f"{key} {value:.3g} > {thresholds.max_abs_diff:g} (logits differ from PyTorch)")
+        return not reasons, reasons
+    agreement, min_agreement = figures["greedy_agreement"], thresholds.min_greedy_agreement[precision]
+    if not agreement >= min_agreement:
+        reasons.append(f"greedy agreement with fp32 {agreement:.3f} < {min_agreement:g}")
+    ratio, max_ratio = figures["perplexity_delta_ratio"], thresholds.max_perplexity_delta_ratio[precision]
+    if not ratio <= max_ratio:
+        reasons.append(f"perplexity change {ratio:.3%} > {max_ratio:.0%} "
+                       f"({figures['perplexity_fp32']:.4g} -> {figures['perplexity']:.4g})")
+    return not reasons, reasons
+
+
+def validate_decoder(
+    model_path: Path,
+    torch_model,
+    *,
+    precision: str,
+    vocab: int,
+    encode,
+    context_length: int,
+    cfg: ValidationConfig,
+    kv_heads: int,
+    head_dim: int,
+    fixed_path: Path | None = None,
+) -> dict:
+    """Run the self-check on an exported decoder; returns the manifest `validation` dict."""
+    decoder = GrowingDecoder(model_path, kv_heads=kv_heads, head_dim=head_dim)
+    figures: dict = {"precision": precision}
+    if precision == "fp32":
+        figures["fp32_max_abs_diff"] = decoder_parity(decoder, torch_model, vocab=vocab, cfg=cfg)
+        if fixed_path is not None:
+            figures["fixed_max_abs_diff"] = fixed_parity(FixedCapacityDecoder(fixed_path), torch_model, vocab=vocab, cfg=cfg)
+    else:
+        figures["max_abs_diff_vs_torch"] = decoder_parity(decoder, torch_model, vocab=vocab, cfg=cfg)
+        figures.update(quality_figures(decoder, torch_model, encode=encode, context_length=context_length, cfg=cfg))
+        if fixed_path is not None:
+            figures["fixed_max_abs_diff_vs_torch"] = fixed_parity(FixedCapacityDecoder(fixed_path), torch_model, vocab=vocab, cfg=cfg)
+    passed, reasons = judge(figures, precision, cfg.thresholds)
+    figures["thresholds"] = cfg.thresholds.for_precision(precision)
+    figures["passed"] = passed
+    figures["failures"] = reasons
+    figures["overridden"] = False
+    return figures
+
+
+def thresholds_dict(t: Thresholds) -> dict:
+    return asdict(t)

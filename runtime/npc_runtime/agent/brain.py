@@ -1,0 +1,300 @@
+"""The agent loop for every registered NPC: perceive -> plan -> act -> reflect.
+
+`AgentRuntime` owns the shared parts (memory store, policy model, dialogue model, escalation manager,
+counters) and a `NpcBrain` per registered NPC (persona, FSM instance, reflection accumulator).
+`AgentRuntime.step(npc_id, percept, events, deadline_ms=...)` is synchronous and thread-safe; one NPC's
+steps are serialised by its own lock, different NPCs run in parallel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from npc_runtime.agent.actions import ACTIONS
+from npc_runtime.agent.config import AgentConfig
+from npc_runtime.agent.dialogue import MOOD_BY_STATE, DialogueModel, DialoguePrompt, TemplateDialogue, sanitize_player_text
+from npc_runtime.agent.escalation import SYSTEM_PROMPT, EscalationManager, PendingEscalation, build_request_payload
+from npc_runtime.agent.expressions import GuardContext
+from npc_runtime.agent.fsm import FsmDefinition, FsmInstance
+from npc_runtime.agent.importance import HeuristicImportance, ImportanceScorer
+from npc_runtime.agent.memory import MemoryStore
+from npc_runtime.agent.planner import LocalDecision, decide_quiet, decide_with_dialogue, order_allowed
+from npc_runtime.agent.policy_model import Policy, UniformPolicy
+from npc_runtime.agent.providers.base import EscalationRequest
+from npc_runtime.agent.reflection import reflect
+from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
+from npc_runtime.errors import AlreadyExists, InternalError, InvalidArgument, NotFound, ResourceExhausted
+
+ROLE_TITLES: Mapping[str, str] = {
+    "guard": "the village guard", "merchant": "the market merchant", "villager": "a villager",
+}
+# persona role -> policy features it implies (unless the observation sets them)
+ROLE_FEATURES: Mapping[str, Mapping[str, float]] = {
+    "guard": {"npc_is_guard": 1.0}, "merchant": {"npc_is_merchant": 1.0}, "villager": {"npc_is_villager": 1.0},
+}
+MAX_EVENTS_PER_STEP = 32
+MAX_NPC_ID = 128
+
+
+@dataclass
+class NpcBrain:
+    npc_id: str
+    persona: Persona
+    fsm: FsmInstance
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    importance_since_reflection: float = 0.0
+    last_reflection_id: int = 0
+
+    @property
+    def persona_text(self) -> str:
+        title = ROLE_TITLES.get(self.persona.role, f"the {self.persona.role}" if self.persona.role else "a villager")
+        traits = ", ".join(self.persona.traits[:3])
+        text = f"You are {self.persona.name}, {title}."
+        return f"{text} Traits: {traits}." if traits else text
+
+
+@dataclass
+class AgentStats:
+    decisions: int = 0
+    by_source: Counter = field(default_factory=Counter)
+    actions: Counter = field(default_factory=Counter)
+    rejected_actions: int = 0
+    fallbacks: int = 0
+    escalations: int = 0            # provider actually called
+    escalation_failures: int = 0    # timeout / error / rejected
+    escalations_denied: int = 0     # budget or circuit refused
+    memories_written: int = 0
+    reflections: int = 0
+    local_tokens: int = 0
+    step_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class AgentRuntime:
+    def __init__(self, *, config: AgentConfig = AgentConfig(), memory: MemoryStore | None = None,
+                 policy: Policy | None = None, dialogue: DialogueModel | None = None,
+                 escalation: EscalationManager | None = None, importance: ImportanceScorer | None = None):
+        self.config = config
+        self.memory = memory or MemoryStore(config.memory_db, weights=config.retrieval)
+        self.policy: Policy = policy or UniformPolicy()
+        self.dialogue: DialogueModel = dialogue or TemplateDialogue()
+        self.escalation = escalation
+        self.importance = importance or HeuristicImportance()
+        self.stats = AgentStats()
+        self._npcs: dict[str, NpcBrain] = {}
+        self._lock = threading.Lock()
+
+    # ---- registry -------------------------------------------------------------------------------------
+    def register(self, npc_id: str, persona: Persona, fsm: FsmDefinition, *,
+                 memories: Iterable[tuple[str, float]] = (), replace: bool = False,
+                 game_time_s: float = 0.0) -> NpcBrain:
+        if not npc_id or len(npc_id) > MAX_NPC_ID:
+            raise InvalidArgument(f"npc_id must be 1-{MAX_NPC_ID} characters")
+        brain = NpcBrain(npc_id=npc_id, persona=persona, fsm=FsmInstance(fsm, now_s=game_time_s))
+        with self._lock:
+            if npc_id in self._npcs and not replace:
+                raise AlreadyExists(f"NPC {npc_id!r} is already registered (set replace=true to re-register it)")
+            if npc_id not in self._npcs and len(self._npcs) >= self.config.max_npcs:
+                raise ResourceExhausted(f"too many NPCs ({self.config.max_npcs}); unregister some first")
+            self._npcs[npc_id] = brain
+        for text, importance in memories:
+            score = importance if importance > 0 else self.importance.score(text)
+            self.memory.add(npc_id, text, kind="seed", importance=min(10.0, max(1.0, score)), game_time_s=game_time_s)
+        return brain
+
+    def unregister(self, npc_id: str, *, forget: bool = False) -> None:
+        with self._lock:
+            if self._npcs.pop(npc_id, None) is None:
+                raise NotFound(f"no NPC registered as {npc_id!r}")
+        if forget:
+            self.memory.forget(npc_id)
+
+    def get(self, npc_id: str) -> NpcBrain:
+        brain = self._npcs.get(npc_id)
+        if brain is None:
+            raise NotFound(f"no NPC registered as {npc_id!r} (call RegisterNpc first)")
+        return brain
+
+    def __len__(self) -> int:
+        return len(self._npcs)
+
+    # ---- the loop -------------------------------------------------------------------------------------
+    def step(self, npc_id: str, percept: Percept, events: Sequence[Event] = (), *,
+             deadline_ms: float = 0.0) -> AgentDecision:
+        if deadline_ms < 0 or deadline_ms > self.config.max_deadline_ms:
+            raise InvalidArgument(f"deadline_ms must be 0-{self.config.max_deadline_ms:.0f}, got {deadline_ms}")
+        if len(events) > MAX_EVENTS_PER_STEP:
+            raise InvalidArgument(f"at most {MAX_EVENTS_PER_STEP} events per step, got {len(events)}")
+        brain = self.get(npc_id)
+        started = time.monotonic()
+        deadline = started + (deadline_ms or self.config.default_deadline_ms) / 1000.0
+        with brain.lock:
+            decision = self._step_locked(brain, percept, events, started, deadline)
+        decision.latency_ms = (time.monotonic() - started) * 1000.0
+        self._count(decision)
+        return decision
+
+    def _step_locked(self, brain: NpcBrain, percept: Percept, events: Sequence[Event], started: float,
+                     deadline: float) -> AgentDecision:
+        now_s = percept.game_time_s
+        said = sanitize_player_text(percept.player_utterance) if percept.player_utterance else ""
+        novelty, written = None, 0
+        if said or events:
+            # perceive: novelty is measured before the new memories exist (they would match themselves)
+            query = " ".join([said, *(e.description or e.kind for e in events)]).strip()
+            novelty = self.memory.max_relevance(brain.npc_id, query) if query else None
+            written = self._perceive(brain, said, events, now_s)
+
+        # FSM: transition, then reflexes
+        ctx = GuardContext(values=percept.values, tags=percept.tags, events=frozenset(e.kind for e in events),
+                           said=bool(said))
+        tick = brain.fsm.tick(ctx, now_s)
+        spec = brain.fsm.spec
+        allowed, default = spec.allowed, spec.default
+        base = dict(npc_id=brain.npc_id, state=tick.state, allowed_actions=allowed)
+
+        if tick.reflex is not None:
+            written += self._reflect(brain, now_s)
+            return AgentDecision(action=tick.reflex.action, arguments=dict(tick.reflex.arguments), dialogue="",
+                                 escalated=False, reason=f"fsm: reflex in state {tick.state!r} "
+                                 f"({tick.reflex.guard.text})", confidence=1.0, source="fsm",
+                                 memories_written=written, **base)
+
+        values = percept.values
+        role_features = ROLE_FEATURES.get(brain.persona.role)
+        if role_features or said:
+            values = {**(role_features or {}), **({"player_talking": 1.0} if said else {}), **percept.values}
+        proposal = self.policy.propose(values, allowed)
+
+        if not said and not events:
+            local = decide_quiet(proposal, default=default, floor=self.config.policy_confidence_floor)
+            written += self._reflect(brain, now_s)
+            return self._decision(base, local, written)
+
+        prompt = DialoguePrompt(persona=brain.persona_text, mood=MOOD_BY_STATE.get(tick.state, "calm"),
+                                situation=self._situation(percept, events), player_text=said)
+        pending = self._maybe_escalate(brain, proposal, prompt, events, novelty, tick.state, allowed, said,
+                                       deadline, now_s)
+        local = decide_with_dialogue(self.dialogue, prompt, proposal, allowed=allowed, default=default,
+                                     max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id)
+        decision = self._decision(base, local, written)
+        if pending is not None:
+            trigger, handle = pending
+            result = handle.result()
+            decision.escalated = result.attempted
+            decision.escalation_outcome = result.outcome
+            if result.outcome == "ok" and result.decision is not None and result.decision.action in allowed:
+                d = result.decision
+                decision.action, decision.arguments, decision.dialogue = d.action, dict(d.arguments), d.dialogue
+                decision.source, decision.confidence = "cloud", 1.0
+                decision.rejected_action = False
+                decision.reason = f"escalated ({trigger}): {self.escalation.provider.name} chose {d.action}"
+            else:
+                decision.source = "fallback"
+                decision.rejected_action = decision.rejected_action or result.outcome == "rejected"
+                decision.reason = (f"escalated ({trigger}) but {result.outcome}: {result.detail[:120]}; "
+                                   f"local decision ({local.reason})")
+        decision.memories_written += self._reflect(brain, now_s)
+        return decision
+
+    # ---- parts ----------------------------------------------------------------------------------------
+    def _perceive(self, brain: NpcBrain, said: str, events: Sequence[Event], now_s: float) -> int:
+        written = 0
+        for e in events:
+            text = (e.description or f"A {e.kind} happened.")[:500]
+            importance = e.importance if e.importance > 0 else self.importance.score(text, kind=e.kind)
+            importance = min(10.0, max(1.0, importance))
+            self.memory.add(brain.npc_id, text, kind=f"event:{e.kind}", importance=importance, game_time_s=now_s)
+            brain.importance_since_reflection += importance
+            written += 1
+        if said:
+            text = f'The player said: "{said}"'
+            importance = min(10.0, max(1.0, self.importance.score(said)))
+            self.memory.add(brain.npc_id, text, kind="utterance", importance=importance, game_time_s=now_s)
+            brain.importance_since_reflection += importance
+            written += 1
+        return written
+
+    def _reflect(self, brain: NpcBrain, now_s: float) -> int:
+        if brain.importance_since_reflection < self.config.reflection_threshold:
+            return 0
+        recent = self.memory.recent(brain.npc_id, since_id=brain.last_reflection_id)
+        insights = reflect([m for m in recent if m.kind != "reflection"])
+        last_id = recent[-1].id if recent else brain.last_reflection_id
+        for text, importance in insights:
+            last_id = self.memory.add(brain.npc_id, text, kind="reflection", importance=importance, game_time_s=now_s)
+        brain.last_reflection_id = last_id
+        brain.importance_since_reflection = 0.0
+        with self._lock:
+            self.stats.reflections += 1
+        return len(insights)
+
+    @staticmethod
+    def _situation(percept: Percept, events: Sequence[Event]) -> str:
+        parts = [e.description.strip().rstrip(".") for e in events if e.description][:2]
+        if not parts:
+            where = percept.tags.get("location", "village")
+            distance = percept.values.get("player_distance")
+            near = f"{distance:.0f} meters away" if distance is not None else "nearby"
+            parts = [f"the player is {near} at the {where}"]
+        return "; ".join(parts)
+
+    def _maybe_escalate(self, brain: NpcBrain, proposal, prompt: DialoguePrompt, events: Sequence[Event],
+                        novelty: float | None, state: str, allowed: tuple[str, ...], said: str, deadline: float,
+                        now_s: float) -> tuple[str, PendingEscalation] | None:
+        if self.escalation is None:
+            return None
+        trigger = self.escalation.trigger(confidence=proposal.confidence, margin=proposal.margin,
+                                          novelty_similarity=novelty,
+                                          story_critical=any(e.story_critical for e in events))
+        remaining = deadline - time.monotonic()
+        if trigger is None or remaining <= 0.005:
+            return None
+        memories = self.memory.retrieve(brain.npc_id, prompt.situation + " " + said, now_s=now_s,
+                                        token_budget=self.config.memory_token_budget)
+        user = build_request_payload(
+            npc={"name": brain.persona.name, "role": brain.persona.role, "traits": list(brain.persona.traits),
+                 "backstory": brain.persona.backstory[:500]},
+            state=state, mood=prompt.mood, allowed=allowed, situation=prompt.situation,
+            events=[{"kind": e.kind, "description": e.description[:300], "story_critical": e.story_critical}
+                    for e in events],
+            memories=[m.text for m in memories],
+            local_proposal={"action": proposal.action, "confidence": round(proposal.confidence, 3)},
+            player_said=said)
+        request = EscalationRequest(npc_id=brain.npc_id, system=SYSTEM_PROMPT, user=user, allowed_actions=allowed,
+                                    max_output_tokens=self.escalation.config.max_output_tokens, trigger=trigger,
+                                    local_prompt=prompt, local_hint=order_allowed(allowed, proposal))
+        return trigger, self.escalation.start(request, deadline_s=remaining, game_time_s=now_s)
+
+    @staticmethod
+    def _decision(base: dict, local: LocalDecision, written: int) -> AgentDecision:
+        return AgentDecision(action=local.action, arguments={}, dialogue=local.line, escalated=False,
+                             reason=local.reason, confidence=local.confidence, source=local.source,
+                             memories_written=written, rejected_action=local.rejected, tokens=local.tokens, **base)
+
+    def _count(self, d: AgentDecision) -> None:
+        if d.action not in d.allowed_actions or d.action not in ACTIONS:   # the safety invariant; never expected
+            raise InternalError(f"bug: {d.action!r} chosen outside the allowed actions {d.allowed_actions}")
+        with self._lock:
+            s = self.stats
+            s.decisions += 1
+            s.by_source[d.source] += 1
+            s.actions[d.action] += 1
+            s.rejected_actions += int(d.rejected_action)
+            s.fallbacks += int(d.source == "fallback")
+            s.memories_written += d.memories_written
+            s.local_tokens += d.tokens
+            s.step_ms.append(d.latency_ms)
+            if d.escalation_outcome:
+                attempted = d.escalated
+                s.escalations += int(attempted)
+                s.escalations_denied += int(not attempted)
+                s.escalation_failures += int(d.escalation_outcome in ("timeout", "error", "rejected"))
+
+    def close(self) -> None:
+        if self.escalation is not None:
+            self.escalation.close()
+        self.memory.close()

@@ -1,0 +1,68 @@
+"""Plan: choose the action (always among the FSM's allowed ones), its arguments and a line of dialogue.
+
+Order of authority, fastest first:
+  1. an FSM reflex                          -> source "fsm" (no model)
+  2. nothing to answer (no words, no events) -> the policy model's proposal, source "policy"
+  3. the local dialogue model, its `[action]` constrained to the allowed set -> source "local_model"
+  4. escalation (unsure / novel / story-critical), started in parallel with 3 and awaited only until the
+     step's deadline -> source "cloud" when it answers a valid decision, else "fallback" (the local
+     decision of 3, or the state's safe default).
+A proposal outside the allowed set, or malformed, is never executed: the state's default action is,
+with whatever text came with it ("talks, does nothing"), and the decision is flagged rejected_action.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from npc_runtime.agent.dialogue import DialogueModel, DialoguePrompt, DialogueReply
+from npc_runtime.agent.policy_model import Policy, PolicyProposal
+from npc_runtime.errors import NpcRuntimeError
+
+
+@dataclass(frozen=True)
+class LocalDecision:
+    action: str
+    line: str
+    confidence: float
+    margin: float
+    source: str          # policy | local_model
+    rejected: bool
+    reason: str
+    tokens: int = 0
+
+
+def order_allowed(allowed: Sequence[str], proposal: PolicyProposal) -> tuple[str, ...]:
+    """Allowed actions, the policy's favourite first (a hint for constrained decoding and the local provider)."""
+    return tuple(sorted(allowed, key=lambda a: -proposal.probs.get(a, 0.0)))
+
+
+def decide_quiet(proposal: PolicyProposal, *, default: str, floor: float) -> LocalDecision:
+    """No words and no events to answer: the policy's proposal (or the safe default when it is unsure)."""
+    if proposal.confidence >= floor:
+        return LocalDecision(proposal.action, "", proposal.confidence, proposal.margin, "policy", False,
+                             f"policy: {proposal.action} p={proposal.confidence:.2f}")
+    return LocalDecision(default, "", proposal.confidence, proposal.margin, "policy", False,
+                         f"policy unsure ({proposal.confidence:.2f}): state default")
+
+
+def decide_with_dialogue(dialogue: DialogueModel, prompt: DialoguePrompt, proposal: PolicyProposal, *,
+                         allowed: Sequence[str], default: str, max_tokens: int, npc_id: str) -> LocalDecision:
+    ordered = order_allowed(allowed, proposal)
+    try:
+        reply: DialogueReply = dialogue.reply(prompt, allowed_actions=ordered, max_tokens=max_tokens, npc_id=npc_id)
+    except NpcRuntimeError as exc:   # engine busy, session limit, timeout: act on the policy, say nothing
+        return LocalDecision(proposal.action, "", proposal.confidence, proposal.margin, "policy", False,
+                             f"dialogue model failed ({exc}); policy: {proposal.action}")
+    if reply.action is None or reply.action not in allowed:
+        return LocalDecision(default, reply.line, proposal.probs.get(default, 0.0), proposal.margin, "local_model",
+                             True, f"local model proposed {reply.action!r} (not allowed or malformed): state default",
+                             reply.tokens)
+    probs: Mapping[str, float] = reply.action_probs or proposal.probs
+    top = sorted(probs.values(), reverse=True)
+    margin = (top[0] - top[1]) if len(top) > 1 else 1.0
+    confidence = float(probs.get(reply.action, 0.0))
+    basis = "token probabilities" if reply.action_probs else "policy model"
+    return LocalDecision(reply.action, reply.line, confidence, margin, "local_model", False,
+                         f"local model: {reply.action} (confidence {confidence:.2f} from {basis})", reply.tokens)

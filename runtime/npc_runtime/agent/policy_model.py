@@ -1,0 +1,126 @@
+"""The policy model (`npc-policy` package) run with ONNX Runtime directly: observations -> action probabilities.
+
+The package holds `model.onnx` (input `observations` float32 [batch, F] in raw game units, outputs
+`action_logits` [batch, A] and `confidence` [batch]) and `policy.json` (feature and action names, in
+order). Observations are built by feature name from `Observation.values`; a missing feature is 0.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from npc_runtime.agent.actions import ACTIONS
+from npc_runtime.errors import InternalError, ModelPackageError
+
+
+@dataclass(frozen=True)
+class PolicyProposal:
+    """Action probabilities restricted to (and renormalised over) the allowed actions."""
+
+    probs: Mapping[str, float]
+    action: str
+    confidence: float        # probability of `action` among the allowed ones
+    margin: float            # top-1 minus top-2 probability among the allowed ones
+    raw_confidence: float    # the model's own max softmax over all actions
+
+
+class Policy(Protocol):
+    name: str
+
+    def propose(self, values: Mapping[str, float], allowed: Sequence[str]) -> PolicyProposal: ...
+
+    def propose_batch(self, rows: Sequence[Mapping[str, float]],
+                      allowed: Sequence[Sequence[str]]) -> list[PolicyProposal]: ...
+
+
+def restrict(probs_all, actions: Sequence[str], allowed: Sequence[str], raw_conf: float) -> PolicyProposal:
+    """Renormalise a softmax over `actions` to the `allowed` subset (plain Python: n <= 12, a few µs)."""
+    index = {a: i for i, a in enumerate(actions)}
+    p = [float(probs_all[index[a]]) if a in index else 0.0 for a in allowed]
+    total = sum(p)
+    p = [x / total for x in p] if total > 0 else [1.0 / len(allowed)] * len(allowed)
+    best = max(range(len(p)), key=p.__getitem__)      # first maximum: ties go to the FSM's order
+    top = p[best]
+    second = max((x for i, x in enumerate(p) if i != best), default=0.0)
+    return PolicyProposal(probs=dict(zip(allowed, p)), action=allowed[best], confidence=top, margin=top - second,
+                          raw_confidence=float(raw_conf))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class OnnxPolicyModel:
+    """A loaded policy package. Thread-safe (ONNX Runtime sessions are), ~tens of µs per batch row."""
+
+    def __init__(self, package_dir: str | Path, *, intra_op_threads: int = 1):
+        import onnxruntime as ort
+
+        self.package_dir = Path(package_dir)
+        spec_path = self.package_dir / "policy.json"
+        model_path = self.package_dir / "model.onnx"
+        try:
+            spec = json.loads(spec_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelPackageError(f"{spec_path}: cannot read the policy spec ({exc})") from exc
+        features = spec.get("features")
+        actions = spec.get("actions")
+        if not isinstance(features, list) or not isinstance(actions, list) or not features or not actions:
+            raise ModelPackageError(f"{spec_path}: needs non-empty 'features' and 'actions' lists")
+        self.features: tuple[str, ...] = tuple(f["name"] if isinstance(f, dict) else str(f) for f in features)
+        self.actions: tuple[str, ...] = tuple(actions)
+        unknown = [a for a in self.actions if a not in ACTIONS]
+        if unknown:
+            raise ModelPackageError(f"{spec_path}: unknown actions {unknown} (the runtime knows {list(ACTIONS)})")
+        self.name = str(spec.get("name", self.package_dir.name))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelPackageError(f"{model_path}: ONNX Runtime cannot load the policy: {exc}") from exc
+        outputs = [o.name for o in self._session.get_outputs()]
+        if "action_logits" not in outputs:
+            raise ModelPackageError(f"{model_path}: no 'action_logits' output (has {outputs})")
+        self._has_confidence = "confidence" in outputs
+
+    def _vector(self, values: Mapping[str, float]) -> list[float]:
+        return [float(values.get(name, 0.0)) for name in self.features]
+
+    def propose_batch(self, rows: Sequence[Mapping[str, float]],
+                      allowed: Sequence[Sequence[str]]) -> list[PolicyProposal]:
+        if not rows:
+            return []
+        obs = np.asarray([self._vector(v) for v in rows], dtype=np.float32)   # [batch, F]
+        try:
+            logits = self._session.run(["action_logits"], {"observations": obs})[0]  # [batch, A]
+        except Exception as exc:
+            raise InternalError(f"policy model {self.name}: inference failed: {exc}") from exc
+        probs = _softmax(logits.astype(np.float64))
+        return [restrict(probs[i], self.actions, allowed[i], float(probs[i].max())) for i in range(len(rows))]
+
+    def propose(self, values: Mapping[str, float], allowed: Sequence[str]) -> PolicyProposal:
+        return self.propose_batch([values], [allowed])[0]
+
+
+_UNIFORM = [1.0 / len(ACTIONS)] * len(ACTIONS)
+
+
+class UniformPolicy:
+    """No policy model: every allowed action equally likely (confidence 1/n: the planner will be unsure)."""
+
+    name = "uniform"
+
+    def propose(self, values: Mapping[str, float], allowed: Sequence[str]) -> PolicyProposal:
+        return restrict(_UNIFORM, ACTIONS, allowed, 1.0 / len(ACTIONS))
+
+    def propose_batch(self, rows, allowed):
+        return [self.propose(v, a) for v, a in zip(rows, allowed)]

@@ -1,0 +1,54 @@
+"""Anthropic through the official `anthropic` SDK (`ANTHROPIC_API_KEY`, optional `ANTHROPIC_BASE_URL`).
+
+SDK retries are off (`max_retries=0`): the escalation manager owns retries and deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+
+import anthropic
+
+from npc_runtime.agent.memory import estimate_tokens
+from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply
+from npc_runtime.errors import DeadlineExceeded, InvalidArgument, Unauthenticated, Unavailable
+
+DEFAULT_ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(self, *, model: str | None = None, api_key: str | None = None, base_url: str | None = None):
+        self.model = model or os.environ.get("NPCRT_ESCALATION_MODEL") or DEFAULT_ANTHROPIC_MODEL
+        key = api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise Unauthenticated("the anthropic escalation provider needs ANTHROPIC_API_KEY (or api_key in the config)")
+        self._client = anthropic.Anthropic(api_key=key, base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+                                           max_retries=0)
+
+    def complete(self, request: EscalationRequest, *, timeout_s: float) -> ProviderReply:
+        try:
+            resp = self._client.messages.create(
+                model=self.model, max_tokens=request.max_output_tokens, system=request.system,
+                messages=[{"role": "user", "content": request.user}], timeout=timeout_s)
+        except anthropic.APITimeoutError as exc:
+            raise DeadlineExceeded(f"anthropic: no answer within {timeout_s * 1000:.0f} ms") from exc
+        except anthropic.APIConnectionError as exc:
+            raise Unavailable(f"anthropic: cannot reach the endpoint ({exc})") from exc
+        except anthropic.AuthenticationError as exc:
+            raise Unauthenticated(f"anthropic: the endpoint refused the key ({exc.status_code})") from exc
+        except anthropic.APIStatusError as exc:
+            if exc.status_code == 429 or exc.status_code >= 500:
+                raise Unavailable(f"anthropic: endpoint returned {exc.status_code}") from exc
+            raise InvalidArgument(f"anthropic: endpoint rejected the request ({exc.status_code}): {exc.message}") from exc
+        except anthropic.AnthropicError as exc:
+            raise Unavailable(f"anthropic: {exc}") from exc
+        text = "".join(getattr(block, "text", "") for block in resp.content if getattr(block, "type", "") == "text")
+        usage = resp.usage
+        return ProviderReply(
+            text=text,
+            input_tokens=int(usage.input_tokens) if usage else estimate_tokens(request.system + request.user),
+            output_tokens=int(usage.output_tokens) if usage else estimate_tokens(text),
+            model=resp.model or self.model,
+        )

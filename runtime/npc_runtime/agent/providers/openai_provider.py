@@ -1,0 +1,61 @@
+"""Any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp server, Ollama...) through the official `openai` SDK.
+
+Configured by `OPENAI_API_KEY` and `OPENAI_BASE_URL` (or explicit arguments). The SDK's own retries are
+off (`max_retries=0`): the escalation manager retries with backoff and jitter under its deadline.
+"""
+
+from __future__ import annotations
+
+import os
+
+import openai
+
+from npc_runtime.agent.memory import estimate_tokens
+from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply
+from npc_runtime.errors import DeadlineExceeded, InvalidArgument, Unauthenticated, Unavailable
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def __init__(self, *, model: str | None = None, api_key: str | None = None, base_url: str | None = None,
+                 json_mode: bool = True):
+        self.model = model or os.environ.get("NPCRT_ESCALATION_MODEL") or DEFAULT_OPENAI_MODEL
+        key = api_key or os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise Unauthenticated("the openai escalation provider needs OPENAI_API_KEY (or api_key in the config)")
+        self.json_mode = json_mode
+        self._client = openai.OpenAI(api_key=key, base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+                                     max_retries=0)
+
+    def complete(self, request: EscalationRequest, *, timeout_s: float) -> ProviderReply:
+        extra = {"response_format": {"type": "json_object"}} if self.json_mode else {}
+        try:
+            resp = self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "system", "content": request.system}, {"role": "user", "content": request.user}],
+                max_tokens=request.max_output_tokens, temperature=0.3, timeout=timeout_s, **extra)
+        except openai.APITimeoutError as exc:
+            raise DeadlineExceeded(f"openai: no answer within {timeout_s * 1000:.0f} ms") from exc
+        except openai.APIConnectionError as exc:
+            raise Unavailable(f"openai: cannot reach the endpoint ({exc})") from exc
+        except openai.AuthenticationError as exc:
+            raise Unauthenticated(f"openai: the endpoint refused the key ({exc.status_code})") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code == 429 or exc.status_code >= 500:
+                raise Unavailable(f"openai: endpoint returned {exc.status_code}") from exc
+            raise InvalidArgument(f"openai: endpoint rejected the request ({exc.status_code}): {exc.message}") from exc
+        except openai.OpenAIError as exc:
+            raise Unavailable(f"openai: {exc}") from exc
+        text = ""
+        if resp.choices:
+            text = resp.choices[0].message.content or ""
+        usage = resp.usage
+        return ProviderReply(
+            text=text,
+            input_tokens=int(usage.prompt_tokens) if usage else estimate_tokens(request.system + request.user),
+            output_tokens=int(usage.completion_tokens) if usage else estimate_tokens(text),
+            model=resp.model or self.model,
+        )

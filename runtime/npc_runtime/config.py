@@ -1,0 +1,65 @@
+"""Engine configuration: keyword-only dataclasses with named defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from npc_runtime.decode.sampling import SamplingParams
+from npc_runtime.errors import InvalidArgument
+
+DEFAULT_MAX_SESSIONS = 64
+DEFAULT_MAX_CONTEXT = 512
+DEFAULT_IDLE_TIMEOUT_S = 600.0
+DEFAULT_PREFIX_CACHE_BYTES = 64 << 20
+DEFAULT_PREFILL_CHUNK = 256
+DEFAULT_PREFIX_BLOCK = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionLimits:
+    max_new_tokens: int = 256            # per turn; the turn ends with finish_reason "length"
+    max_context: int | None = None       # tokens; None: the engine's max_context
+    idle_timeout_s: float | None = None  # None: the engine's idle_timeout_s
+
+    def validate(self) -> "SessionLimits":
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise InvalidArgument("limits: max_new_tokens must be an integer >= 1")
+        if self.max_context is not None and (not isinstance(self.max_context, int) or self.max_context < 2):
+            raise InvalidArgument("limits: max_context must be an integer >= 2")
+        if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
+            raise InvalidArgument("limits: idle_timeout_s must be > 0")
+        return self
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    max_sessions: int = DEFAULT_MAX_SESSIONS       # per model: KV pool slots
+    max_context: int = DEFAULT_MAX_CONTEXT         # tokens per session (capped by the package's capacity)
+    sliding_window: bool = False                   # context full: keep the last max_context/2 tokens (re-prefilled)
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S # sessions idle longer are evicted by evict_idle()
+    intra_op_threads: int = 0                      # ONNX Runtime intra-op threads; 0: all cores
+    prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES   # 0 disables the prefix cache
+    prefix_block_tokens: int = DEFAULT_PREFIX_BLOCK        # prefix cache granularity
+    max_prefill_chunk: int = DEFAULT_PREFILL_CHUNK          # long prompts are prefilled in chunks
+    tick_min_progress: bool = False                # True: a tick always runs at least one step, even over budget
+    warmup: bool = True                            # measure step costs at start (seeds the tick cost model)
+    verify_hashes: bool = True                     # sha256 of package files at load
+    default_sampling: SamplingParams = field(default_factory=SamplingParams)
+    default_limits: SessionLimits = field(default_factory=SessionLimits)
+
+    def validate(self) -> "EngineConfig":
+        checks = [
+            (self.max_sessions >= 1, "max_sessions must be >= 1"),
+            (self.max_context >= 2, "max_context must be >= 2"),
+            (self.idle_timeout_s > 0, "idle_timeout_s must be > 0"),
+            (self.intra_op_threads >= 0, "intra_op_threads must be >= 0"),
+            (self.prefix_cache_bytes >= 0, "prefix_cache_bytes must be >= 0"),
+            (self.prefix_block_tokens >= 1, "prefix_block_tokens must be >= 1"),
+            (self.max_prefill_chunk >= 1, "max_prefill_chunk must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise InvalidArgument(f"engine config: {message}")
+        self.default_sampling.validate()
+        self.default_limits.validate()
+        return self

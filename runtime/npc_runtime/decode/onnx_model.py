@@ -1,0 +1,276 @@
+"""ONNX Runtime decoder over a KV pool.
+
+Two backends, picked by the package's `kv_cache.layout` (a registry, see `open_decoder`):
+
+* `shared-buffer` (GroupQueryAttention graphs, e.g. the `ort` profile): one preallocated pool per layer and
+  per key/value, `[max_slots, kv_heads, capacity, head_dim]`. A batch is always a contiguous slot range
+  `pool[start:start+B]` (a view, bound by pointer with IO binding, past and present on the same memory), so a
+  step copies nothing; `attention_mask` is `[B, max_len + new]` right-padded, row b has `len_b + new` ones:
+  rows of different lengths decode together (ragged batching). Prefill runs on `pool[i:i+1]`.
+* `growing` (Optimum-style graphs, e.g. `portable` packages): per-slot past arrays
+  `[1, kv_heads, len, head_dim]`, present = concat(past, new). Slower: one run per row.
+
+Both expose the same small interface (`DecoderModel`), which the scheduler and its fake test model use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from npc_runtime.decode.package import ModelPackage
+from npc_runtime.errors import InternalError, InvalidArgument, ModelPackageError
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class DecoderModel(Protocol):
+    """What the scheduler needs from a model. Slots are rows of the KV pool; lengths are tracked by the caller."""
+
+    max_slots: int
+    capacity: int        # max positions per slot
+    vocab_size: int
+    kv_bytes_per_token: int
+
+    def prefill(self, slot: int, token_ids: np.ndarray, past_len: int) -> np.ndarray:
+        """Feed `token_ids` [n] to `slot` whose KV holds `past_len` positions; return the last logits [vocab]."""
+
+    def decode(self, start: int, token_ids: np.ndarray, past_lens: np.ndarray) -> np.ndarray:
+        """One token per slot for slots start..start+B-1 (ragged `past_lens` [B]); return logits [B, vocab]."""
+
+    def move(self, src: int, dst: int, length: int) -> None: ...
+
+    def swap(self, a: int, len_a: int, b: int, len_b: int) -> None: ...
+
+    def read_kv(self, slot: int, start: int, end: int) -> list[np.ndarray]:
+        """A copy of positions [start, end) of a slot, one array [kv_heads, end-start, head_dim] per pool."""
+
+    def write_kv(self, slot: int, start: int, blocks: list[np.ndarray]) -> None: ...
+
+
+@dataclass(frozen=True)
+class DecoderOptions:
+    max_slots: int = 16
+    capacity: int | None = None          # default: the package's kv capacity
+    intra_op_threads: int = 0            # 0: ONNX Runtime's default (all cores)
+
+
+def _session(package: ModelPackage, threads: int) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        return ort.InferenceSession(str(package.model_file), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph...)
+        raise ModelPackageError(f"{package.path}: ONNX Runtime cannot load model.onnx ({exc})") from exc
+
+
+class _OrtDecoderBase:
+    def __init__(self, package: ModelPackage, options: DecoderOptions) -> None:
+        arch, kv = package.architecture, package.kv_cache
+        if arch is None or kv is None:
+            raise ModelPackageError(f"{package.path}: kind {package.kind!r} is not a decoder package")
+        self.package = package
+        self.num_layers = arch.num_layers
+        self.kv_heads = arch.num_kv_heads
+        self.head_dim = arch.head_dim
+        self.vocab_size = arch.vocab_size
+        self.capacity = int(min(options.capacity or kv.capacity, kv.capacity))
+        self.max_slots = int(options.max_slots)
+        if self.max_slots < 1 or self.capacity < 2:
+            raise InvalidArgument(f"max_slots ({self.max_slots}) must be >= 1 and capacity ({self.capacity}) >= 2")
+        self.dtype = _NP_DTYPES.get(kv.dtype)
+        if self.dtype is None:
+            raise ModelPackageError(f"{package.path}: kv_cache.dtype {kv.dtype!r} unsupported")
+        self.session = _session(package, options.intra_op_threads)
+        self.has_position_ids = "position_ids" in package.input_names
+        # pool order: layer0.key, layer0.value, layer1.key, ...
+        self.past_names = [f"past_key_values.{i}.{kv_}" for i in range(self.num_layers) for kv_ in ("key", "value")]
+        self.present_names = [f"present.{i}.{kv_}" for i in range(self.num_layers) for kv_ in ("key", "value")]
+        self.kv_bytes_per_token = 2 * self.num_layers * self.kv_heads * self.head_dim * np.dtype(self.dtype).itemsize
+
+    def _run(self, feeds: dict, outputs: list[str]):
+        try:
+            return self.session.run(outputs, feeds)
+        except Exception as exc:
+            raise InternalError(f"ONNX Runtime run failed: {exc}") from exc
+
+
+class SharedBufferDecoder(_OrtDecoderBase):
+    """GQA graphs: past and present bound to the same preallocated pool views (no copies per step).
+
+    IO bindings are cached per (start slot, batch): the KV views, the input_ids buffer and the logits buffer
+    keep their addresses, so a decode step only writes token ids in place and rebinds the attention mask
+    (whose width grows by one each step)."""
+
+    _MAX_BINDINGS = 128
+
+    def __init__(self, package: ModelPackage, options: DecoderOptions) -> None:
+        super().__init__(package, options)
+        shape = (self.max_slots, self.kv_heads, self.capacity, self.head_dim)
+        self.pools = [np.zeros(shape, self.dtype) for _ in self.past_names]   # [slots, kv_heads, capacity, head_dim]
+        self._slot_bytes = self.kv_heads * self.capacity * self.head_dim * np.dtype(self.dtype).itemsize
+        self._logits = np.zeros((self.max_slots, 1, self.vocab_size), np.float32)   # decode logits [B, 1, vocab]
+        self._ids = np.zeros((self.max_slots, 1), np.int64)                        # decode input_ids [B, 1]
+        self._positions = np.zeros((self.max_slots, 1), np.int64)
+        self._mask = np.zeros(self.max_slots * (self.capacity + 1), np.int64)      # [B, total] views of it
+        self._bindings: dict[tuple[int, int], ort.IOBinding] = {}
+
+    @property
+    def pool_bytes(self) -> int:
+        return sum(p.nbytes for p in self.pools)
+
+    def _bind_kv(self, io: ort.IOBinding, start: int, batch: int) -> None:
+        shape = [batch, self.kv_heads, self.capacity, self.head_dim]
+        for past, present, pool in zip(self.past_names, self.present_names, self.pools):
+            ptr = pool.ctypes.data + start * self._slot_bytes
+            io.bind_input(past, "cpu", 0, self.dtype, shape, ptr)
+            io.bind_output(present, "cpu", 0, self.dtype, shape, ptr)
+
+    @staticmethod
+    def _bind_array(io: ort.IOBinding, name: str, array: np.ndarray) -> None:
+        io.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
+
+    def _decode_binding(self, start: int, batch: int) -> ort.IOBinding:
+        io = self._bindings.get((start, batch))
+        if io is None:
+            if len(self._bindings) >= self._MAX_BINDINGS:
+                self._bindings.clear()
+            io = self.session.io_binding()
+            self._bind_kv(io, start, batch)
+            self._bind_array(io, "input_ids", self._ids[:batch])
+            if self.has_position_ids:
+                self._bind_array(io, "position_ids", self._positions[:batch])
+            io.bind_output("logits", "cpu", 0, np.float32, [batch, 1, self.vocab_size], self._logits.ctypes.data)
+            self._bindings[(start, batch)] = io
+        return io
+
+    def prefill(self, slot: int, token_ids: np.ndarray, past_len: int) -> np.ndarray:
+        ids = np.ascontiguousarray(token_ids, dtype=np.int64).reshape(1, -1)
+        n = ids.shape[1]
+        if n < 1 or past_len + n > self.capacity:
+            raise InvalidArgument(f"prefill of {n} tokens after {past_len} exceeds capacity {self.capacity}")
+        mask = np.ones((1, past_len + n), np.int64)
+        logits = np.empty((1, n, self.vocab_size), np.float32)
+        io = self.session.io_binding()
+        self._bind_array(io, "input_ids", ids)
+        self._bind_array(io, "attention_mask", mask)
+        if self.has_position_ids:
+            self._bind_array(io, "position_ids", np.arange(past_len, past_len + n, dtype=np.int64).reshape(1, -1))
+        self._bind_kv(io, slot, 1)
+        io.bind_output("logits", "cpu", 0, np.float32, list(logits.shape), logits.ctypes.data)
+        self._run_binding(io)
+        return logits[0, -1]
+
+    def decode(self, start: int, token_ids: np.ndarray, past_lens: np.ndarray) -> np.ndarray:
+        batch = len(token_ids)
+        lens = np.asarray(past_lens, dtype=np.int64)
+        total = int(lens.max()) + 1
+        if total > self.capacity or start + batch > self.max_slots:
+            raise InvalidArgument(f"decode over slots {start}..{start + batch} to length {total} exceeds the pool")
+        io = self._decode_binding(start, batch)
+        self._ids[:batch, 0] = token_ids
+        if self.has_position_ids:
+            self._positions[:batch, 0] = lens
+        # right-padded mask: row b has len_b + 1 ones  [B, max_len + 1]
+        mask = self._mask[: batch * total].reshape(batch, total)
+        np.less_equal(np.arange(total, dtype=np.int64)[None, :], lens[:, None], out=mask, casting="unsafe")
+        self._bind_array(io, "attention_mask", mask)
+        self._run_binding(io)
+        return self._logits[:batch, 0]
+
+    def _run_binding(self, io: ort.IOBinding) -> None:
+        try:
+            self.session.run_with_iobinding(io)
+        except Exception as exc:
+            raise InternalError(f"ONNX Runtime run failed: {exc}") from exc
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        if src != dst:
+            for pool in self.pools:
+                pool[dst, :, :length] = pool[src, :, :length]
+
+    def swap(self, a: int, len_a: int, b: int, len_b: int) -> None:
+        if a == b:
+            return
+        for pool in self.pools:
+            tmp = pool[a, :, :len_a].copy()
+            pool[a, :, :len_b] = pool[b, :, :len_b]
+            pool[b, :, :len_a] = tmp
+
+    def read_kv(self, slot: int, start: int, end: int) -> list[np.ndarray]:
+        return [pool[slot, :, start:end].copy() for pool in self.pools]
+
+    def write_kv(self, slot: int, start: int, blocks: list[np.ndarray]) -> None:
+        for pool, block in zip(self.pools, blocks):
+            pool[slot, :, start:start + block.shape[1]] = block
+
+
+class GrowingDecoder(_OrtDecoderBase):
+    """Optimum-style graphs (past in, concatenated present out): per-slot past arrays, one run per row."""
+
+    def __init__(self, package: ModelPackage, options: DecoderOptions) -> None:
+        super().__init__(package, options)
+        self._empty = np.zeros((1, self.kv_heads, 0, self.head_dim), self.dtype)
+        self.past: list[list[np.ndarray]] = [[self._empty] * len(self.past_names) for _ in range(self.max_slots)]
+
+    def _forward(self, slot: int, ids: np.ndarray, past_len: int) -> np.ndarray:
+        past = [p[:, :, :past_len] for p in self.past[slot]]
+        n = ids.shape[1]
+        feeds = {"input_ids": ids, "attention_mask": np.ones((1, past_len + n), np.int64)}
+        if self.has_position_ids:
+            feeds["position_ids"] = np.arange(past_len, past_len + n, dtype=np.int64).reshape(1, -1)
+        feeds.update(zip(self.past_names, past))
+        out = self._run(feeds, ["logits", *self.present_names])
+        self.past[slot] = out[1:]
+        return out[0][0, -1]
+
+    def prefill(self, slot: int, token_ids: np.ndarray, past_len: int) -> np.ndarray:
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(1, -1)
+        if past_len + ids.shape[1] > self.capacity:
+            raise InvalidArgument(f"prefill after {past_len} exceeds capacity {self.capacity}")
+        return self._forward(slot, ids, past_len)
+
+    def decode(self, start: int, token_ids: np.ndarray, past_lens: np.ndarray) -> np.ndarray:
+        rows = [self._forward(start + b, np.array([[int(t)]], np.int64), int(n))
+                for b, (t, n) in enumerate(zip(token_ids, past_lens))]
+        return np.stack(rows)
+
+    def move(self, src: int, dst: int, length: int) -> None:
+        if src != dst:
+            self.past[dst] = [p[:, :, :length] for p in self.past[src]]
+            self.past[src] = [self._empty] * len(self.past_names)
+
+    def swap(self, a: int, len_a: int, b: int, len_b: int) -> None:
+        self.past[a], self.past[b] = self.past[b], self.past[a]
+
+    def read_kv(self, slot: int, start: int, end: int) -> list[np.ndarray]:
+        return [p[0, :, start:end].copy() for p in self.past[slot]]
+
+    def write_kv(self, slot: int, start: int, blocks: list[np.ndarray]) -> None:
+        merged = []
+        for p, block in zip(self.past[slot], blocks):
+            head = p[:, :, :start]
+            if head.shape[2] != start:
+                raise InternalError(f"write_kv at {start} but slot {slot} holds {head.shape[2]} positions")
+            merged.append(np.concatenate([head, block[None]], axis=2))
+        self.past[slot] = merged
+
+
+_BACKENDS = {"shared-buffer": SharedBufferDecoder, "growing": GrowingDecoder}
+
+
+def open_decoder(package: ModelPackage, options: DecoderOptions = DecoderOptions()) -> DecoderModel:
+    """The decoder for a package's KV layout."""
+    layout = package.kv_cache.layout if package.kv_cache else None
+    backend = _BACKENDS.get(layout)
+    if backend is None:
+        raise ModelPackageError(f"{package.path}: kv_cache.layout {layout!r} cannot be served "
+                                f"(supported: {sorted(_BACKENDS)})")
+    return backend(package, options)

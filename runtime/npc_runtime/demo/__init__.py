@@ -1,0 +1,1 @@
+"""`npcrt demo`: the offline village demo (server in-process, headless village, live table, summary, plot)."""

@@ -1,0 +1,49 @@
+"""The demo's models: the built-in packages, exported once into a cache directory (with progress)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+BUILTINS = ("npc-dialogue", "npc-policy")
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("NPCRT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "npcrt")
+    return Path(base) / "models"
+
+
+@dataclass
+class Packages:
+    dialogue: Path | None
+    policy: Path | None
+    notes: list[str]
+
+
+def ensure_packages(cache_dir: Path, *, progress: bool = True) -> Packages:
+    """Use cached packages; export missing ones from `builtin:NAME` (needs the exporter extra, once)."""
+    found: dict[str, Path | None] = {}
+    notes: list[str] = []
+    for name in BUILTINS:
+        out = cache_dir / name
+        if (out / "manifest.json").is_file():
+            found[name] = out
+            continue
+        try:
+            from npc_export.api import export_model
+        except ImportError as exc:
+            notes.append(f"{name}: not cached and the exporter is not installed ({exc}); "
+                         "pip install 'npc-runtime[export]' or run `npcrt export` once")
+            found[name] = None
+            continue
+        print(f"npcrt demo: exporting builtin:{name} to {out} (first run only)...", file=sys.stderr, flush=True)
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            export_model(f"builtin:{name}", out, precision="fp32", target="ort", progress=progress)
+            found[name] = out
+        except Exception as exc:  # noqa: BLE001 - the exporter's own errors; the demo goes on without the model
+            notes.append(f"{name}: export failed ({type(exc).__name__}: {exc})")
+            found[name] = None
+    return Packages(dialogue=found["npc-dialogue"], policy=found["npc-policy"], notes=notes)

@@ -1,0 +1,174 @@
+"""The `NpcAgent` gRPC servicer (grpc.aio) over `npc_runtime.agent.AgentRuntime`.
+
+Translation only: protobuf <-> agent dataclasses here, errors through `serving/status.py`. Agent steps
+block (local model, escalation wait bounded by the step deadline), so they run on a thread pool; the
+steps of one `PlayRequest` run concurrently and are answered in request order.
+Register it with `create_server(..., extra_servicers=[agent_hook(runtime)])`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import grpc
+
+from npc_proto.v1 import agent_pb2 as pb
+from npc_proto.v1 import agent_pb2_grpc
+from npc_runtime.agent.brain import AgentRuntime
+from npc_runtime.agent.fsm import FsmDefinition
+from npc_runtime.agent.fsm_loader import BUILTIN_FSMS, load_builtin_fsm, parse_fsm
+from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
+from npc_runtime.errors import InvalidArgument
+from npc_runtime.serving import status
+
+log = logging.getLogger("npc_runtime.serving.agent")
+
+SERVICE_NAME = "npc.v1.NpcAgent"
+MAX_FSM_YAML_CHARS = 64 * 1024
+MAX_TEXT_CHARS = 2_000
+MAX_STEPS_PER_PLAY = 4_096
+
+SOURCE_TO_PB = {
+    "fsm": pb.DECISION_SOURCE_FSM, "policy": pb.DECISION_SOURCE_POLICY, "local_model": pb.DECISION_SOURCE_LOCAL_MODEL,
+    "cloud": pb.DECISION_SOURCE_CLOUD, "fallback": pb.DECISION_SOURCE_FALLBACK,
+}
+
+
+# ---- translation ------------------------------------------------------------------------------------
+def fsm_from_request(req: pb.RegisterNpcRequest) -> FsmDefinition:
+    which = req.WhichOneof("fsm")
+    if which == "fsm_yaml":
+        if len(req.fsm_yaml) > MAX_FSM_YAML_CHARS:
+            raise InvalidArgument(f"fsm_yaml: at most {MAX_FSM_YAML_CHARS} characters")
+        return parse_fsm(req.fsm_yaml, source_name=f"fsm_yaml[{req.npc_id}]")
+    name = req.fsm_name if which == "fsm_name" else req.persona.role
+    if name not in BUILTIN_FSMS:
+        raise InvalidArgument(f"fsm: give fsm_yaml or fsm_name (built-ins: {', '.join(BUILTIN_FSMS)}), got {name!r}")
+    return load_builtin_fsm(name)
+
+
+def persona_from_pb(p: pb.Persona) -> Persona:
+    if not p.name:
+        raise InvalidArgument("persona.name is required")
+    if len(p.backstory) > MAX_TEXT_CHARS:
+        raise InvalidArgument(f"persona.backstory: at most {MAX_TEXT_CHARS} characters")
+    return Persona(name=p.name[:64], role=p.role[:64], traits=tuple(t[:32] for t in p.traits[:8]), backstory=p.backstory)
+
+
+def step_from_pb(req: pb.StepRequest) -> tuple[Percept, list[Event], float]:
+    obs = req.observation
+    if len(obs.player_utterance) > MAX_TEXT_CHARS:
+        raise InvalidArgument(f"observation.player_utterance: at most {MAX_TEXT_CHARS} characters")
+    percept = Percept(game_time_s=obs.game_time_s, values=dict(obs.values), tags=dict(obs.tags),
+                      player_utterance=obs.player_utterance)
+    events = []
+    for i, e in enumerate(req.events):
+        if not e.kind:
+            raise InvalidArgument(f"events[{i}].kind is required")
+        if not 0 <= e.importance <= 10:
+            raise InvalidArgument(f"events[{i}].importance must be 0-10 (0 = let the runtime judge), got {e.importance}")
+        events.append(Event(kind=e.kind[:64], description=e.description[:MAX_TEXT_CHARS], importance=e.importance,
+                            story_critical=e.story_critical, attributes=dict(e.attributes)))
+    return percept, events, float(req.deadline_ms)
+
+
+def decision_to_pb(d: AgentDecision) -> pb.Decision:
+    return pb.Decision(npc_id=d.npc_id, state=d.state, action=d.action, arguments=d.arguments, dialogue=d.dialogue,
+                       escalated=d.escalated, reason=d.reason, confidence=d.confidence,
+                       source=SOURCE_TO_PB[d.source], allowed_actions=list(d.allowed_actions),
+                       latency_ms=d.latency_ms, memories_written=d.memories_written,
+                       rejected_action=d.rejected_action)
+
+
+# ---- servicer ---------------------------------------------------------------------------------------
+def _unary(method: Callable) -> Callable:
+    @functools.wraps(method)
+    async def wrapper(self: "AgentServicer", request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server keeps running
+            st = status.status_for(exc, where=f"NpcAgent.{method.__name__}")
+            await context.abort(st.grpc_code, st.message)
+
+    return wrapper
+
+
+class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
+    def __init__(self, runtime: AgentRuntime, *, workers: int = 16):
+        self.runtime = runtime
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="npcrt-agent")
+
+    async def _run(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    def _register(self, req: pb.RegisterNpcRequest) -> pb.RegisterNpcResponse:
+        persona = persona_from_pb(req.persona)
+        fsm = fsm_from_request(req)
+        brain = self.runtime.register(req.npc_id, persona, fsm, replace=req.replace,
+                                      memories=[(m.text[:MAX_TEXT_CHARS], m.importance) for m in req.memories])
+        return pb.RegisterNpcResponse(npc_id=req.npc_id, state=brain.fsm.state,
+                                      allowed_actions=list(brain.fsm.spec.allowed))
+
+    def _step(self, req: pb.StepRequest) -> pb.Decision:
+        percept, events, deadline_ms = step_from_pb(req)
+        return decision_to_pb(self.runtime.step(req.npc_id, percept, events, deadline_ms=deadline_ms))
+
+    @_unary
+    async def RegisterNpc(self, request, context):
+        return await self._run(self._register, request)
+
+    @_unary
+    async def UnregisterNpc(self, request, context):
+        await self._run(self.runtime.unregister, request.npc_id, forget=request.forget)
+        return pb.UnregisterNpcResponse()
+
+    @_unary
+    async def Step(self, request, context):
+        return await self._run(self._step, request)
+
+    async def Play(self, request_iterator, context):
+        async for update in request_iterator:
+            yield await self._play_one(update)
+
+    async def _play_one(self, update: pb.PlayRequest) -> pb.PlayResponse:
+        out = pb.PlayResponse(seq=update.seq)
+        for reg in update.register:
+            try:
+                await self._run(self._register, reg)
+            except Exception as exc:  # noqa: BLE001 - per-NPC failure, the stream goes on
+                out.errors.append(self._error(reg.npc_id, exc, "Play.register"))
+        steps: Sequence[pb.StepRequest] = update.steps
+        if len(steps) > MAX_STEPS_PER_PLAY:
+            out.errors.append(self._error("", InvalidArgument(f"at most {MAX_STEPS_PER_PLAY} steps per update"), "Play"))
+            return out
+        results = await asyncio.gather(*(self._run(self._step, s) for s in steps), return_exceptions=True)
+        for s, result in zip(steps, results):
+            if isinstance(result, BaseException):
+                out.errors.append(self._error(s.npc_id, result, "Play.step"))
+            else:
+                out.decisions.append(result)
+        return out
+
+    @staticmethod
+    def _error(npc_id: str, exc: BaseException, where: str) -> pb.NpcError:
+        st = status.status_for(exc, where=where)
+        return pb.NpcError(npc_id=npc_id, code=status.grpc_code_number(st.grpc_code), message=st.message)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def agent_hook(runtime: AgentRuntime, *, workers: int = 16) -> Callable[[grpc.aio.Server, Any], Sequence[str]]:
+    """An `extra_servicers` entry for `serving.server.create_server`."""
+
+    def add(server: grpc.aio.Server, engine: Any) -> Sequence[str]:
+        agent_pb2_grpc.add_NpcAgentServicer_to_server(AgentServicer(runtime, workers=workers), server)
+        return [SERVICE_NAME]
+
+    return add

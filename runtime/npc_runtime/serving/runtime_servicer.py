@@ -1,0 +1,197 @@
+"""The `NpcRuntime` gRPC servicer (grpc.aio) over the engine's asyncio facade.
+
+Translation only: requests go through `translate`, errors through `status`, metrics are counted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+
+import npc_runtime
+from npc_proto.v1 import runtime_pb2 as pb
+from npc_proto.v1 import runtime_pb2_grpc
+from npc_runtime.errors import DeadlineExceeded, InvalidArgument, NpcRuntimeError
+from npc_runtime.serving import status, translate
+from npc_runtime.serving.config import ServerConfig
+from npc_runtime.serving.engine_port import EnginePort, TickEntryError, TickItem
+from npc_runtime.serving.metrics import ServingMetrics
+
+log = logging.getLogger("npc_runtime.serving.grpc")
+
+PROTOCOL_VERSION = "1"
+BASE_CAPABILITIES = ("tick", "generate", "cancel", "prefix-cache", "constraints.actions",
+                     "constraints.json-schema", "chat-template")
+# a Tick stops this long before the call's deadline, to leave time for the reply, milliseconds
+DEADLINE_MARGIN_MS = 2.0
+
+
+async def maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def unary(method: Callable) -> Callable:
+    """Maps exceptions to a status (the one table in `status`), times the call, counts errors."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(self: "RuntimeServicer", request, context: grpc.aio.ServicerContext):
+        started = time.perf_counter()
+        try:
+            return await method(self, request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server keeps running
+            st = status.status_for(exc, where=name)
+            self.metrics.errors.labels(name, st.grpc_code.name).inc()
+            await context.abort(st.grpc_code, st.message)
+        finally:
+            self.metrics.rpc_latency.labels(name).observe(time.perf_counter() - started)
+
+    return wrapper
+
+
+class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
+    def __init__(self, engine: EnginePort, *, config: ServerConfig, metrics: ServingMetrics,
+                 capabilities: Sequence[str] = ()) -> None:
+        self.engine = engine
+        self.config = config
+        self.metrics = metrics
+        self.capabilities = tuple(dict.fromkeys((*BASE_CAPABILITIES, *capabilities)))
+
+    # ---------------------------------------------------------------------------------- unary RPCs
+
+    @unary
+    async def Handshake(self, request: pb.HandshakeRequest, context) -> pb.HandshakeResponse:
+        version = request.protocol_version or PROTOCOL_VERSION
+        if version.split(".")[0] != PROTOCOL_VERSION:
+            raise InvalidArgument(f"protocol_version {version!r} is not supported; this server speaks "
+                                  f"{PROTOCOL_VERSION!r}")
+        log.info("handshake", extra={"fields": {"client": request.client_name[:200], "peer": context.peer()}})
+        return pb.HandshakeResponse(protocol_version=PROTOCOL_VERSION, server_version=npc_runtime.__version__,
+                                    capabilities=list(self.capabilities),
+                                    max_tick_entries=self.config.max_tick_entries,
+                                    max_sessions=int(self.engine.max_sessions))
+
+    @unary
+    async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
+        models = await maybe_await(self.engine.list_models())
+        return pb.ListModelsResponse(models=[translate.model_info_to_proto(m) for m in models])
+
+    @unary
+    async def OpenSession(self, request: pb.OpenSessionRequest, context) -> pb.OpenSessionResponse:
+        args = translate.open_session_from_proto(request, self.config)
+        opened = await self.engine.open_session(
+            args.model, npc_id=args.npc_id, prefix=args.prefix, prompt=args.prompt,
+            apply_chat_template=args.apply_chat_template, sampling=args.sampling, limits=args.limits,
+            constraint=args.constraint)
+        return pb.OpenSessionResponse(session_id=opened.session_id, prompt_tokens=opened.prompt_tokens,
+                                      cached_prefix_tokens=opened.cached_prefix_tokens)
+
+    @unary
+    async def Tick(self, request: pb.TickRequest, context) -> pb.TickResponse:
+        started = time.perf_counter()
+        translate.check_tick_size(request, self.config)
+        budget_cap_ms = self._deadline_budget_ms(context)
+        results: list[pb.TickResult | None] = [None] * len(request.entries)
+        todo: list[tuple[int, TickItem]] = []
+        seen: set[str] = set()
+        for i, entry in enumerate(request.entries):
+            try:
+                args = translate.tick_entry_from_proto(entry, self.config, f"entries[{i}]")
+                if args.session_id in seen:
+                    raise InvalidArgument(f"entries[{i}].session_id {args.session_id!r} appears twice in one Tick")
+                seen.add(args.session_id)
+                todo.append((i, translate.tick_item_to_domain(args, budget_cap_ms)))
+            except NpcRuntimeError as exc:  # a bad entry fails alone
+                results[i] = self._error_result(entry.session_id, exc)
+        if todo:
+            outcomes = await self.engine.tick([item for _, item in todo])
+            batch = sum(1 for o in outcomes if not isinstance(o, TickEntryError) and o.stats.steps)
+            tokens = 0
+            for (i, _), outcome in zip(todo, outcomes):
+                if isinstance(outcome, TickEntryError):
+                    results[i] = self._error_result(outcome.session_id, outcome.error)
+                    continue
+                results[i] = translate.tick_result_to_proto(outcome, batch=batch)
+                tokens += len(outcome.token_ids)
+            self.metrics.tokens.labels("grpc").inc(tokens)
+            if batch:
+                self.metrics.batch_size.observe(batch)
+        elapsed = time.perf_counter() - started
+        self.metrics.tick_latency.observe(elapsed)
+        return pb.TickResponse(results=results, tick_ms=elapsed * 1000.0)
+
+    @unary
+    async def Cancel(self, request: pb.CancelRequest, context) -> pb.CancelResponse:
+        was_running = await self.engine.cancel(translate.session_id(request.session_id))
+        return pb.CancelResponse(was_running=bool(was_running))
+
+    @unary
+    async def CloseSession(self, request: pb.CloseSessionRequest, context) -> pb.CloseSessionResponse:
+        context_tokens = await self.engine.close_session(translate.session_id(request.session_id))
+        return pb.CloseSessionResponse(context_tokens=int(context_tokens or 0))
+
+    # ------------------------------------------------------------------------------- server stream
+
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
+        """Streams chunks; a client that goes away (or a deadline) cancels this coroutine, and closing the
+        engine's iterator in `finally` frees the session's work."""
+        chunks = None
+        try:
+            args = translate.generate_from_proto(request, self.config)
+            text = args.input
+            if args.constraint is not None:
+                await self.engine.append_input(args.session_id, text, constraint=args.constraint)
+                text = None
+            chunks = self.engine.generate(args.session_id, text, max_tokens=args.max_tokens)
+            async for chunk in chunks:
+                message = translate.chunk_to_proto(chunk)
+                self.metrics.tokens.labels("grpc").inc(len(message.token_ids))
+                yield message
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            st = status.status_for(exc, where="Generate")
+            self.metrics.errors.labels("Generate", st.grpc_code.name).inc()
+            await context.abort(st.grpc_code, st.message)
+        finally:
+            if chunks is not None:  # the engine cancels an unfinished turn when its stream is closed
+                await _close_quietly(chunks)
+
+    # ------------------------------------------------------------------------------------- helpers
+
+    def _deadline_budget_ms(self, context: grpc.aio.ServicerContext) -> float | None:
+        """The largest budget that still ends before the call's deadline (None: no deadline)."""
+        remaining = context.time_remaining()
+        if remaining is None:
+            return None
+        budget = remaining * 1000.0 - DEADLINE_MARGIN_MS
+        if budget <= 0:
+            raise DeadlineExceeded("the call's deadline leaves no time for a Tick; give it a longer deadline")
+        return budget
+
+    def _error_result(self, session_id: str, exc: BaseException) -> pb.TickResult:
+        st = status.status_for(exc, where="Tick entry")
+        self.metrics.errors.labels("Tick", st.grpc_code.name).inc()
+        return pb.TickResult(session_id=session_id, finished=True, finish_reason=pb.FINISH_REASON_ERROR,
+                             error=st.message, error_code=status.grpc_code_number(st.grpc_code))
+
+
+
+async def _close_quietly(chunks: Any) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await asyncio.shield(aclose())
+    except (Exception, asyncio.CancelledError):  # noqa: BLE001 - cleanup after a disconnect
+        log.debug("closing a generation stream failed", exc_info=True)
+

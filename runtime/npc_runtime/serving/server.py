@@ -1,0 +1,198 @@
+"""The server process: gRPC (`NpcRuntime`, health, reflection, extra servicers such as `NpcAgent`) and the
+HTTP app (OpenAI-compatible API, /metrics, /healthz) on one asyncio loop, over one engine.
+
+    server, port = create_server(engine, config=cfg)     # gRPC only, not started (tests bind port 0)
+    app = NpcServer(engine, config=cfg); await app.start(); ...; await app.stop()
+    exit_code = await serve(engine, config=cfg)          # until SIGTERM/SIGINT, then a graceful stop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
+from npc_runtime.errors import InvalidArgument
+from npc_runtime.serving.auth import BearerTokenInterceptor
+from npc_runtime.serving.config import ServerConfig
+from npc_runtime.serving.engine_port import EnginePort
+from npc_runtime.serving.metrics import ServingMetrics
+from npc_runtime.serving.runtime_servicer import RuntimeServicer
+
+log = logging.getLogger("npc_runtime.serving")
+
+# An extra servicer is registered by a callable that receives the grpc.aio server (and the engine) and
+# returns the full service names it added (for reflection and health), e.g.
+#   def add_agent(server, engine): agent_pb2_grpc.add_NpcAgentServicer_to_server(..., server); return ["npc.v1.NpcAgent"]
+ServicerHook = Callable[[grpc.aio.Server, Any], Sequence[str]]
+
+RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["NpcRuntime"].full_name
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None:
+        return None
+    try:
+        cert = Path(config.tls_cert).read_bytes()
+        key = Path(config.tls_key).read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"TLS: cannot read {exc.filename}: {exc.strerror}") from exc
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+def create_server(engine: Any, *, config: ServerConfig, metrics: ServingMetrics | None = None,
+                  health_servicer: health.aio.HealthServicer | None = None,
+                  extra_servicers: Sequence[ServicerHook] = (),
+                  capabilities: Sequence[str] = ()) -> tuple[grpc.aio.Server, int]:
+    """A bound, not yet started grpc.aio server and its port. Call inside the running event loop.
+    `engine`: an `Engine`, `AsyncEngine` or `EnginePort`."""
+    engine = EnginePort.from_engine(engine)
+    options = [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+    server = grpc.aio.server(interceptors=interceptors, options=options,
+                             maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+    metrics = metrics or ServingMetrics()
+    runtime_pb2_grpc.add_NpcRuntimeServicer_to_server(
+        RuntimeServicer(engine, config=config, metrics=metrics, capabilities=capabilities), server)
+    services = [RUNTIME_SERVICE]
+    for hook in extra_servicers:
+        services += list(hook(server, engine) or ())
+    health_servicer = health_servicer or health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    services.append(health.SERVICE_NAME)
+    reflection.enable_server_reflection([*services, reflection.SERVICE_NAME], server)
+    address = f"{config.host}:{config.port}"
+    credentials = _credentials(config)
+    try:
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise InvalidArgument(f"cannot listen on {address} for gRPC ({exc}); choose another --port") from exc
+    if port == 0:
+        raise InvalidArgument(f"cannot listen on {address} for gRPC (in use?); choose another --port")
+    server._npc_services = tuple(services)  # noqa: SLF001 - read by NpcServer to set health
+    return server, port
+
+
+def _bind_http_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidArgument(f"cannot listen on {host}:{port} for HTTP ({exc.strerror}); "
+                              "choose another --http-port (or -1 for none)") from exc
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class NpcServer:
+    """gRPC + HTTP over one engine, started and stopped together."""
+
+    def __init__(self, engine: Any, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
+                 capabilities: Sequence[str] = ()) -> None:
+        self.engine = EnginePort.from_engine(engine)
+        self.config = config
+        self.metrics = ServingMetrics()
+        self.metrics.active_sessions.set_function(self.engine.active_sessions)
+        self.health = health.aio.HealthServicer()
+        self._extra = tuple(extra_servicers)
+        self._capabilities = tuple(capabilities)
+        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+        self._http: Any = None
+        self._http_task: asyncio.Task | None = None
+        self.serving = False
+
+    async def start(self) -> None:
+        self.grpc_server, self.grpc_port = create_server(
+            self.engine, config=self.config, metrics=self.metrics, health_servicer=self.health,
+            extra_servicers=self._extra, capabilities=self._capabilities)
+        if self.config.http_port >= 0:
+            await self._start_http()
+        await self.grpc_server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self.serving = True
+        log.info("serving", extra={"fields": {"grpc_port": self.grpc_port, "http_port": self.http_port,
+                                               "tls": self.config.tls_cert is not None,
+                                               "auth": self.config.token is not None}})
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from npc_runtime.serving.http_api import create_http_app
+
+        sock = _bind_http_socket(self.config.host, self.config.http_port)
+        self.http_port = sock.getsockname()[1]
+        app = create_http_app(self.engine, config=self.config, metrics=self.metrics,
+                              is_serving=lambda: self.serving)
+        uv_config = uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=self.config.grace_s,
+            ssl_certfile=self.config.tls_cert, ssl_keyfile=self.config.tls_key)
+        self._http = uvicorn.Server(uv_config)
+        self._http.install_signal_handlers = lambda: None  # serve() owns the signals (older uvicorn)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]), name="npc-http")
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises the startup error
+                raise InvalidArgument("the HTTP server stopped during startup")
+            await asyncio.sleep(0.005)
+
+    async def _set_health(self, state: int) -> None:
+        for name in ("", *getattr(self.grpc_server, "_npc_services", ())):
+            await self.health.set(name, state)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Health NOT_SERVING, stop accepting, let in-flight RPCs finish within `grace` seconds."""
+        grace = self.config.grace_s if grace is None else grace
+        self.serving = False
+        if self.grpc_server is not None:
+            await self.health.enter_graceful_shutdown()
+            await self.grpc_server.stop(grace)
+        if self._http is not None:
+            self._http.should_exit = True
+            try:
+                await asyncio.wait_for(self._http_task, timeout=grace + 1.0)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self._http.force_exit = True
+        log.info("stopped", extra={"fields": {"grpc_port": self.grpc_port}})
+
+
+async def serve(engine: Any, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
+                capabilities: Sequence[str] = (), on_ready: Callable[[NpcServer], None] | None = None) -> int:
+    """Runs until SIGTERM/SIGINT, then stops gracefully: NOT_SERVING, no new calls, in-flight work finishes
+    within `config.grace_s`, the engine drains. Returns the exit code (0)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = NpcServer(engine, config=config, extra_servicers=extra_servicers, capabilities=capabilities)
+    engine = server.engine
+    await server.start()
+    if on_ready is not None:
+        on_ready(server)
+    try:
+        await stop.wait()
+        log.info("shutdown requested", extra={"fields": {"grace_s": config.grace_s}})
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+        await engine.shutdown(drain=True)
+    return 0

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import pytest
+
+from npc_runtime.agent.brain import AgentRuntime
+from npc_runtime.agent.config import AgentConfig
+from npc_runtime.agent.escalation import EscalationConfig, EscalationManager
+from npc_runtime.agent.fsm_loader import load_builtin_fsm
+from npc_runtime.agent.memory import MemoryStore
+from npc_runtime.agent.types import Persona
+
+from .fake_llm import FakeLLM
+
+
+@pytest.fixture
+def fake_llm():
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def memory():
+    store = MemoryStore(":memory:")
+    yield store
+    store.close()
+
+
+def make_runtime(memory: MemoryStore, provider=None, *, escalation_config: EscalationConfig | None = None,
+                 **config) -> AgentRuntime:
+    esc = None
+    if provider is not None:
+        esc = EscalationManager(provider, config=escalation_config or EscalationConfig(), memory=memory)
+    return AgentRuntime(config=AgentConfig(memory_db=":memory:", **config), memory=memory, escalation=esc)
+
+
+def register_guard(rt: AgentRuntime, npc_id: str = "guard-01") -> None:
+    rt.register(npc_id, Persona("Bram", "guard", ("stern", "loyal")), load_builtin_fsm("guard"))

@@ -1,0 +1,120 @@
+"""Request validation in `serving.translate` and the one status table in `serving.status`."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from npc_proto.v1 import runtime_pb2 as pb
+from npc_runtime import errors
+from npc_runtime.serving import status, translate
+from npc_runtime.serving.config import ServerConfig
+
+CFG = ServerConfig(port=0, http_port=-1, max_text_chars=1000)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("temperature", float("nan")), ("temperature", -0.1), ("temperature", 5.5), ("temperature", float("inf")),
+    ("top_p", 1.5), ("top_p", float("nan")), ("repetition_penalty", 3.5), ("repetition_penalty", -1.0),
+])
+def test_sampling_out_of_range_names_the_field(field, value):
+    with pytest.raises(errors.InvalidArgument, match=f"sampling.{field}"):
+        translate.sampling_from_proto(pb.SamplingParams(**{field: value}), CFG)
+
+
+def test_sampling_zero_values_mean_defaults():
+    params = translate.sampling_from_proto(pb.SamplingParams(), CFG)
+    assert params.temperature == 0.0 and params.top_p == 1.0 and params.repetition_penalty == 1.0
+    assert params.seed is None and params.stop == ()
+    params = translate.sampling_from_proto(pb.SamplingParams(temperature=0.7, top_k=5, top_p=0.9, seed=7,
+                                                             stop=["\n"]), CFG)
+    assert (params.top_k, params.seed, params.stop) == (5, 7, ("\n",))
+    assert math.isclose(params.temperature, 0.7, rel_tol=1e-6)
+
+
+def test_stop_sequences_checked():
+    with pytest.raises(errors.InvalidArgument, match=r"sampling.stop\[1\] is empty"):
+        translate.sampling_from_proto(pb.SamplingParams(stop=["a", ""]), CFG)
+    with pytest.raises(errors.InvalidArgument, match="at most"):
+        translate.sampling_from_proto(pb.SamplingParams(stop=["x"] * 17), CFG)
+    with pytest.raises(errors.InvalidArgument, match="limit is 1000"):
+        translate.sampling_from_proto(pb.SamplingParams(stop=["x" * 1001]), CFG)
+
+
+def test_constraints():
+    assert translate.constraint_from_proto(pb.Constraint(), CFG) is None
+    spec = translate.constraint_from_proto(pb.Constraint(allowed=pb.AllowedSequences(sequences=["[a]", "[b]"])), CFG)
+    assert spec.choices == ("[a]", "[b]")
+    spec = translate.constraint_from_proto(pb.Constraint(json_schema='{"type": "object"}'), CFG)
+    assert spec.json_schema
+    with pytest.raises(errors.InvalidArgument, match="constraint.allowed.sequences is empty"):
+        translate.constraint_from_proto(pb.Constraint(allowed=pb.AllowedSequences()), CFG)
+    with pytest.raises(errors.InvalidArgument, match="constraint.json_schema is not valid JSON"):
+        translate.constraint_from_proto(pb.Constraint(json_schema="{nope"), CFG)
+    with pytest.raises(errors.InvalidArgument, match="must be a JSON object"):
+        translate.constraint_from_proto(pb.Constraint(json_schema="[1]"), CFG)
+
+
+def test_tick_entry_checks():
+    ok = translate.tick_entry_from_proto(pb.TickEntry(session_id="s"), CFG, "entries[0]")
+    assert ok.budget_ms == CFG.default_budget_ms and ok.new_input is None
+    with pytest.raises(errors.InvalidArgument, match=r"entries\[2\].session_id is empty"):
+        translate.tick_entry_from_proto(pb.TickEntry(), CFG, "entries[2]")
+    with pytest.raises(errors.InvalidArgument, match=r"entries\[0\].budget_ms"):
+        translate.tick_entry_from_proto(pb.TickEntry(session_id="s", budget_ms=float("nan")), CFG, "entries[0]")
+    with pytest.raises(errors.InvalidArgument, match=r"entries\[0\].constraint needs"):
+        translate.tick_entry_from_proto(
+            pb.TickEntry(session_id="s", constraint=pb.Constraint(json_schema="{}")), CFG, "entries[0]")
+    with pytest.raises(errors.InvalidArgument, match="at most 1024"):
+        translate.check_tick_size(pb.TickRequest(entries=[pb.TickEntry()] * 1025), CFG)
+
+
+def test_finish_reasons():
+    assert translate.finish_reason_to_proto(None) == pb.FINISH_REASON_UNSPECIFIED
+    assert translate.finish_reason_to_proto("eos") == pb.FINISH_REASON_EOS
+    assert translate.finish_reason_to_proto("context_full") == pb.FINISH_REASON_CONTEXT_FULL
+    from npc_runtime.sessions.session import FinishReason
+
+    for reason in FinishReason:
+        assert translate.finish_reason_to_proto(reason) != pb.FINISH_REASON_UNSPECIFIED
+
+
+@pytest.mark.parametrize("exc,code,http", [
+    (errors.InvalidArgument("x"), grpc.StatusCode.INVALID_ARGUMENT, 400),
+    (errors.NotFound("x"), grpc.StatusCode.NOT_FOUND, 404),
+    (errors.ResourceExhausted("x"), grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    (errors.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION, 409),
+    (errors.ModelPackageError("x"), grpc.StatusCode.FAILED_PRECONDITION, 409),
+    (errors.Unauthenticated("x"), grpc.StatusCode.UNAUTHENTICATED, 401),
+    (errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE, 503),
+    (errors.InternalError("x"), grpc.StatusCode.INTERNAL, 500),
+])
+def test_status_table(exc, code, http):
+    st_ = status.status_for(exc)
+    assert (st_.grpc_code, st_.http_status, st_.message) == (code, http, "x")
+
+
+def test_unexpected_exception_is_internal_without_details(caplog):
+    st_ = status.status_for(KeyError("secret internals"))
+    assert st_.grpc_code is grpc.StatusCode.INTERNAL and "secret" not in st_.message
+    assert "unexpected exception" in caplog.text
+    assert status.grpc_code_number(grpc.StatusCode.NOT_FOUND) == 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(temperature=st.floats(allow_nan=True, allow_infinity=True, width=32),
+       top_p=st.floats(allow_nan=True, allow_infinity=True, width=32),
+       penalty=st.floats(allow_nan=True, allow_infinity=True, width=32),
+       top_k=st.integers(0, 2**32 - 1), seed=st.integers(0, 2**64 - 1),
+       stop=st.lists(st.text(max_size=20), max_size=20))
+def test_sampling_fuzz_only_invalid_argument(temperature, top_p, penalty, top_k, seed, stop):
+    msg = pb.SamplingParams(temperature=temperature, top_p=top_p, repetition_penalty=penalty, top_k=top_k,
+                            seed=seed, stop=stop)
+    try:
+        translate.sampling_from_proto(msg, CFG)
+    except errors.InvalidArgument:
+        pass

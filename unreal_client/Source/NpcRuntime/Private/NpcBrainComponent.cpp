@@ -1,0 +1,144 @@
+#include "NpcBrainComponent.h"
+
+#include "Engine/GameInstance.h"
+#include "Engine/World.h"
+#include "GameFramework/Actor.h"
+#include "NpcNneBrain.h"
+#include "NpcRuntimeModule.h"
+#include "NpcRuntimeSubsystem.h"
+
+UNpcBrainComponent::UNpcBrainComponent()
+{
+	// Ticks only to pump the local brain; the server path is driven by the subsystem's single Tick.
+	PrimaryComponentTick.bCanEverTick = true;
+	PrimaryComponentTick.bStartWithTickEnabled = false;
+}
+
+FString UNpcBrainComponent::GetNpcId() const
+{
+	if (!NpcId.IsEmpty())
+	{
+		return NpcId;
+	}
+	const AActor* Owner = GetOwner();
+	return Owner ? Owner->GetName() : GetName();
+}
+
+UNpcRuntimeSubsystem* UNpcBrainComponent::GetRuntimeSubsystem() const
+{
+	const UWorld* World = GetWorld();
+	UGameInstance* GameInstance = World ? World->GetGameInstance() : nullptr;
+	return GameInstance ? GameInstance->GetSubsystem<UNpcRuntimeSubsystem>() : nullptr;
+}
+
+void UNpcBrainComponent::BeginPlay()
+{
+	Super::BeginPlay();
+	if (bUseLocalBrain)
+	{
+		LocalBrain = MakeShared<FNpcNneBrain>();
+		FString Error;
+		if (!LocalBrain->Load(LocalPackageDir, Error))
+		{
+			LocalBrain.Reset();
+			HandleError(FString::Printf(TEXT("local brain: %s"), *Error));
+			return;
+		}
+		SetComponentTickEnabled(true);
+		return;
+	}
+	if (UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem())
+	{
+		Runtime->OpenSessionFor(this);
+	}
+}
+
+void UNpcBrainComponent::EndPlay(const EEndPlayReason::Type EndPlayReason)
+{
+	if (LocalBrain.IsValid())
+	{
+		LocalBrain->Cancel();
+		LocalBrain.Reset();
+	}
+	if (UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem())
+	{
+		Runtime->Release(this);
+	}
+	Super::EndPlay(EndPlayReason);
+}
+
+void UNpcBrainComponent::TickComponent(float DeltaTime, ELevelTick TickType, FActorComponentTickFunction* ThisTickFunction)
+{
+	Super::TickComponent(DeltaTime, TickType, ThisTickFunction);
+	if (!LocalBrain.IsValid())
+	{
+		return;
+	}
+	TArray<int32> NewTokens;
+	bool bFinished = false;
+	FString Error;
+	LocalBrain->TickFrame(LocalFrameBudgetMs, LocalMaxTokensPerFrame, NewTokens, bFinished, Error);
+	if (!Error.IsEmpty())
+	{
+		HandleError(FString::Printf(TEXT("local brain: %s"), *Error));
+	}
+	if (NewTokens.Num() > 0 || bFinished)
+	{
+		OnLocalTokens.Broadcast(NewTokens, bFinished);
+	}
+}
+
+void UNpcBrainComponent::Perceive(const FNpcObservation& Observation)
+{
+	if (UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem())
+	{
+		Runtime->RequestDecision(this, Observation);
+	}
+}
+
+bool UNpcBrainComponent::Say(const FString& PlayerLine)
+{
+	UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem();
+	if (!Runtime || !Runtime->SendPlayerLine(this, PlayerLine))
+	{
+		HandleError(TEXT("Say: no open server session for this NPC yet (is the subsystem connected?)"));
+		return false;
+	}
+	return true;
+}
+
+bool UNpcBrainComponent::SayTokens(const TArray<int32>& PromptIds, bool bResetContext)
+{
+	if (!LocalBrain.IsValid())
+	{
+		HandleError(TEXT("SayTokens: the local brain is not loaded (set bUseLocalBrain and LocalPackageDir)"));
+		return false;
+	}
+	FString Error;
+	if (!LocalBrain->StartTurn(PromptIds, MaxNewTokens, bResetContext, Error))
+	{
+		HandleError(FString::Printf(TEXT("SayTokens: %s"), *Error));
+		return false;
+	}
+	return true;
+}
+
+void UNpcBrainComponent::HandleDialogue(const FString& TextDelta, bool bFinished, const FString& FullText)
+{
+	OnDialogue.Broadcast(TextDelta, bFinished, FullText);
+}
+
+void UNpcBrainComponent::HandleDecision(const FNpcDecision& Decision)
+{
+	OnAction.Broadcast(Decision);
+	if (!Decision.Dialogue.IsEmpty())
+	{
+		OnDialogue.Broadcast(Decision.Dialogue, true, Decision.Dialogue);
+	}
+}
+
+void UNpcBrainComponent::HandleError(const FString& Message)
+{
+	UE_LOG(LogNpcRuntime, Warning, TEXT("%s: %s"), *GetNpcId(), *Message);
+	OnBrainError.Broadcast(Message);
+}

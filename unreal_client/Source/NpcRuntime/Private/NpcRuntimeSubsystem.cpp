@@ -1,0 +1,331 @@
+#include "NpcRuntimeSubsystem.h"
+
+#include "Async/Async.h"
+#include "NpcBrainComponent.h"
+#include "NpcRuntimeModule.h"
+
+#include <string>
+
+namespace
+{
+	std::string ToUtf8(const FString& Text)
+	{
+		return std::string(TCHAR_TO_UTF8(*Text));
+	}
+
+	FString FromUtf8(const std::string& Text)
+	{
+		return FString(UTF8_TO_TCHAR(Text.c_str()));
+	}
+
+	FString Describe(const npc::Status& Status)
+	{
+		return FromUtf8(Status.ToString());
+	}
+
+	FNpcDecision ToDecision(const npc::DecisionInfo& In)
+	{
+		FNpcDecision Out;
+		Out.State = FromUtf8(In.state);
+		Out.Action = FromUtf8(In.action);
+		for (const auto& Pair : In.arguments)
+		{
+			Out.Arguments.Add(FromUtf8(Pair.first), FromUtf8(Pair.second));
+		}
+		Out.Dialogue = FromUtf8(In.dialogue);
+		Out.Confidence = In.confidence;
+		Out.bEscalated = In.escalated;
+		Out.Reason = FromUtf8(In.reason);
+		return Out;
+	}
+}
+
+void UNpcRuntimeSubsystem::Initialize(FSubsystemCollectionBase& Collection)
+{
+	Super::Initialize(Collection);
+}
+
+void UNpcRuntimeSubsystem::Deinitialize()
+{
+	if (bTickInFlight)
+	{
+		TickInFlight.Wait();
+		bTickInFlight = false;
+	}
+	TArray<FString> NpcIds;
+	Brains.GetKeys(NpcIds);
+	for (const FString& NpcId : NpcIds)
+	{
+		const std::string SessionId = Book.Remove(ToUtf8(NpcId));
+		if (!SessionId.empty() && Client.IsValid())
+		{
+			// Best effort at shutdown, off the game thread; the server's idle timeout covers the rest.
+			TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+			UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, SessionId]() { Worker->CloseSession(SessionId, nullptr); });
+		}
+	}
+	Brains.Reset();
+	Client.Reset();
+	bConnected = false;
+	Super::Deinitialize();
+}
+
+TStatId UNpcRuntimeSubsystem::GetStatId() const
+{
+	RETURN_QUICK_DECLARE_CYCLE_STAT(UNpcRuntimeSubsystem, STATGROUP_Tickables);
+}
+
+ETickableTickType UNpcRuntimeSubsystem::GetTickableTickType() const
+{
+	// The class default object never ticks; instances tick while connected (IsTickable).
+	return IsTemplate() ? ETickableTickType::Never : ETickableTickType::Conditional;
+}
+
+bool UNpcRuntimeSubsystem::IsTickable() const
+{
+	return bConnected || bTickInFlight;
+}
+
+void UNpcRuntimeSubsystem::Connect(const FString& Target, const FString& BearerToken)
+{
+	npc::ClientOptions Options;
+	Options.target = ToUtf8(Target);
+	Options.bearer_token = ToUtf8(BearerToken);
+	Options.client_name = "unreal npc-client/0.1";
+	Client = MakeShared<npc::NpcRuntimeClient>(Options);
+	bConnected = false;
+
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	TWeakObjectPtr<UNpcRuntimeSubsystem> WeakThis(this);
+	UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, WeakThis, Target]()
+	{
+		npc::HandshakeInfo Info;
+		const npc::Status Status = Worker->Handshake(&Info);
+		AsyncTask(ENamedThreads::GameThread, [WeakThis, Status, Info, Target]()
+		{
+			UNpcRuntimeSubsystem* Self = WeakThis.Get();
+			if (!Self)
+			{
+				return;
+			}
+			if (!Status.ok())
+			{
+				UE_LOG(LogNpcRuntime, Error, TEXT("cannot connect to npc-runtime at %s: %s"), *Target, *Describe(Status));
+				return;
+			}
+			Self->bConnected = true;
+			Self->MaxTickEntries = Info.max_tick_entries;
+			UE_LOG(LogNpcRuntime, Log, TEXT("connected to npc-runtime %s at %s"), *FromUtf8(Info.server_version), *Target);
+			// Brains that registered before the handshake finished open their sessions now.
+			for (const TPair<FString, TWeakObjectPtr<UNpcBrainComponent>>& Pair : Self->Brains)
+			{
+				if (UNpcBrainComponent* Brain = Pair.Value.Get())
+				{
+					if (!Self->Book.Find(ToUtf8(Pair.Key)))
+					{
+						Self->OpenSessionFor(Brain);
+					}
+				}
+			}
+		});
+	});
+}
+
+void UNpcRuntimeSubsystem::OpenSessionFor(UNpcBrainComponent* Brain)
+{
+	if (!Brain)
+	{
+		return;
+	}
+	const FString NpcId = Brain->GetNpcId();
+	Brains.Add(NpcId, Brain);
+	if (!HasClient() || !bConnected)
+	{
+		return;  // opened once the handshake completes
+	}
+	npc::OpenSessionOptions Options;
+	Options.model = ToUtf8(Brain->Model);
+	Options.npc_id = ToUtf8(NpcId);
+	Options.prefix = ToUtf8(Brain->Persona);
+	Options.prompt = ToUtf8(Brain->OpeningPrompt);
+	Options.max_new_tokens = static_cast<uint32>(FMath::Max(0, Brain->MaxNewTokens));
+	Options.apply_chat_template = Brain->bApplyChatTemplate;
+
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	TWeakObjectPtr<UNpcRuntimeSubsystem> WeakThis(this);
+	TWeakObjectPtr<UNpcBrainComponent> WeakBrain(Brain);
+	UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, WeakThis, WeakBrain, Options, NpcId]()
+	{
+		npc::OpenedSession Opened;
+		const npc::Status Status = Worker->OpenSession(Options, &Opened);
+		AsyncTask(ENamedThreads::GameThread, [WeakThis, WeakBrain, Status, Opened, NpcId, Worker]()
+		{
+			UNpcRuntimeSubsystem* Self = WeakThis.Get();
+			UNpcBrainComponent* Brain = WeakBrain.Get();
+			if (!Self || !Brain)
+			{
+				if (Status.ok())
+				{
+					// Nobody wants it any more: close it (on a worker, never on the game thread).
+					const std::string SessionId = Opened.session_id;
+					UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, SessionId]() { Worker->CloseSession(SessionId, nullptr); });
+				}
+				return;
+			}
+			if (!Status.ok())
+			{
+				Brain->HandleError(FString::Printf(TEXT("OpenSession failed: %s"), *Describe(Status)));
+				return;
+			}
+			Self->Book.Add(ToUtf8(NpcId), Opened.session_id);
+		});
+	});
+}
+
+bool UNpcRuntimeSubsystem::SendPlayerLine(UNpcBrainComponent* Brain, const FString& Line)
+{
+	return Brain && Book.QueueInput(ToUtf8(Brain->GetNpcId()), ToUtf8(Line));
+}
+
+void UNpcRuntimeSubsystem::RequestDecision(UNpcBrainComponent* Brain, const FNpcObservation& Observation)
+{
+	if (!Brain || !HasClient())
+	{
+		return;
+	}
+	npc::StepOptions Options;
+	Options.npc_id = ToUtf8(Brain->GetNpcId());
+	Options.game_time_s = Observation.GameTimeSeconds;
+	for (const TPair<FString, double>& Pair : Observation.Values)
+	{
+		Options.values[ToUtf8(Pair.Key)] = Pair.Value;
+	}
+	for (const TPair<FString, FString>& Pair : Observation.Tags)
+	{
+		Options.tags[ToUtf8(Pair.Key)] = ToUtf8(Pair.Value);
+	}
+	Options.player_utterance = ToUtf8(Observation.PlayerUtterance);
+	if (!Observation.EventKind.IsEmpty())
+	{
+		npc::GameEventInfo Event;
+		Event.kind = ToUtf8(Observation.EventKind);
+		Event.description = ToUtf8(Observation.EventDescription);
+		Event.story_critical = Observation.bStoryCritical;
+		Options.events.push_back(Event);
+	}
+	Options.deadline_ms = Brain->DecisionDeadlineMs;
+
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	TWeakObjectPtr<UNpcBrainComponent> WeakBrain(Brain);
+	UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, WeakBrain, Options]()
+	{
+		npc::DecisionInfo Decision;
+		const npc::Status Status = Worker->Step(Options, &Decision);
+		AsyncTask(ENamedThreads::GameThread, [WeakBrain, Status, Decision]()
+		{
+			if (UNpcBrainComponent* Brain = WeakBrain.Get())
+			{
+				if (Status.ok())
+				{
+					Brain->HandleDecision(ToDecision(Decision));
+				}
+				else
+				{
+					Brain->HandleError(FString::Printf(TEXT("Step failed: %s"), *Describe(Status)));
+				}
+			}
+		});
+	});
+}
+
+void UNpcRuntimeSubsystem::Release(UNpcBrainComponent* Brain)
+{
+	if (!Brain)
+	{
+		return;
+	}
+	const FString NpcId = Brain->GetNpcId();
+	Brains.Remove(NpcId);
+	const std::string SessionId = Book.Remove(ToUtf8(NpcId));
+	if (!SessionId.empty() && HasClient())
+	{
+		TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+		UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, SessionId]() { Worker->CloseSession(SessionId, nullptr); });
+	}
+}
+
+void UNpcRuntimeSubsystem::Tick(float /*DeltaTime*/)
+{
+	if (bTickInFlight)
+	{
+		if (!TickInFlight.IsCompleted())
+		{
+			return;  // last frame's Tick is still on the wire: at most one in flight
+		}
+		ApplyTickJob(TickInFlight.GetResult());
+		bTickInFlight = false;
+		TickInFlight = UE::Tasks::TTask<FNpcTickJob>();
+	}
+	if (bConnected)
+	{
+		StartTickJob();
+	}
+}
+
+void UNpcRuntimeSubsystem::StartTickJob()
+{
+	npc::TickPlan Plan = Book.BuildTick(ServerBudgetMs, static_cast<uint32>(FMath::Max(0, MaxTokensPerNpcPerFrame)), MaxTickEntries);
+	if (Plan.entries.empty())
+	{
+		return;
+	}
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	TickInFlight = UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, Plan]()
+	{
+		FNpcTickJob Job;
+		Job.Plan = Plan;
+		Job.Status = Worker->Tick(Plan.entries, &Job.Outcome);
+		return Job;
+	});
+	bTickInFlight = true;
+}
+
+void UNpcRuntimeSubsystem::ApplyTickJob(FNpcTickJob& Job)
+{
+	if (!Job.Status.ok())
+	{
+		Book.ApplyTickFailure(Job.Plan);
+		UE_LOG(LogNpcRuntime, Warning, TEXT("Tick failed: %s"), *Describe(Job.Status));
+		if (Job.Status.code == npc::StatusCode::kUnavailable || Job.Status.code == npc::StatusCode::kUnauthenticated)
+		{
+			bConnected = false;  // reconnect with Connect(); sessions are re-opened then
+		}
+		return;
+	}
+	for (const npc::SessionEvent& Event : Book.ApplyTick(Job.Plan, Job.Outcome))
+	{
+		const TWeakObjectPtr<UNpcBrainComponent>* Found = Brains.Find(FromUtf8(Event.npc_id));
+		UNpcBrainComponent* Brain = Found ? Found->Get() : nullptr;
+		if (!Brain)
+		{
+			continue;
+		}
+		switch (Event.kind)
+		{
+		case npc::SessionEventKind::kDelta:
+			Brain->HandleDialogue(FromUtf8(Event.text), false, FString());
+			break;
+		case npc::SessionEventKind::kFinished:
+			Brain->HandleDialogue(FString(), true, FromUtf8(Event.text));
+			break;
+		case npc::SessionEventKind::kLost:
+			Brain->HandleError(FString::Printf(TEXT("session lost (%s): reopening"), *FromUtf8(Event.text)));
+			Book.Remove(Event.npc_id);
+			OpenSessionFor(Brain);
+			break;
+		case npc::SessionEventKind::kEntryError:
+			Brain->HandleError(FromUtf8(Event.text));
+			break;
+		}
+	}
+}

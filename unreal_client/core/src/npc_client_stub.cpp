@@ -1,0 +1,38 @@
+// NpcRuntimeClient for builds without gRPC (the Unreal module when NPC_CORE_SDK is not set): every call
+// answers UNIMPLEMENTED with what to do, so the game still runs (local brain, FSM) and says why the
+// server connection is off.
+#include <memory>
+
+#include "npc/npc_client.h"
+
+namespace npc {
+
+namespace {
+Status NoGrpc() {
+  return Status{StatusCode::kUnimplemented,
+                "this build has no gRPC client: build unreal_client/core with CMake for this platform and set "
+                "NPC_CORE_SDK (see unreal_client/README.md)"};
+}
+}  // namespace
+
+struct NpcRuntimeClient::Impl {
+  ClientOptions options;
+};
+
+NpcRuntimeClient::NpcRuntimeClient(const ClientOptions& options) : impl_(new Impl) { impl_->options = options; }
+NpcRuntimeClient::~NpcRuntimeClient() = default;
+const ClientOptions& NpcRuntimeClient::options() const { return impl_->options; }
+Status NpcRuntimeClient::Handshake(HandshakeInfo*) { return NoGrpc(); }
+Status NpcRuntimeClient::ListModels(std::vector<ModelInfo>*) { return NoGrpc(); }
+Status NpcRuntimeClient::OpenSession(const OpenSessionOptions&, OpenedSession*) { return NoGrpc(); }
+Status NpcRuntimeClient::Tick(const std::vector<TickEntryOptions>&, TickOutcome*) { return NoGrpc(); }
+Status NpcRuntimeClient::Generate(const GenerateOptions&, const std::function<bool(const GenerateChunkInfo&)>&) {
+  return NoGrpc();
+}
+Status NpcRuntimeClient::Cancel(const std::string&, bool*) { return NoGrpc(); }
+Status NpcRuntimeClient::CloseSession(const std::string&, uint32_t*) { return NoGrpc(); }
+Status NpcRuntimeClient::RegisterNpc(const RegisterNpcOptions&, RegisteredNpc*) { return NoGrpc(); }
+Status NpcRuntimeClient::UnregisterNpc(const std::string&, bool) { return NoGrpc(); }
+Status NpcRuntimeClient::Step(const StepOptions&, DecisionInfo*) { return NoGrpc(); }
+
+}  // namespace npc
