@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -135,6 +136,15 @@ def best_of(fn, repeats: int) -> float:
     return max(fn() for _ in range(repeats))
 
 
+def interleaved_best(fns: dict, repeats: int) -> dict:
+    """Best of `repeats` runs of each peer, alternating peers, so load from elsewhere hits both alike."""
+    best = {k: 0.0 for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            best[k] = max(best[k], fn())
+    return best
+
+
 def tick_adherence(pkg: Path, budget_ms: float, ticks: int, sessions: int = 64) -> dict:
     engine = make_engine(pkg, sessions, context=512, sliding_window=True)
     name = engine.list_models()[0].name
@@ -207,81 +217,101 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer tokens and repeats")
     ap.add_argument("--sessions", default="1,4,16,64,256")
     ap.add_argument("--precisions", default="fp32,int4")
+    ap.add_argument("--only", default="1,2,3,5,6", help="sections to run")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="where engine.json and the PNG go")
+    ap.add_argument("--tag", default="", help="suffix of the result file names (e.g. a machine name)")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads for both peers (0: all cores)")
     args = ap.parse_args()
     THREADS["n"] = args.threads
     hf = make_ref_hf_dir(args.work / "hf")
     precisions = args.precisions.split(",")
+    only = set(args.only.split(","))
     pkgs = {p: export_ref(hf, args.work / f"pkg-{p}", p) for p in precisions}
     single_tokens = 64 if args.quick else 256
     repeats = 1 if args.quick else 3
-    res: dict = {"machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
-                             "load_avg_at_start": __import__("os").getloadavg()[0]},
-                 "intra_op_threads": args.threads,
-                 "model": "ref-llama-32m (random weights, seed 0)", "prompt_tokens": PROMPT_TOKENS}
+    results_dir = args.results
+    out_json = results_dir / f"engine{args.tag}.json"
+    res: dict = json.loads(out_json.read_text()) if out_json.exists() and only != {"1", "2", "3", "5", "6"} else {}
+    res.update({"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                            "load_avg_at_start": os.getloadavg()[0]},
+                "intra_op_threads": args.threads,
+                "model": "ref-llama-32m (random weights, seed 0)", "prompt_tokens": PROMPT_TOKENS})
+    results_dir.mkdir(parents=True, exist_ok=True)
 
-    print("(1) single session ...", flush=True)
-    single = {}
-    for p, pkg in pkgs.items():
-        eng = best_of(lambda: engine_single(pkg, single_tokens), repeats)
-        gen = best_of(lambda: genai_aggregate(pkg, 1, single_tokens), repeats)
-        single[p] = {"engine_tok_s": eng, "genai_tok_s": gen, "ratio": eng / gen}
-        print(f"  {p}: engine {eng:.0f} tok/s, genai {gen:.0f} tok/s, x{eng / gen:.2f}", flush=True)
-    res["single_session"] = single
-
-    print("(2) aggregate ...", flush=True)
-    scaling: dict = {}
-    for n in (int(x) for x in args.sessions.split(",")):
-        tokens = max(8, min(64, 2048 // n)) if not args.quick else max(4, min(32, 512 // n))
+    if "1" in only:
+        print("(1) single session ...", flush=True)
+        single = {}
         for p, pkg in pkgs.items():
-            eng = best_of(lambda: engine_aggregate(pkg, n, tokens), repeats if n <= 16 else 1)
-            gen = genai_aggregate(pkg, n, max(4, tokens // 4) if n >= 64 else tokens)
-            scaling.setdefault(f"engine {p}", {})[str(n)] = eng
-            scaling.setdefault(f"genai {p}", {})[str(n)] = gen
-            print(f"  n={n} {p}: engine {eng:.0f} tok/s, genai {gen:.0f} tok/s", flush=True)
-    table = {}
-    for n in scaling[f"engine {precisions[0]}"]:
-        best_engine = max(precisions, key=lambda p: scaling[f"engine {p}"][n])
-        best_genai = max(precisions, key=lambda p: scaling[f"genai {p}"][n])
-        e, g = scaling[f"engine {best_engine}"][n], scaling[f"genai {best_genai}"][n]
-        table[n] = {"engine_tok_s": e, "engine_precision": best_engine, "genai_tok_s": g,
-                    "genai_precision": best_genai, "ratio": e / g}
-    res["aggregate"] = {"per_precision": scaling, "best": table}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(scaling, RESULTS / "engine_scaling.png")
+            both = interleaved_best({"engine": lambda: engine_single(pkg, single_tokens),
+                                     "genai": lambda: genai_aggregate(pkg, 1, single_tokens)}, repeats)
+            eng, gen = both["engine"], both["genai"]
+            single[p] = {"engine_tok_s": eng, "genai_tok_s": gen, "ratio": eng / gen, "tokens": single_tokens}
+            print(f"  {p}: engine {eng:.0f} tok/s, genai {gen:.0f} tok/s, x{eng / gen:.2f}", flush=True)
+        res["single_session"] = single
 
-    print("(3) tick budget adherence, 64 sessions ...", flush=True)
-    ticks = 100 if args.quick else 300
-    res["tick_budget"] = {p: [tick_adherence(pkg, b, ticks) for b in (1.0, 2.0, 4.0)] for p, pkg in pkgs.items()}
-    for p, rows in res["tick_budget"].items():
-        for r in rows:
-            print(f"  {p} budget {r['budget_ms']:.0f} ms: p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, "
-                  f"{r['tokens_per_tick']:.1f} tok/tick", flush=True)
+    if "2" in only:
+        print("(2) aggregate ...", flush=True)
+        scaling: dict = {}
+        for n in (int(x) for x in args.sessions.split(",")):
+            tokens = max(8, min(64, 2048 // n)) if not args.quick else max(4, min(32, 512 // n))
+            for p, pkg in pkgs.items():
+                both = interleaved_best(
+                    {"engine": lambda: engine_aggregate(pkg, n, tokens),
+                     "genai": lambda: genai_aggregate(pkg, n, max(4, tokens // 4) if n >= 64 else tokens)},
+                    repeats if n <= 16 else 1)
+                eng, gen = both["engine"], both["genai"]
+                scaling.setdefault(f"engine {p}", {})[str(n)] = eng
+                scaling.setdefault(f"genai {p}", {})[str(n)] = gen
+                print(f"  n={n} {p}: engine {eng:.0f} tok/s, genai {gen:.0f} tok/s", flush=True)
+        table = {}
+        for n in scaling[f"engine {precisions[0]}"]:
+            best_engine = max(precisions, key=lambda p: scaling[f"engine {p}"][n])
+            best_genai = max(precisions, key=lambda p: scaling[f"genai {p}"][n])
+            e, g = scaling[f"engine {best_engine}"][n], scaling[f"genai {best_genai}"][n]
+            table[n] = {"engine_tok_s": e, "engine_precision": best_engine, "genai_tok_s": g,
+                        "genai_precision": best_genai, "ratio": e / g}
+        res["aggregate"] = {"per_precision": scaling, "best": table}
+        try:
+            plot(scaling, results_dir / f"engine_scaling{args.tag}.png")
+        except ImportError as exc:
+            print(f"  (no plot: {exc})")
 
-    print("(5) prefix cache ...", flush=True)
-    res["prefix_cache_ttft_ms"] = {p: prefix_ttft(pkg, 5) for p, pkg in pkgs.items()}
-    res["kv"] = {p: kv_capacity(pkg) for p, pkg in pkgs.items()}
-    (RESULTS / "engine.json").write_text(json.dumps(res, indent=2))
+    if "3" in only:
+        print("(3) tick budget adherence, 64 sessions ...", flush=True)
+        ticks = 100 if args.quick else 200
+        budgets = (1.0, 2.0, 4.0, 8.0, 16.0)
+        res["tick_budget"] = {p: [tick_adherence(pkg, b, ticks) for b in budgets] for p, pkg in pkgs.items()}
+        for p, rows in res["tick_budget"].items():
+            for r in rows:
+                print(f"  {p} budget {r['budget_ms']:.0f} ms: p50 {r['p50_ms']:.2f} p99 {r['p99_ms']:.2f} ms, "
+                      f"{r['tokens_per_tick']:.1f} tok/tick", flush=True)
+
+    if "5" in only:
+        print("(5) prefix cache ...", flush=True)
+        res["prefix_cache_ttft_ms"] = {p: prefix_ttft(pkg, 5) for p, pkg in pkgs.items()}
+    if "6" in only:
+        res["kv"] = {p: kv_capacity(pkg) for p, pkg in pkgs.items()}
+    out_json.write_text(json.dumps(res, indent=2))
     print_table(res)
 
 
 def print_table(res: dict) -> None:
     print("\n| measure | result | peer | ratio |\n|---|---|---|---|")
-    for p, r in res["single_session"].items():
+    for p, r in res.get("single_session", {}).items():
         print(f"| (1) single session decode, {p} | {r['engine_tok_s']:.0f} tok/s | genai {r['genai_tok_s']:.0f} tok/s "
               f"| {r['ratio']:.2f}x |")
-    for n, r in res["aggregate"]["best"].items():
+    for n, r in res.get("aggregate", {}).get("best", {}).items():
         print(f"| (2) aggregate, {n} sessions | {r['engine_tok_s']:.0f} tok/s ({r['engine_precision']}) | genai "
               f"{r['genai_tok_s']:.0f} tok/s ({r['genai_precision']}) | {r['ratio']:.2f}x |")
-    for p, rows in res["tick_budget"].items():
+    for p, rows in res.get("tick_budget", {}).items():
         for r in rows:
             print(f"| (3) tick, 64 sessions, {r['budget_ms']:.0f} ms budget, {p} | p50 {r['p50_ms']:.2f} / p99 "
                   f"{r['p99_ms']:.2f} ms, {r['tokens_per_tick']:.1f} tok/tick | budget + 0.5 = "
                   f"{r['budget_ms'] + 0.5:.1f} ms | |")
-    for p, r in res["prefix_cache_ttft_ms"].items():
+    for p, r in res.get("prefix_cache_ttft_ms", {}).items():
         print(f"| (5) TTFT, 256-token shared persona, {p} | warm {r['warm']:.1f} ms | cold {r['cold']:.1f} ms "
               f"| {r['speedup']:.1f}x |")
-    for p, r in res["kv"].items():
+    for p, r in res.get("kv", {}).items():
         print(f"| (6) KV per session at ctx 512, {p} | {r['kv_bytes_per_session_ctx512'] / 2**20:.1f} MiB | "
               f"{r['sessions_in_8GiB_ctx512']} sessions in 8 GiB | |")
 

@@ -47,10 +47,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def start_server(package: Path, sessions: int) -> tuple[subprocess.Popen, int]:
+def start_server(package: Path, sessions: int, threads: int) -> tuple[subprocess.Popen, int]:
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\n'
-                      f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\n')
+    config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent = false\n'
+                      f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\nintra_op_threads = {threads}\n')
     proc = subprocess.Popen([sys.executable, "-m", "npc_runtime.cli", "serve", "--model", str(package),
                              "--config", str(config), "--port", "0", "--http-port", "-1"],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -118,23 +118,26 @@ def main() -> int:
     ap.add_argument("--sessions", default="1,64")
     ap.add_argument("--ticks", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="100 ticks")
+    ap.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = all cores)")
     args = ap.parse_args()
     package = args.package or reference_package(args.work)
     ticks = 100 if args.quick else args.ticks
     rows = []
     for sessions in (int(x) for x in args.sessions.split(",")):
-        proc, port = start_server(package, sessions)
+        load_before = os.getloadavg()[0]
+        proc, port = start_server(package, sessions, args.threads)
         try:
-            rows.append(measure(port, sessions, ticks))
+            rows.append({**measure(port, sessions, ticks), "load_avg_1m": max(load_before, os.getloadavg()[0])})
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     columns = [("sessions", "sessions"), ("rtt_p50_ms", "RTT p50 ms"), ("rtt_p99_ms", "RTT p99 ms"),
                ("engine_p50_ms", "engine p50 ms"), ("overhead_p50_ms", "overhead p50 ms"),
                ("overhead_p99_ms", "overhead p99 ms"), ("noop_p50_ms", "no-op RPC p50 ms"),
-               ("overhead_vs_noop_p50", "overhead / no-op")]
+               ("overhead_vs_noop_p50", "overhead / no-op"), ("load_avg_1m", "load avg")]
     table = print_table(rows, columns, title="Tick gRPC overhead on loopback (RTT - engine time)")
-    path = write_json("grpc", {"model": str(package), "rows": rows, "table": table})
+    path = write_json("grpc", {"model": str(package), "engine_threads": args.threads, "rows": rows,
+                               "table": table})
     print(f"\nwrote {path}")
     return 0
 

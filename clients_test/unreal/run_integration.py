@@ -1,7 +1,8 @@
 """Runs the Unreal core's C++ integration test against a real Python server.
 
-1. Builds a tiny random-weight model package once (tests/helpers/tiny_models.py -> npc_export,
-   fp32, `ort` profile), cached under the build directory.
+1. Builds tiny random-weight model packages once (tests/helpers/tiny_models.py -> npc_export, fp32):
+   the `ort` one the server serves and the `portable` one (model.fixed.onnx) the C++ side reads the way
+   the Unreal NNE brain does; cached under the build directory.
 2. Starts `npcrt serve --model PKG --host 127.0.0.1 --port 0 --http-port -1` and reads the port from its
    "npcrt serve: listening grpc=HOST:PORT ..." line.
 3. Runs the C++ test binary with that target; stops the server; exits with the binary's status.
@@ -24,19 +25,20 @@ LISTENING = re.compile(r"listening grpc=([^\s]+):(\d+)")
 STARTUP_TIMEOUT_S = 120.0
 
 
-def make_package(cache_dir: Path) -> Path:
-    """The tiny llama package, exported once per build directory."""
-    package = cache_dir / "tiny-llama-fp32-ort"
-    if (package / "manifest.json").exists():
-        return package
-    from npc_export import export_model
-    from tests.helpers.tiny_models import make_tiny_hf_model
+def make_packages(cache_dir: Path) -> dict[str, Path]:
+    """The tiny llama packages per target, exported once per build directory from one HF source."""
+    packages = {target: cache_dir / f"tiny-llama-fp32-{target}" for target in ("ort", "portable")}
+    missing = [t for t, p in packages.items() if not (p / "manifest.json").exists()]
+    if missing:
+        from npc_export import export_model
+        from tests.helpers.tiny_models import make_tiny_hf_model
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="npc-unreal-hf-") as tmp:
-        source = make_tiny_hf_model(tmp, "llama")
-        export_model(source, package, precision="fp32", target="ort", progress=False, force=True)
-    return package
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="npc-unreal-hf-") as tmp:
+            source = make_tiny_hf_model(tmp, "llama")
+            for target in missing:
+                export_model(source, packages[target], precision="fp32", target=target, progress=False, force=True)
+    return packages
 
 
 def start_server(package: Path) -> tuple[subprocess.Popen, str]:
@@ -65,10 +67,10 @@ def main() -> int:
     parser.add_argument("binary", help="the npc_integration_test executable")
     parser.add_argument("build_dir", help="where to cache the model package")
     args = parser.parse_args()
-    package = make_package(Path(args.build_dir) / "packages")
-    proc, target = start_server(package)
+    packages = make_packages(Path(args.build_dir) / "packages")
+    proc, target = start_server(packages["ort"])
     try:
-        return subprocess.run([args.binary, target], check=False).returncode
+        return subprocess.run([args.binary, target, str(packages["portable"])], check=False).returncode
     finally:
         proc.terminate()
         try:

@@ -109,6 +109,27 @@ def _check_io(report: ValidationReport, manifest: dict, pkg: Path) -> None:
             report.error("policy graph I/O must be observations -> action_logits, confidence")
 
 
+def _check_genai_config(report: ValidationReport, manifest: dict, pkg: Path) -> None:
+    """genai_config.json must point at model.onnx and agree with the manifest's architecture."""
+    import json
+
+    path = pkg / "genai_config.json"
+    if not path.is_file():
+        return
+    try:
+        decoder = json.loads(path.read_text(encoding="utf-8"))["model"]["decoder"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report.error(f"genai_config.json is not a valid onnxruntime-genai config ({exc})")
+        return
+    if decoder.get("filename") != "model.onnx":
+        report.error(f"genai_config.json points at {decoder.get('filename')!r}, not model.onnx")
+    arch = manifest.get("architecture") or {}
+    for ours, theirs in (("num_layers", "num_hidden_layers"), ("num_heads", "num_attention_heads"),
+                         ("num_kv_heads", "num_key_value_heads"), ("head_dim", "head_size")):
+        if ours in arch and decoder.get(theirs) not in (None, arch[ours]):
+            report.error(f"genai_config.json {theirs}={decoder.get(theirs)} but manifest architecture.{ours}={arch[ours]}")
+
+
 def validate_package(path: str | Path) -> ValidationReport:
     """Check a package directory; never raises for a bad package (see `report.ok` / `report.errors`)."""
     pkg = Path(path)
@@ -157,7 +178,10 @@ def validate_package(path: str | Path) -> ValidationReport:
         for graph in sorted(pkg.glob("*.onnx")):
             for problem in _portable_violations(graph):
                 report.error(problem)
-    elif target != "ort":
+    elif target == "ort":
+        if kind == "causal-lm":
+            _check_genai_config(report, manifest, pkg)
+    else:
         report.error(f"unknown target {target!r} (ort | portable)")
     validation = manifest.get("validation")
     if isinstance(validation, dict) and validation.get("passed") is False:

@@ -125,18 +125,68 @@ def quantize_matmul_nbits(model_path: Path, bits: int) -> None:
             p.rename(data)
 
 
+def quantize_embedding_int8(model_path: Path) -> dict | None:
+    """Token embedding table -> int8 with one fp32 scale per row, dequantized by plain ops:
+    Gather(q, ids) -> Cast(float) -> Mul(Gather(scales, ids)). The builder leaves the table fp32
+    (its Gather quantizer is 4-bit only), which alone would keep an int8 package above 0.3 x fp32.
+    Returns the manifest record, or None when there is no untied fp32 embedding Gather."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    inits = {init.name: init for init in graph.initializer}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    target = next((n for n in graph.node if n.op_type == "Gather" and n.domain == "" and n.input[0] in inits
+                   and len(inits[n.input[0]].dims) == 2 and inits[n.input[0]].data_type == onnx.TensorProto.FLOAT
+                   and users[n.input[0]] == 1), None)
+    if target is None:
+        return None
+    table = numpy_helper.to_array(inits[target.input[0]])                       # [vocab, hidden]
+    scale = np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0  # [vocab, 1]
+    quant = np.clip(np.round(table / scale), -127, 127).astype(np.int8)
+    base = target.input[0]
+    graph.initializer.remove(inits[base])
+    graph.initializer.extend([numpy_helper.from_array(quant, base + "_int8"),
+                              numpy_helper.from_array(scale.astype(np.float32), base + "_scale")])
+    out, ids = target.output[0], target.input[1]
+    index = list(graph.node).index(target)
+    graph.node.remove(target)
+    new_nodes = [
+        helper.make_node("Gather", [base + "_int8", ids], [out + "_q"], name=target.name + "_q", axis=0),
+        helper.make_node("Cast", [out + "_q"], [out + "_f"], name=target.name + "_cast", to=onnx.TensorProto.FLOAT),
+        helper.make_node("Gather", [base + "_scale", ids], [out + "_s"], name=target.name + "_scale", axis=0),
+        helper.make_node("Mul", [out + "_f", out + "_s"], [out], name=target.name + "_dequant"),
+    ]
+    for offset, node in enumerate(new_nodes):
+        graph.node.insert(index + offset, node)
+    data = model_path.with_name(model_path.name + ".data")
+    if data.exists():
+        data.unlink()
+    onnx.save(model, str(model_path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=data.name, size_threshold=1024)
+    return {"method": "per-row int8 (Gather, Cast, Mul)", "bits": 8, "tensor": base}
+
+
 def build_with_genai(source: HFSource, stage: Path, precision: str) -> GraphInfo:
     builder_precision = "fp32" if precision == "fp16" else precision
     extra = {}
     if precision in ("int4", "int8"):
         extra = {"block_size": BLOCK_SIZE, "accuracy_level": ACCURACY_LEVEL, "is_symmetric": "true"}
     run_genai_builder(source.path, stage, builder_precision, extra=extra)
+    quantization = quantization_record(precision)
     if precision == "fp16":
         convert_fp16(stage / "model.onnx")
+    elif quantization is not None:
+        quantization["embedding"] = quantize_embedding_int8(stage / "model.onnx")
     _patch_genai_config(stage, source)
     # The builder copies tokenizer.json / tokenizer_config.json; keep the rest of the tokenizer files.
     for name in ("special_tokens_map.json", "tokenizer_config.json", "tokenizer.json"):
         if (source.path / name).is_file() and not (stage / name).is_file():
             shutil.copy2(source.path / name, stage / name)
-    return GraphInfo(quantization=quantization_record(precision), kv_layout="shared-buffer",
+    return GraphInfo(quantization=quantization, kv_layout="shared-buffer",
                      kv_dtype="float16" if precision == "fp16" else "float32")

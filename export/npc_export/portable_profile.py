@@ -19,7 +19,7 @@ import torch
 from .errors import ConversionError
 from .hf_import import HFSource
 from .modeling import Decoder, DecoderConfig, load_hf_weights
-from .ort_profile import GraphInfo, convert_fp16, quantization_record, quantize_matmul_nbits
+from .ort_profile import GraphInfo, convert_fp16, quantization_record, quantize_embedding_int8, quantize_matmul_nbits
 
 PORTABLE_OPSET = 15
 ORT_OPSET = 17
@@ -105,12 +105,14 @@ def build_ort_own(source: HFSource, stage: Path, precision: str) -> GraphInfo:
     """ort profile for families the genai builder lacks (gpt2): our graph + ORT quantizers."""
     model_path = stage / "model.onnx"
     export_onnx(build_module(source, "growing"), model_path, opset=ORT_OPSET)
-    if precision in ("int4", "int8"):
-        quantize_matmul_nbits(model_path, bits=4 if precision == "int4" else 8)
+    quantization = quantization_record(precision)
+    if quantization is not None:
+        quantize_matmul_nbits(model_path, bits=quantization["bits"])
+        quantization["embedding"] = quantize_embedding_int8(model_path)
     elif precision == "fp16":
         convert_fp16(model_path, keep_io_types=False)
     write_genai_config(source, stage, kv_dtype_fp16=precision == "fp16")
-    return GraphInfo(quantization=quantization_record(precision), kv_layout="growing",
+    return GraphInfo(quantization=quantization, kv_layout="growing",
                      kv_dtype="float16" if precision == "fp16" else "float32")
 
 

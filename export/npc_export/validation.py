@@ -70,11 +70,17 @@ def _torch_logits(model, ids: list[int]) -> np.ndarray:
 def _torch_greedy(model, prompt: list[int], n: int) -> list[int]:
     """fp32 greedy continuation (min_new_tokens keeps EOS from ending it early)."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     ids = torch.tensor([prompt])
-    with torch.no_grad():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
-                             min_new_tokens=n, pad_token_id=0, num_beams=1)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # generate() warns about pad == eos on some configs; not ours to print
+    try:
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=n,
+                                 min_new_tokens=n, pad_token_id=0, num_beams=1)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return out[0, len(prompt):].tolist()
 
 

@@ -4,7 +4,6 @@ an engine; the demo runs that path end to end)."""
 
 from __future__ import annotations
 
-import asyncio
 
 import grpc
 import pytest
@@ -87,3 +86,13 @@ async def test_play_stream_in_order_with_per_npc_errors(stub):
         assert [d.npc_id for d in r.decisions] == ["g1", "g2", "m1"]
         assert [(e.npc_id, e.code) for e in r.errors] == [("nobody", grpc.StatusCode.NOT_FOUND.value[0])]
         assert all(d.action in d.allowed_actions for d in r.decisions)
+
+
+async def test_play_bad_deadline_only_fails_that_npc(stub):
+    async def updates():
+        yield pb.PlayRequest(seq=1, register=[guard("g1"), guard("g2")], steps=[
+            pb.StepRequest(npc_id="g1", deadline_ms=-5), pb.StepRequest(npc_id="g2")])
+
+    (resp,) = [r async for r in stub.Play(updates())]
+    assert [d.npc_id for d in resp.decisions] == ["g2"]
+    assert [(e.npc_id, e.code) for e in resp.errors] == [("g1", grpc.StatusCode.INVALID_ARGUMENT.value[0])]

@@ -95,3 +95,4 @@ def test_sigterm_loses_nothing(tmp_path):
     # every id the writer committed is there, contiguous: no torn or lost write
     assert [r.text for r in rows] == [f"memory {i}" for i in range(len(rows))]
     store.close()
+

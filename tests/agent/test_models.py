@@ -46,6 +46,7 @@ def test_prompt_keeps_player_text_in_the_user_slot():
     assert parse_reply("no tag at all").action is None
 
 
+@pytest.mark.slow
 def test_engine_dialogue_constrains_the_action(tmp_path_factory):
     """A random-weight tiny model still can only start its reply with an allowed `[action]`."""
     pytest.importorskip("transformers")

@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from npc_runtime.agent.dialogue import DialogueReply
 from npc_runtime.agent.escalation import SYSTEM_PROMPT
 from npc_runtime.agent.providers.openai_provider import OpenAIProvider
 from npc_runtime.agent.types import Event, Percept
@@ -30,7 +29,7 @@ class HostileDialogue:
     def __init__(self, raw: str):
         self.raw = raw
 
-    def reply(self, prompt, *, allowed_actions, max_tokens, npc_id, seed=None):
+    def reply(self, prompt, *, allowed_actions, max_tokens, npc_id, seed=None, timeout_s=None):
         from npc_runtime.agent.dialogue import parse_reply
         return parse_reply(self.raw, tokens=5)
 

@@ -32,3 +32,11 @@ def tiny_models(tmp_path_factory):
 @pytest.fixture
 def fast_validation():
     return FAST_VALIDATION
+
+
+@pytest.fixture(scope="session")
+def smollm_like(tmp_path_factory):
+    """SmolLM-style Llama: tied embeddings, 3 query heads over 1 kv head, head_dim 32."""
+    return make_tiny_hf_model(tmp_path_factory.mktemp("smollm"), "llama", name="tiny-smollm", hidden_size=96,
+                              intermediate_size=192, num_attention_heads=3, num_key_value_heads=1, head_dim=32,
+                              tie_word_embeddings=True)

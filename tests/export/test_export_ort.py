@@ -84,3 +84,16 @@ def test_context_length_override(tmp_path, tiny_models, fast_validation):
     assert result.manifest["kv_cache"]["capacity"] == 128
     genai = json.loads((result.out_dir / "genai_config.json").read_text())
     assert genai["model"]["context_length"] == 128
+
+
+@pytest.mark.parametrize("target,precision", [("ort", "int8"), ("portable", "fp32")])
+def test_smollm_shape_tied_embeddings(tmp_path, smollm_like, fast_validation, target, precision):
+    result = export_model(smollm_like, tmp_path / "pkg", target=target, precision=precision, progress=False,
+                          validation=fast_validation)
+    m = result.manifest
+    assert m["architecture"]["num_kv_heads"] == 1 and m["architecture"]["head_dim"] == 32
+    assert m["validation"]["passed"], m["validation"]
+    assert validate_package(result.out_dir).ok
+    if target == "ort":
+        prompt = [5, 17, 42]
+        assert _greedy_genai(result.out_dir, prompt, 8) == _greedy_onnx(result.out_dir, m, prompt, 8)

@@ -21,6 +21,13 @@ def tiny_package(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_portable_package(tiny_package) -> Path:
+    """The same tiny model as a `portable` package (plain ai.onnx graph, growing KV layout)."""
+    root = tiny_package.parent
+    return build_package(root / "hf" / "tiny-llama", root / "portable", precision="fp32", target="portable")
+
+
+@pytest.fixture(scope="session")
 def tiny_engine_factory(tiny_package):
     from npc_runtime.config import EngineConfig
     from npc_runtime.sessions import Engine

@@ -192,3 +192,21 @@ def test_errors(engine, model_name):
     with pytest.raises(NotFound):
         engine.cancel(sid)
     engine.open_session(model_name, prompt="x")   # the closed session's slot is free again
+
+
+def test_growing_layout_package_serves_the_same_tokens(tiny_engine_factory, tiny_portable_package):
+    from npc_runtime.config import EngineConfig
+    from npc_runtime.sessions import Engine
+
+    outputs = []
+    for engine in (tiny_engine_factory(), Engine.from_packages(
+            [tiny_portable_package], config=EngineConfig(max_sessions=4, max_context=128, warmup=False))):
+        name = engine.list_models()[0].name
+        a, b = (engine.open_session(name, prompt=p) for p in PROMPTS[:2])
+        got = {a: [], b: []}
+        for _ in range(5):
+            for r in engine.tick([TickRequest(a, 1e6, 3), TickRequest(b, 1e6, 2)]):
+                got[r.session_id] += r.token_ids
+        outputs.append((got[a], got[b], engine.list_models()[0].kv_layout))
+    assert outputs[0][:2] == outputs[1][:2]
+    assert (outputs[0][2], outputs[1][2]) == ("shared-buffer", "growing")

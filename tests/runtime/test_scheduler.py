@@ -107,3 +107,25 @@ def test_scheduler_prefill_is_chunked():
         kinds.append((plan.kind, plan.chunk))
         scheduler.step(plan)
     assert kinds == [("prefill", 16), ("prefill", 16), ("prefill", 8)] and len(s.tokens) == 41
+
+
+def test_prefix_cache_is_lru_bounded_in_bytes():
+    from npc_runtime.sessions.prefix_cache import PrefixCache
+
+    cache = PrefixCache(max_bytes=3 * 4 * 8, block_tokens=4)   # room for three blocks of 4 int64 "KV"
+    for start in range(0, 40, 4):
+        tokens = list(range(start + 4))
+        for b, key in cache.missing_blocks(tokens, len(tokens)):
+            cache.insert(key, [np.arange(4, dtype=np.int64)])
+    assert cache.bytes <= cache.max_bytes and len(cache) == 3 and cache.evictions > 0
+
+
+def test_prefix_cache_shares_blocks_between_fake_sessions():
+    e, decoder = fake_engine(prefix_block_tokens=4)
+    persona = list(range(3, 15))                               # three full blocks
+    first = e.open_session("fake", prompt=persona + [40, 41])
+    expected_first = [t for c in e.generate(first, max_tokens=6) for t in c.token_ids]
+    second = e.open_session("fake", prompt=persona + [42])
+    got = [t for c in e.generate(second, max_tokens=6) for t in c.token_ids]
+    assert e.session_info(second)["prefix_hit_tokens"] == 12
+    assert got == alone(persona + [42], 6) and expected_first == alone(persona + [40, 41], 6)

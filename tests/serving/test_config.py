@@ -68,3 +68,37 @@ def test_serve_bad_input_is_one_line_exit_2(args, match):
     assert proc.returncode == 2, proc.stderr
     assert match in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_serving_imports_without_torch():
+    code = ("import sys; import npc_runtime.serving.server, npc_runtime.serving.http_api, "
+            "npc_runtime.serving.cli_serve, npc_runtime.serving.engine_port; "
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _serve_fails(*args: str) -> str:
+    proc = subprocess.run([sys.executable, "-m", "npc_runtime.cli", "serve", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    return proc.stderr
+
+
+def test_corrupt_package_and_busy_port(tiny_package, tmp_path):
+    import shutil
+    import socket
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_package, broken)
+    with (broken / "tokenizer.json").open("a") as f:
+        f.write(" ")
+    assert "sha256 mismatch" in _serve_fails("--model", str(broken), "--http-port", "-1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        message = _serve_fails("--model", str(tiny_package), "--host", "127.0.0.1", "--port", str(port),
+                               "--http-port", "-1", "--no-agent")
+        assert f"127.0.0.1:{port}" in message

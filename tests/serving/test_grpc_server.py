@@ -38,8 +38,8 @@ async def test_handshake_and_list_models(stub):
 async def test_tick_until_finished_then_new_turn(stub, server):
     sid = await _open(stub, max_new_tokens=12)
     tokens, finished, reason = [], False, None
-    for _ in range(200):
-        reply = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=5, max_tokens=3)]))
+    for _ in range(500):
+        reply = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=50, max_tokens=3)]))
         (result,) = reply.results
         assert not result.error and len(result.token_ids) <= 3
         tokens += result.token_ids
@@ -108,6 +108,8 @@ async def test_cancel_and_close(stub, server):
     (lambda s: s.Generate(pb.GenerateRequest(session_id="nope")).read(), grpc.StatusCode.NOT_FOUND),
     (lambda s: s.Generate(pb.GenerateRequest()).read(), grpc.StatusCode.INVALID_ARGUMENT),
     (lambda s: s.Cancel(pb.CancelRequest(session_id="nope")), grpc.StatusCode.NOT_FOUND),
+    (lambda s: s.OpenSession(pb.OpenSessionRequest(prompt="x" * (5 << 20))), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (lambda s: s.OpenSession(pb.OpenSessionRequest(prompt="x" * 70_000)), grpc.StatusCode.INVALID_ARGUMENT),
     (lambda s: s.CloseSession(pb.CloseSessionRequest()), grpc.StatusCode.INVALID_ARGUMENT),
 ])
 async def test_error_statuses(stub, make_call, expected):
@@ -145,8 +147,11 @@ async def test_disconnect_mid_stream_frees_the_session(stub, server):
 async def test_tick_honours_the_deadline(stub):
     sid = await _open(stub, max_new_tokens=200)
     # a generous budget but a short deadline: the tick ends in time and returns what it has
-    reply = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=5000)]), timeout=0.25)
-    assert reply.tick_ms < 250
+    reply = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=5000)]), timeout=1.0)
+    assert reply.tick_ms < 1000
+    # a deadline too short for any work is DEADLINE_EXCEEDED, never a late answer
+    code, _ = await _code(stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid)]), timeout=0.001))
+    assert code is grpc.StatusCode.DEADLINE_EXCEEDED
     await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
 
 

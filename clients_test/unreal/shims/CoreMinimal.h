@@ -166,6 +166,9 @@ class TMap {
 };
 
 // ---- strings ------------------------------------------------------------------------------------------
+namespace ESearchCase {
+enum Type { CaseSensitive, IgnoreCase };
+}
 class FString {
  public:
   FString() = default;
@@ -173,6 +176,11 @@ class FString {
   const TCHAR* operator*() const { return Data.c_str(); }
   bool IsEmpty() const { return Data.empty(); }
   int32 Len() const { return static_cast<int32>(Data.size()); }
+  bool StartsWith(const FString& InPrefix, ESearchCase::Type SearchCase = ESearchCase::IgnoreCase) const {
+    (void)SearchCase;
+    return Data.compare(0, InPrefix.Data.size(), InPrefix.Data) == 0;
+  }
+  FString RightChop(int32 Count) const { FString R; R.Data = Data.substr(static_cast<size_t>(Count)); return R; }
   bool operator==(const FString& Other) const { return Data == Other.Data; }
   bool operator<(const FString& Other) const { return Data < Other.Data; }
   FString& operator+=(const FString& Other) { Data += Other.Data; return *this; }

@@ -86,8 +86,9 @@ TEST_CASE("slicer: a slow step shrinks the next frame's work") {
   // Frame 1: 1, 1, then predicted 1 -> 2+1 <= 4 so the 9 ms step runs (it could not be known).
   CHECK_EQ(RunFrame(slicer, 4.0, 0, costs, &next), 3u);
   CHECK_NEAR(slicer.PredictedStepMs(), 5.0, 1e-12);  // 0.5*9 + 0.5*1
-  // Frame 2: predicted 5 > 4: only the frame's first step runs (progress), then it stops.
-  CHECK_EQ(RunFrame(slicer, 4.0, 0, costs, &next), 1u);
+  // Frame 2: the first step always runs (1 ms: mean 3), then 1 + 3 > 3.5 stops the frame.
+  CHECK_EQ(RunFrame(slicer, 3.5, 0, costs, &next), 1u);
+  CHECK_NEAR(slicer.PredictedStepMs(), 3.0, 1e-12);
 }
 
 TEST_CASE("slicer: the first step of a frame always runs, even past the budget") {

@@ -764,6 +764,8 @@ def generate_corpus(*, seed: int = 0, num_train: int = 40000, num_heldout: int =
     for _ in range(num_train):
         role, sit = rng.choice(train_combos)
         train.append(make_sample(rng, role, sit, rng.choice(MOODS)))
+    # Its own random stream: the held-out set does not depend on how many training samples were drawn.
+    rng = random.Random(f"{seed}:heldout")
     heldout = []
     for _ in range(num_heldout):
         role, sit = rng.choice(HELDOUT_COMBOS)

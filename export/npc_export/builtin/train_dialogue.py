@@ -53,6 +53,7 @@ class DialogueTrainConfig:
     num_heldout: int = 2000
     eval_loss_samples: int = 1000     # held-out samples for loss / perplexity
     eval_generate_samples: int = 240  # held-out prompts generated greedily for action accuracy
+    eval_actions_per_combo: int = 30  # held-out prompts per (role, situation) for the per-combo accuracy
     threads: int = 2
     device: str = "cpu"               # "cuda" only to iterate on hyper-parameters; committed weights: cpu
     model: DialogueModelConfig = DialogueModelConfig()
@@ -176,9 +177,52 @@ def evaluate_generation(model, tokenizer, samples: list[Sample]) -> dict:
             "examples": examples}
 
 
-def write_generation_config(directory: Path, context_length: int) -> None:
-    config = {"bos_token_id": 1, "eos_token_id": [6, 2], "pad_token_id": 0, "do_sample": False,
-              "max_length": context_length}
+def action_accuracy_by_combo(model, tokenizer, samples: list[Sample], *, per_combo: int = 30) -> dict:
+    """Greedy action tag (6 new tokens) vs the rule, for up to `per_combo` prompts of each
+    (role, situation): {"overall": acc, "prompts": n, "per_combo": {"role x situation": acc}}."""
+    groups: dict[str, list[Sample]] = {}
+    for sample in samples:
+        bucket = groups.setdefault(f"{sample.role} x {sample.situation}", [])
+        if len(bucket) < per_combo:
+            bucket.append(sample)
+    chosen = [s for bucket in groups.values() for s in bucket]
+    replies = generate_replies(model, tokenizer, [s.prompt for s in chosen], max_new_tokens=6, batch_size=90)
+    hits: dict[str, list[bool]] = {}
+    for sample, reply in zip(chosen, replies):
+        hits.setdefault(f"{sample.role} x {sample.situation}", []).append(reply.startswith(f"[{sample.action}]"))
+    total = sum(sum(v) for v in hits.values())
+    return {"overall": round(total / max(1, len(chosen)), 4), "prompts": len(chosen),
+            "per_combo": {k: round(sum(v) / len(v), 3) for k, v in sorted(hits.items())}}
+
+
+def evaluate_dialogue(model, tokenizer, cfg: DialogueTrainConfig) -> dict:
+    """Report fields: loss on fresh samples of trained combinations, held-out loss / perplexity, action
+    accuracy and well-formedness of greedy replies, per-combination action accuracy, sample replies.
+    The held-out set is `generate_corpus(seed).heldout` (independent of the number of training samples)."""
+    heldout = list(generate_corpus(seed=cfg.seed, num_train=0, num_heldout=cfg.num_heldout).heldout)
+    # Fresh samples of the training combinations (another seed), for the seen/unseen gap.
+    seen = generate_corpus(seed=cfg.seed + 1, num_train=cfg.eval_loss_samples, num_heldout=0).train
+    heldout_loss = evaluate_loss(model, encode_samples(tokenizer, heldout[: cfg.eval_loss_samples]))
+    seen_loss = evaluate_loss(model, encode_samples(tokenizer, list(seen)))
+    generation = evaluate_generation(model, tokenizer, heldout[: cfg.eval_generate_samples])
+    return {
+        "seen_combos_loss": round(seen_loss, 4),
+        "heldout_combos": [list(c) for c in HELDOUT_COMBOS],
+        "heldout_loss": round(heldout_loss, 4),
+        "heldout_perplexity": round(math.exp(heldout_loss), 3),
+        "heldout_action_accuracy": round(generation["action_accuracy"], 4),
+        "heldout_well_formed": round(generation["well_formed"], 4),
+        "heldout_generated": cfg.eval_generate_samples,
+        "heldout_action_accuracy_by_combo": action_accuracy_by_combo(
+            model, tokenizer, heldout, per_combo=cfg.eval_actions_per_combo),
+        "loss_note": "mean cross-entropy per reply token (action tag + line + <|end|></s>), nats",
+        "samples": generation["examples"][:12],
+    }
+
+
+def write_generation_config(directory: Path) -> None:
+    # No max_length: callers pass max_new_tokens; the context limit is config.max_position_embeddings.
+    config = {"bos_token_id": 1, "eos_token_id": [6, 2], "pad_token_id": 0, "do_sample": False}
     (directory / "generation_config.json").write_text(json.dumps(config, indent=2) + "\n")
 
 
@@ -190,11 +234,6 @@ def train_dialogue(out_dir: Path, cfg: DialogueTrainConfig = DialogueTrainConfig
     corpus = generate_corpus(seed=cfg.seed, num_train=cfg.num_train, num_heldout=cfg.num_heldout)
     tokenizer = train_tokenizer((s.text for s in corpus.train), vocab_size=cfg.model.vocab_size)
     train_enc = encode_samples(tokenizer, list(corpus.train))
-    heldout = list(corpus.heldout)
-    heldout_enc = encode_samples(tokenizer, heldout[: cfg.eval_loss_samples])
-    # Fresh samples of the training combinations (another seed), for the seen/unseen gap.
-    seen = generate_corpus(seed=cfg.seed + 1, num_train=cfg.eval_loss_samples, num_heldout=0).train
-    seen_enc = encode_samples(tokenizer, list(seen))
 
     model = build_model(cfg.model).to(cfg.device)
     num_params = sum(p.numel() for p in model.parameters())
@@ -222,15 +261,13 @@ def train_dialogue(out_dir: Path, cfg: DialogueTrainConfig = DialogueTrainConfig
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
     train_seconds = time.perf_counter() - train_start
 
-    heldout_loss = evaluate_loss(model, heldout_enc)
-    seen_loss = evaluate_loss(model, seen_enc)
-    generation = evaluate_generation(model, tokenizer, heldout[: cfg.eval_generate_samples])
+    evaluation = evaluate_dialogue(model, tokenizer, cfg)
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(out_dir, safe_serialization=True)
     save_tokenizer(tokenizer, out_dir, context_length=cfg.model.context_length)
-    write_generation_config(out_dir, cfg.model.context_length)
+    write_generation_config(out_dir)
     weights_bytes = sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))
     tail = losses[-50:]
     report = {
@@ -249,15 +286,7 @@ def train_dialogue(out_dir: Path, cfg: DialogueTrainConfig = DialogueTrainConfig
         "device": cfg.device,
         "torch_version": torch.__version__,
         "train_loss_last50": round(sum(tail) / len(tail), 4),
-        "seen_combos_loss": round(seen_loss, 4),
-        "heldout_combos": [list(c) for c in HELDOUT_COMBOS],
-        "heldout_loss": round(heldout_loss, 4),
-        "heldout_perplexity": round(math.exp(heldout_loss), 3),
-        "heldout_action_accuracy": round(generation["action_accuracy"], 4),
-        "heldout_well_formed": round(generation["well_formed"], 4),
-        "heldout_generated": cfg.eval_generate_samples,
-        "loss_note": "mean cross-entropy per reply token (action tag + line + <|end|></s>), nats",
-        "samples": generation["examples"][:12],
+        **evaluation,
     }
     (out_dir / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report

@@ -137,6 +137,59 @@ class AgentRuntime:
         self._count(decision)
         return decision
 
+    @staticmethod
+    def is_quiet(percept: Percept, events: Sequence[Event]) -> bool:
+        """Nothing said, no event: FSM + policy only (no memory, no model call, no escalation)."""
+        return not percept.player_utterance and not events
+
+    def step_quiet_batch(self, items: Sequence[tuple[str, Percept]]) -> list[AgentDecision | Exception]:
+        """Quiet steps of many NPCs with ONE policy-model call for all of them (what a 10 Hz tick of
+        hundreds of NPCs needs). Per-NPC errors (unknown id) come back in place of the decision."""
+        started = time.monotonic()
+        out: list[AgentDecision | Exception | None] = [None] * len(items)
+        pending: list[tuple[int, NpcBrain, Mapping[str, float], object, dict]] = []
+        for i, (npc_id, percept) in enumerate(items):
+            try:
+                brain = self.get(npc_id)
+            except NotFound as exc:
+                out[i] = exc
+                continue
+            if not brain.lock.acquire(blocking=False):
+                # a slow step (dialogue, escalation) of this NPC is in flight: never make the batch wait for it
+                spec = brain.fsm.spec
+                out[i] = AgentDecision(npc_id=npc_id, state=spec.name, action=spec.default, arguments={}, dialogue="",
+                                       escalated=False, confidence=0.0, source="fsm", allowed_actions=spec.allowed,
+                                       reason="busy: a decision for this NPC is in flight; state default")
+                continue
+            try:
+                tick = brain.fsm.tick(GuardContext(values=percept.values, tags=percept.tags), percept.game_time_s)
+                spec = brain.fsm.spec
+            finally:
+                brain.lock.release()
+            base = dict(npc_id=npc_id, state=tick.state, allowed_actions=spec.allowed)
+            if tick.reflex is not None:
+                out[i] = self._reflex_decision(base, tick, 0)
+                continue
+            role_features = ROLE_FEATURES.get(brain.persona.role)
+            values = {**role_features, **percept.values} if role_features else percept.values
+            pending.append((i, brain, values, spec, base))
+        proposals = self.policy.propose_batch([p[2] for p in pending], [p[3].allowed for p in pending])
+        for (i, brain, _values, spec, base), proposal in zip(pending, proposals):
+            local = decide_quiet(proposal, default=spec.default, floor=self.config.policy_confidence_floor)
+            out[i] = self._decision(base, local, 0)
+        latency = (time.monotonic() - started) * 1000.0
+        for d in out:
+            if isinstance(d, AgentDecision):
+                d.latency_ms = latency
+                self._count(d)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _reflex_decision(base: dict, tick, written: int) -> AgentDecision:
+        return AgentDecision(action=tick.reflex.action, arguments=dict(tick.reflex.arguments), dialogue="",
+                             escalated=False, reason=f"fsm: reflex in state {tick.state!r} ({tick.reflex.guard.text})",
+                             confidence=1.0, source="fsm", memories_written=written, **base)
+
     def _step_locked(self, brain: NpcBrain, percept: Percept, events: Sequence[Event], started: float,
                      deadline: float) -> AgentDecision:
         now_s = percept.game_time_s
@@ -158,10 +211,7 @@ class AgentRuntime:
 
         if tick.reflex is not None:
             written += self._reflect(brain, now_s)
-            return AgentDecision(action=tick.reflex.action, arguments=dict(tick.reflex.arguments), dialogue="",
-                                 escalated=False, reason=f"fsm: reflex in state {tick.state!r} "
-                                 f"({tick.reflex.guard.text})", confidence=1.0, source="fsm",
-                                 memories_written=written, **base)
+            return self._reflex_decision(base, tick, written)
 
         values = percept.values
         role_features = ROLE_FEATURES.get(brain.persona.role)
@@ -179,7 +229,8 @@ class AgentRuntime:
         pending = self._maybe_escalate(brain, proposal, prompt, events, novelty, tick.state, allowed, said,
                                        deadline, now_s)
         local = decide_with_dialogue(self.dialogue, prompt, proposal, allowed=allowed, default=default,
-                                     max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id)
+                                     max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id,
+                                     timeout_s=deadline - time.monotonic())
         decision = self._decision(base, local, written)
         if pending is not None:
             trigger, handle = pending

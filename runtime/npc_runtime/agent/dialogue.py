@@ -69,12 +69,13 @@ class DialogueReply:
 
 
 class DialogueModel(Protocol):
-    """A local model that answers in character. `candidates` > 1 asks for that many sampled replies."""
+    """A local model that answers in character; `seed` given = sampled, else greedy."""
 
     name: str
 
     def reply(self, prompt: DialoguePrompt, *, allowed_actions: Sequence[str], max_tokens: int,
-              npc_id: str, seed: int | None = None) -> DialogueReply: ...
+              npc_id: str, seed: int | None = None, timeout_s: float | None = None) -> DialogueReply:
+        """Raises DeadlineExceeded when `timeout_s` (wall seconds) passes first."""
 
 
 def parse_reply(raw: str, *, tokens: int = 0, action_probs: Mapping[str, float] | None = None) -> DialogueReply:
@@ -108,7 +109,7 @@ class TemplateDialogue:
     })
 
     def reply(self, prompt: DialoguePrompt, *, allowed_actions: Sequence[str], max_tokens: int,
-              npc_id: str, seed: int | None = None) -> DialogueReply:
+              npc_id: str, seed: int | None = None, timeout_s: float | None = None) -> DialogueReply:
         action = allowed_actions[0]
         line = self.lines.get(action, "")
         return DialogueReply(action=action, line=line, raw=f"[{action}] {line}", tokens=0)

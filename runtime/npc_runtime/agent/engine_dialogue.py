@@ -40,14 +40,15 @@ class EngineDialogueModel:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     def reply(self, prompt: DialoguePrompt, *, allowed_actions: Sequence[str], max_tokens: int,
-              npc_id: str, seed: int | None = None) -> DialogueReply:
+              npc_id: str, seed: int | None = None, timeout_s: float | None = None) -> DialogueReply:
+        timeout = self.call_timeout_s if timeout_s is None else max(0.0, min(timeout_s, self.call_timeout_s))
         future = asyncio.run_coroutine_threadsafe(
             self._reply(prompt, tuple(allowed_actions), max_tokens, npc_id, seed), self._loop)
         try:
-            return future.result(timeout=self.call_timeout_s)
+            return future.result(timeout=timeout)
         except FutureTimeout as exc:
-            future.cancel()
-            raise DeadlineExceeded(f"dialogue model {self.model}: no reply within {self.call_timeout_s:.1f} s") from exc
+            future.cancel()   # the coroutine's `finally` closes the engine session
+            raise DeadlineExceeded(f"dialogue model {self.model}: no reply within {timeout * 1000:.0f} ms") from exc
 
     async def _reply(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
                      seed: int | None) -> DialogueReply:

@@ -210,7 +210,10 @@ class EscalationManager:
             est_cost = price_usd(self.provider.model, est_in, request.max_output_tokens, c.prices)
             reservation = self.budget.reserve(request.npc_id, est_in + request.max_output_tokens, est_cost)
             if isinstance(reservation, str):
-                result = EscalationResult("denied_budget", attempts=attempt - 1, detail=f"budget: {reservation}")
+                if attempt == 1:
+                    result = EscalationResult("denied_budget", attempts=0, detail=f"budget: {reservation}")
+                else:   # keep the failure that made us retry
+                    result.detail += f"; retry refused by budget: {reservation}"
                 break
             try:
                 reply = self.provider.complete(request, timeout_s=remaining)

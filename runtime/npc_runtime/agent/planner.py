@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from npc_runtime.agent.dialogue import DialogueModel, DialoguePrompt, DialogueReply
-from npc_runtime.agent.policy_model import Policy, PolicyProposal
+from npc_runtime.agent.policy_model import PolicyProposal
 from npc_runtime.errors import NpcRuntimeError
 
 
@@ -40,18 +40,21 @@ def order_allowed(allowed: Sequence[str], proposal: PolicyProposal) -> tuple[str
 
 def decide_quiet(proposal: PolicyProposal, *, default: str, floor: float) -> LocalDecision:
     """No words and no events to answer: the policy's proposal (or the safe default when it is unsure)."""
-    if proposal.confidence >= floor:
+    if proposal.confidence >= floor and proposal.margin > 1e-9:
         return LocalDecision(proposal.action, "", proposal.confidence, proposal.margin, "policy", False,
                              f"policy: {proposal.action} p={proposal.confidence:.2f}")
+    # unsure, or no preference at all (a tie, e.g. no policy model): the state's safe default
     return LocalDecision(default, "", proposal.confidence, proposal.margin, "policy", False,
-                         f"policy unsure ({proposal.confidence:.2f}): state default")
+                         f"policy unsure (p={proposal.confidence:.2f}, margin {proposal.margin:.2f}): state default")
 
 
 def decide_with_dialogue(dialogue: DialogueModel, prompt: DialoguePrompt, proposal: PolicyProposal, *,
-                         allowed: Sequence[str], default: str, max_tokens: int, npc_id: str) -> LocalDecision:
+                         allowed: Sequence[str], default: str, max_tokens: int, npc_id: str,
+                         timeout_s: float | None = None) -> LocalDecision:
     ordered = order_allowed(allowed, proposal)
     try:
-        reply: DialogueReply = dialogue.reply(prompt, allowed_actions=ordered, max_tokens=max_tokens, npc_id=npc_id)
+        reply: DialogueReply = dialogue.reply(prompt, allowed_actions=ordered, max_tokens=max_tokens, npc_id=npc_id,
+                                              timeout_s=timeout_s)
     except NpcRuntimeError as exc:   # engine busy, session limit, timeout: act on the policy, say nothing
         return LocalDecision(proposal.action, "", proposal.confidence, proposal.margin, "policy", False,
                              f"dialogue model failed ({exc}); policy: {proposal.action}")

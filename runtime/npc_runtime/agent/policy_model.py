@@ -38,17 +38,19 @@ class Policy(Protocol):
                       allowed: Sequence[Sequence[str]]) -> list[PolicyProposal]: ...
 
 
-def restrict(probs_all, actions: Sequence[str], allowed: Sequence[str], raw_conf: float) -> PolicyProposal:
-    """Renormalise a softmax over `actions` to the `allowed` subset (plain Python: n <= 12, a few µs)."""
-    index = {a: i for i, a in enumerate(actions)}
-    p = [float(probs_all[index[a]]) if a in index else 0.0 for a in allowed]
+def restrict(probs_all: Sequence[float], actions: Sequence[str] | Mapping[str, int], allowed: Sequence[str],
+             raw_conf: float) -> PolicyProposal:
+    """Renormalise a softmax over `actions` (names, or name -> index) to the `allowed` subset.
+    Plain Python over a list: n <= 12, a few µs."""
+    index = actions if isinstance(actions, Mapping) else {a: i for i, a in enumerate(actions)}
+    p = [probs_all[index[a]] if a in index else 0.0 for a in allowed]
     total = sum(p)
     p = [x / total for x in p] if total > 0 else [1.0 / len(allowed)] * len(allowed)
     best = max(range(len(p)), key=p.__getitem__)      # first maximum: ties go to the FSM's order
     top = p[best]
     second = max((x for i, x in enumerate(p) if i != best), default=0.0)
     return PolicyProposal(probs=dict(zip(allowed, p)), action=allowed[best], confidence=top, margin=top - second,
-                          raw_confidence=float(raw_conf))
+                          raw_confidence=raw_conf)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -76,6 +78,7 @@ class OnnxPolicyModel:
             raise ModelPackageError(f"{spec_path}: needs non-empty 'features' and 'actions' lists")
         self.features: tuple[str, ...] = tuple(f["name"] if isinstance(f, dict) else str(f) for f in features)
         self.actions: tuple[str, ...] = tuple(actions)
+        self._index = {a: i for i, a in enumerate(self.actions)}
         unknown = [a for a in self.actions if a not in ACTIONS]
         if unknown:
             raise ModelPackageError(f"{spec_path}: unknown actions {unknown} (the runtime knows {list(ACTIONS)})")
@@ -93,7 +96,8 @@ class OnnxPolicyModel:
         self._has_confidence = "confidence" in outputs
 
     def _vector(self, values: Mapping[str, float]) -> list[float]:
-        return [float(values.get(name, 0.0)) for name in self.features]
+        get = values.get
+        return [get(name, 0.0) for name in self.features]
 
     def propose_batch(self, rows: Sequence[Mapping[str, float]],
                       allowed: Sequence[Sequence[str]]) -> list[PolicyProposal]:
@@ -104,14 +108,15 @@ class OnnxPolicyModel:
             logits = self._session.run(["action_logits"], {"observations": obs})[0]  # [batch, A]
         except Exception as exc:
             raise InternalError(f"policy model {self.name}: inference failed: {exc}") from exc
-        probs = _softmax(logits.astype(np.float64))
-        return [restrict(probs[i], self.actions, allowed[i], float(probs[i].max())) for i in range(len(rows))]
+        probs = _softmax(logits.astype(np.float64)).tolist()
+        return [restrict(row, self._index, allowed[i], max(row)) for i, row in enumerate(probs)]
 
     def propose(self, values: Mapping[str, float], allowed: Sequence[str]) -> PolicyProposal:
         return self.propose_batch([values], [allowed])[0]
 
 
 _UNIFORM = [1.0 / len(ACTIONS)] * len(ACTIONS)
+_ACTION_INDEX = {a: i for i, a in enumerate(ACTIONS)}
 
 
 class UniformPolicy:
@@ -120,7 +125,7 @@ class UniformPolicy:
     name = "uniform"
 
     def propose(self, values: Mapping[str, float], allowed: Sequence[str]) -> PolicyProposal:
-        return restrict(_UNIFORM, ACTIONS, allowed, 1.0 / len(ACTIONS))
+        return restrict(_UNIFORM, _ACTION_INDEX, allowed, 1.0 / len(ACTIONS))
 
     def propose_batch(self, rows, allowed):
         return [self.propose(v, a) for v, a in zip(rows, allowed)]

@@ -65,6 +65,8 @@ def _session(package: ModelPackage, threads: int) -> ort.InferenceSession:
         so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # shapes change every step (the mask grows by one): a memory pattern planned per shape is never reused
+    so.enable_mem_pattern = False
     try:
         return ort.InferenceSession(str(package.model_file), so, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph...)
@@ -109,7 +111,7 @@ class SharedBufferDecoder(_OrtDecoderBase):
     keep their addresses, so a decode step only writes token ids in place and rebinds the attention mask
     (whose width grows by one each step)."""
 
-    _MAX_BINDINGS = 128
+    _MAX_BINDINGS = 2048
 
     def __init__(self, package: ModelPackage, options: DecoderOptions) -> None:
         super().__init__(package, options)

@@ -34,8 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=None, help="memory database (default: a fresh file in a temp dir)")
     parser.add_argument("--provider", choices=PROVIDERS, default=None,
                         help="escalation provider (default: NPCRT_ESCALATION_PROVIDER or local)")
-    parser.add_argument("--deadline-ms", type=float, default=250.0, help="per-step deadline for decisions")
+    parser.add_argument("--deadline-ms", type=float, default=1000.0,
+                        help="deadline of a talk step (dialogue + escalation); quiet FSM ticks never wait on it")
     parser.add_argument("--no-live", action="store_true", help="no live table (e.g. in CI logs)")
+    parser.add_argument("--no-export", action="store_true",
+                        help="use cached packages only (stand-ins for missing ones) instead of exporting them")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
 
@@ -74,17 +77,12 @@ def run(args: argparse.Namespace) -> int:
 
 class Demo:
     def __init__(self, args: argparse.Namespace):
-        from npc_runtime.agent.brain import AgentRuntime
         from npc_runtime.agent.config import AgentConfig
-        from npc_runtime.agent.dialogue import TemplateDialogue
-        from npc_runtime.agent.escalation import EscalationManager
-        from npc_runtime.agent.memory import MemoryStore
-        from npc_runtime.agent.policy_model import OnnxPolicyModel, UniformPolicy
-        from npc_runtime.agent.providers import make_provider
+        from npc_runtime.agent.factory import build_agent_runtime
         from npc_runtime.demo.village import Village
 
         self.args = args
-        self.packages = ensure_packages(args.cache_dir or default_cache_dir())
+        self.packages = ensure_packages(args.cache_dir or default_cache_dir(), export=not args.no_export)
         for note in self.packages.notes:
             print(f"npcrt demo: warning: {note}", file=sys.stderr)
         env = dict(os.environ)
@@ -93,12 +91,9 @@ class Demo:
         self._tmp = tempfile.TemporaryDirectory(prefix="npcrt-demo-")
         db = args.db or str(Path(self._tmp.name) / "memory.sqlite3")
         self.config = AgentConfig.from_mapping({"memory_db": db, "default_deadline_ms": args.deadline_ms}, env=env)
-        self.memory = MemoryStore(db, weights=self.config.retrieval)
-        self.policy = OnnxPolicyModel(self.packages.policy) if self.packages.policy else UniformPolicy()
         self.async_engine = None
-        self.dialogue = TemplateDialogue()
+        model_name = None
         if self.packages.dialogue:
-            from npc_runtime.agent.engine_dialogue import EngineDialogueModel
             from npc_runtime.config import EngineConfig
             from npc_runtime.sessions import Engine
             from npc_runtime.sessions.async_engine import AsyncEngine
@@ -106,12 +101,12 @@ class Demo:
             engine = Engine.from_packages([self.packages.dialogue],
                                           config=EngineConfig(max_sessions=64, intra_op_threads=2))
             self.async_engine = AsyncEngine(engine)
-            self.dialogue = EngineDialogueModel(self.async_engine, engine.list_models()[0].name)
-        provider = make_provider(self.config.escalation.provider, self.config.escalation.provider_options,
-                                 dialogue=self.dialogue)
-        self.escalation = EscalationManager(provider, config=self.config.escalation, memory=self.memory)
-        self.runtime = AgentRuntime(config=self.config, memory=self.memory, policy=self.policy,
-                                    dialogue=self.dialogue, escalation=self.escalation)
+            model_name = engine.list_models()[0].name
+        self.runtime = build_agent_runtime(self.config, async_engine=self.async_engine, dialogue_model=model_name,
+                                           policy_package=self.packages.policy)
+        self.memory, self.policy, self.dialogue = self.runtime.memory, self.runtime.policy, self.runtime.dialogue
+        self.escalation = self.runtime.escalation
+        provider = self.escalation.provider
         self.village = Village(args.npcs)
         self.models = {"dialogue": getattr(self.dialogue, "name", "?"), "policy": getattr(self.policy, "name", "?"),
                        "escalation_provider": f"{provider.name}:{provider.model}"}
@@ -150,7 +145,11 @@ class Demo:
         return asyncio.run(self._run())
 
     async def _run(self) -> dict:
-        """Server and game client share one event loop; agent steps run on the servicer's thread pool."""
+        """Server and game client share one event loop; agent steps run on the servicer's thread pool.
+
+        Two Play streams, as a game server would use them: `frames` carries every frame's quiet FSM ticks
+        (never slow), `talk` carries the steps with words or events (dialogue, maybe escalation, bounded by the
+        step deadline). An NPC with a talk step in flight is busy: it gets no quiet ticks until it answers."""
         import asyncio
 
         import grpc
@@ -162,23 +161,29 @@ class Demo:
         server, port = await self._start_server()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stub = agent_pb2_grpc.NpcAgentStub(channel)
-        call = stub.Play()
+        calls = {"frames": stub.Play(), "talk": stub.Play()}
 
-        sent_at: dict[int, tuple[float, float]] = {}      # seq -> (wall time sent, game time)
+        sent_at: dict[tuple[str, int], tuple[float, float, list[str]]] = {}   # (stream, seq) -> (wall, game t, npcs)
         latest: dict[str, object] = {}
         timeline: dict[str, list[tuple[float, str, str, str, bool]]] = defaultdict(list)
-        round_trips: list[float] = []
+        round_trips: dict[str, list[float]] = {"frames": [], "talk": []}
         errors: list[str] = []
         counts = Counter()
         actions = Counter()
         sources = Counter()
+        busy: Counter = Counter()
+        registered = asyncio.Event()
 
-        async def reader():
+        async def reader(stream: str):
             try:
-                async for resp in call:
-                    wall, game_t = sent_at.pop(resp.seq, (time.perf_counter(), 0.0))
-                    if resp.seq:   # seq 0 registers the village: not a frame
-                        round_trips.append((time.perf_counter() - wall) * 1000)
+                async for resp in calls[stream]:
+                    wall, game_t, npcs = sent_at.pop((stream, resp.seq), (time.perf_counter(), 0.0, []))
+                    if stream == "talk":
+                        busy.subtract(npcs)
+                    if resp.seq == 0 and stream == "frames":   # seq 0 registers the village: not a frame
+                        registered.set()
+                    else:
+                        round_trips[stream].append((time.perf_counter() - wall) * 1000)
                     for e in resp.errors:
                         errors.append(f"{e.npc_id}: {e.message}")
                     for d in resp.decisions:
@@ -193,15 +198,18 @@ class Demo:
                         timeline[d.npc_id].append((game_t, d.state, d.action,
                                                    pb.DecisionSource.Name(d.source), d.escalated))
             except grpc.aio.AioRpcError as exc:
-                errors.append(f"stream ended: {exc.code().name}: {exc.details()}")
+                errors.append(f"{stream} stream ended: {exc.code().name}: {exc.details()}")
+            finally:
+                registered.set()
 
-        reader_task = asyncio.create_task(reader())
+        readers = [asyncio.create_task(reader(name)) for name in calls]
         register = [pb.RegisterNpcRequest(
             npc_id=n.npc_id, persona=pb.Persona(name=n.name, role=n.role, traits=list(_traits(n.role))),
             fsm_name=n.role, memories=[pb.MemorySeed(text=f"I am {n.name}, and I live in this village.", importance=3)])
             for n in self.village.npcs]
-        sent_at[0] = (time.perf_counter(), 0.0)
-        await call.write(pb.PlayRequest(seq=0, register=register))
+        sent_at[("frames", 0)] = (time.perf_counter(), 0.0, [])
+        await calls["frames"].write(pb.PlayRequest(seq=0, register=register))
+        await registered.wait()
 
         fps = args.fps
         frames = int(args.seconds * fps)
@@ -214,21 +222,19 @@ class Demo:
             for frame in range(1, frames + 1):
                 game_t = frame / fps
                 perceptions = self.village.frame(game_t, 1.0 / fps)
-                steps = []
+                quiet, talk = [], []
                 for npc_id, p in perceptions.items():
-                    if not p.interesting and (frame + index[npc_id]) % every:
-                        continue
-                    steps.append(pb.StepRequest(
-                        npc_id=npc_id, deadline_ms=args.deadline_ms,
-                        observation=pb.Observation(game_time_s=game_t, values=p.values, tags=p.tags,
-                                                   player_utterance=p.utterance),
-                        events=[pb.GameEvent(kind=e["kind"], description=e["description"],
-                                             importance=e.get("importance", 0),
-                                             story_critical=e.get("story_critical", False))
-                                for e in p.events]))
-                if steps:
-                    sent_at[frame] = (time.perf_counter(), game_t)
-                    await call.write(pb.PlayRequest(seq=frame, steps=steps))
+                    if p.interesting:
+                        talk.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
+                    elif not (frame + index[npc_id]) % every and busy[npc_id] <= 0:
+                        quiet.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
+                for stream, steps in (("frames", quiet), ("talk", talk)):
+                    if steps:
+                        npcs = [s.npc_id for s in steps]
+                        if stream == "talk":
+                            busy.update(npcs)
+                        sent_at[(stream, frame)] = (time.perf_counter(), game_t, npcs)
+                        await calls[stream].write(pb.PlayRequest(seq=frame, steps=steps))
                 live.maybe_refresh()
                 wait = started + frame / fps - time.perf_counter()
                 if wait > 0:
@@ -236,9 +242,10 @@ class Demo:
                 else:
                     late_frames += 1
                     await asyncio.sleep(0)
-            await call.done_writing()
+            for call in calls.values():
+                await call.done_writing()
             try:
-                await asyncio.wait_for(reader_task, timeout=30)
+                await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
             except asyncio.TimeoutError:
                 errors.append("some updates had no answer 30 s after the end")
         wall = time.perf_counter() - started
@@ -252,7 +259,8 @@ class Demo:
         stats = self.runtime.stats
         esc = self.escalation.stats
         local_out = esc.output_tokens if self.escalation.provider.name == "local" else 0
-        rt = np.asarray(round_trips) if round_trips else np.zeros(1)
+        rt = np.asarray(round_trips["frames"]) if round_trips["frames"] else np.zeros(1)
+        talk = np.asarray(round_trips["talk"]) if round_trips["talk"] else np.zeros(1)
         steps = np.asarray(stats.step_ms) if stats.step_ms else np.zeros(1)
         summary = {
             "seconds": round(wall, 2), "npcs": self.args.npcs, "fps": self.args.fps, "frames": frames,
@@ -263,6 +271,7 @@ class Demo:
             "actions_by_name": dict(sorted(actions.items())), "decisions_by_source": dict(sorted(sources.items())),
             "tick_p99_ms": round(float(np.percentile(rt, 99)), 2), "tick_p50_ms": round(float(np.percentile(rt, 50)), 2),
             "step_p99_ms": round(float(np.percentile(steps, 99)), 2),
+            "talk_p50_ms": round(float(np.percentile(talk, 50)), 2), "talk_p99_ms": round(float(np.percentile(talk, 99)), 2),
             "tokens_per_s": round((stats.local_tokens + local_out) / wall, 1),
             "memories_written": counts["memories_written"], "reflections": stats.reflections,
             "escalation_cost_usd": round(esc.cost_usd, 6), "escalation_tokens": esc.input_tokens + esc.output_tokens,
@@ -275,6 +284,14 @@ class Demo:
         except Exception as exc:  # noqa: BLE001 - a failed plot must not lose the summary
             summary["plot_error"] = f"{type(exc).__name__}: {exc}"
         return summary
+
+
+def _step(pb, npc_id: str, p, game_t: float, deadline_ms: float):
+    return pb.StepRequest(
+        npc_id=npc_id, deadline_ms=deadline_ms,
+        observation=pb.Observation(game_time_s=game_t, values=p.values, tags=p.tags, player_utterance=p.utterance),
+        events=[pb.GameEvent(kind=e["kind"], description=e["description"], importance=e.get("importance", 0),
+                             story_critical=e.get("story_critical", False)) for e in p.events])
 
 
 def _traits(role: str) -> tuple[str, ...]:
@@ -359,7 +376,7 @@ def plot_timeline(timeline, village, path: Path, escalation, memory) -> None:
     ax.set_xlabel("game time (s)")
     ax.set_title("NPC states over time (bars), escalations (*), FSM reflexes (|)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=color[s]) for s in states]
-    ax.legend(handles, states, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=min(8, len(states)) or 1)
+    ax.legend(handles, states, title="state", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     for t, text in village.log:
         ax.axvline(t, color="grey", alpha=0.15, linewidth=0.8)
     fig.tight_layout()
@@ -374,7 +391,7 @@ def print_summary(summary: dict) -> None:
 
     table = Table(title="npcrt demo summary", show_header=False)
     for key in ("seconds", "npcs", "decisions", "escalations", "escalation_failures", "escalations_denied", "fallbacks",
-                "rejected_actions", "tick_p50_ms", "tick_p99_ms", "step_p99_ms", "tokens_per_s", "memories_written",
+                "rejected_actions", "tick_p50_ms", "tick_p99_ms", "talk_p50_ms", "talk_p99_ms", "step_p99_ms", "tokens_per_s", "memories_written",
                 "reflections", "escalation_cost_usd", "late_frames", "error_count"):
         table.add_row(key, str(summary.get(key)))
     table.add_row("actions_by_name", ", ".join(f"{k}={v}" for k, v in summary["actions_by_name"].items()))

@@ -22,7 +22,7 @@ class Packages:
     notes: list[str]
 
 
-def ensure_packages(cache_dir: Path, *, progress: bool = True) -> Packages:
+def ensure_packages(cache_dir: Path, *, progress: bool = True, export: bool = True) -> Packages:
     """Use cached packages; export missing ones from `builtin:NAME` (needs the exporter extra, once)."""
     found: dict[str, Path | None] = {}
     notes: list[str] = []
@@ -30,6 +30,10 @@ def ensure_packages(cache_dir: Path, *, progress: bool = True) -> Packages:
         out = cache_dir / name
         if (out / "manifest.json").is_file():
             found[name] = out
+            continue
+        if not export:
+            notes.append(f"{name}: not in {cache_dir} and --no-export given")
+            found[name] = None
             continue
         try:
             from npc_export.api import export_model

@@ -119,6 +119,21 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
         percept, events, deadline_ms = step_from_pb(req)
         return decision_to_pb(self.runtime.step(req.npc_id, percept, events, deadline_ms=deadline_ms))
 
+    def _quiet_batch(self, steps: Sequence[pb.StepRequest]) -> list[object]:
+        out: list[object] = [None] * len(steps)
+        items, where = [], []
+        limit = self.runtime.config.max_deadline_ms
+        for k, s in enumerate(steps):
+            if not 0 <= s.deadline_ms <= limit:
+                out[k] = InvalidArgument(f"deadline_ms must be 0-{limit:.0f}, got {s.deadline_ms}")
+                continue
+            percept, _events, _deadline = step_from_pb(s)
+            items.append((s.npc_id, percept))
+            where.append(k)
+        for k, r in zip(where, self.runtime.step_quiet_batch(items)):
+            out[k] = r if isinstance(r, Exception) else decision_to_pb(r)
+        return out
+
     @_unary
     async def RegisterNpc(self, request, context):
         return await self._run(self._register, request)
@@ -147,7 +162,20 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
         if len(steps) > MAX_STEPS_PER_PLAY:
             out.errors.append(self._error("", InvalidArgument(f"at most {MAX_STEPS_PER_PLAY} steps per update"), "Play"))
             return out
-        results = await asyncio.gather(*(self._run(self._step, s) for s in steps), return_exceptions=True)
+        # quiet steps (no words, no events) of all NPCs share one policy-model call; the others run concurrently
+        quiet_idx = [i for i, s in enumerate(steps) if not s.observation.player_utterance and not s.events]
+        other_idx = [i for i, s in enumerate(steps) if s.observation.player_utterance or s.events]
+        results: list[object] = [None] * len(steps)
+        jobs = [self._run(self._step, steps[i]) for i in other_idx]
+        if quiet_idx:
+            jobs.append(self._run(self._quiet_batch, [steps[i] for i in quiet_idx]))
+        done = await asyncio.gather(*jobs, return_exceptions=True)
+        for i, result in zip(other_idx, done):
+            results[i] = result
+        if quiet_idx:
+            batch = done[-1]
+            for k, i in enumerate(quiet_idx):
+                results[i] = batch if isinstance(batch, BaseException) else batch[k]
         for s, result in zip(steps, results):
             if isinstance(result, BaseException):
                 out.errors.append(self._error(s.npc_id, result, "Play.step"))

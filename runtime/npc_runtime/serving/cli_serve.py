@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -57,6 +58,20 @@ def _check_model_dirs(models: tuple[str, ...]) -> str | None:
     return None
 
 
+def _port_problem(host: str, port: int) -> str | None:
+    """Why `port` cannot be bound (checked up front: gRPC's own bind error is a C-level log line)."""
+    if port <= 0:
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from npc_runtime.serving.config import load_config
     from npc_runtime.serving.logs import setup_logging
@@ -76,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         file = getattr(config, name)
         if file is not None and not Path(file).is_file():
             return _fail(f"--{name.replace('_', '-')} {file!r} is not a readable file")
+    for flag, port in (("--port", config.port), ("--http-port", config.http_port)):
+        problem = _port_problem(config.host, port)
+        if problem:
+            return _fail(f"cannot listen on {config.host}:{port} ({problem}); choose another {flag}")
     try:
         setup_logging(fmt=config.log_format, level=config.log_level)
     except ValueError as exc:

@@ -77,6 +77,10 @@ class EnginePort:
     def max_sessions(self) -> int:
         return int(self._engine.config.max_sessions)
 
+    @property
+    def sliding_window(self) -> bool:
+        return bool(self._engine.config.sliding_window)
+
     def active_sessions(self) -> int:
         """Open sessions (any thread; read at metrics scrape time)."""
         return len(self._engine._sessions)  # noqa: SLF001 - an atomic len() of the engine's dict

@@ -18,16 +18,17 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from npc_proto.v1 import runtime_pb2 as pb
-from npc_runtime.errors import InvalidArgument, NpcRuntimeError
+from npc_runtime.errors import InvalidArgument, NpcRuntimeError, Unauthenticated
 from npc_runtime.serving import status, translate
 from npc_runtime.serving.auth import check_bearer
 from npc_runtime.serving.config import ServerConfig
@@ -35,7 +36,6 @@ from npc_runtime.serving.metrics import CONTENT_TYPE, ServingMetrics
 
 log = logging.getLogger("npc_runtime.serving.http")
 
-OPEN_PATHS = ("/healthz", "/metrics")
 
 
 # ------------------------------------------------------------------------------------ request models
@@ -75,8 +75,8 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=translate.MAX_TOKENS_PER_REQUEST)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=translate.MAX_TOKENS_PER_REQUEST)
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, lt=1 << 64)
     stream: bool = False
@@ -119,15 +119,11 @@ def create_http_app(engine: Any, *, config: ServerConfig, metrics: ServingMetric
                     is_serving: Callable[[], bool] = lambda: True) -> FastAPI:
     app = FastAPI(title="npc-runtime", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        if config.token and request.url.path not in OPEN_PATHS:
+    async def require_token(request: Request) -> None:
+        if config.token:
             problem = check_bearer(request.headers.get("authorization"), config.token)
             if problem is not None:
-                metrics.errors.labels("http", "UNAUTHENTICATED").inc()
-                return _error_response(401, problem.replace("metadata", "header"), "authentication_error",
-                                       "invalid_api_key")
-        return await call_next(request)
+                raise Unauthenticated(problem.replace("metadata", "header"))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -155,7 +151,7 @@ def create_http_app(engine: Any, *, config: ServerConfig, metrics: ServingMetric
     async def prometheus_metrics():
         return Response(content=metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=[Depends(require_token)])
     async def list_models():
         models = await engine.list_models()
         return {"object": "list", "data": [
@@ -163,7 +159,7 @@ def create_http_app(engine: Any, *, config: ServerConfig, metrics: ServingMetric
              "context_length": m.context_length, "precision": m.precision, "kind": m.kind}
             for m in models]}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=[Depends(require_token)])
     async def chat_completions(body: ChatCompletionRequest):
         started = time.perf_counter()
         sampling = _sampling(body, config)
@@ -179,8 +175,9 @@ def create_http_app(engine: Any, *, config: ServerConfig, metrics: ServingMetric
         model_name = opened.model
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            return StreamingResponse(
+            return _SessionStream(
                 _stream(engine, metrics, opened, completion_id, created, model_name, max_tokens, include_usage),
+                on_close=functools.partial(_close_session, engine, opened.session_id),
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         try:
             text_parts: list[str] = []
@@ -246,6 +243,30 @@ async def _stream(engine: Any, metrics: ServingMetrics, opened: Any, completion_
                               "code": st.grpc_code.name.lower()}})
     finally:
         await _close_session(engine, opened.session_id)
+
+
+class _SessionStream(StreamingResponse):
+    """A streaming response that always ends its session: when the client goes away, Starlette stops at a
+    failed `send` and leaves the body generator suspended (closed only by the garbage collector), so the
+    generator's own `finally` is not enough."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], Awaitable[None]], **kwargs) -> None:
+        super().__init__(content, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            closing = asyncio.ensure_future(self._finish())
+            await asyncio.shield(closing)
+
+    async def _finish(self) -> None:
+        try:
+            await self.body_iterator.aclose()
+        except Exception:  # noqa: BLE001 - the generator already reported its error in-band
+            log.debug("closing a chat stream failed", exc_info=True)
+        await self._on_close()
 
 
 async def _close_session(engine: Any, session_id: str) -> None:

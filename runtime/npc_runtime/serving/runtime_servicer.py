@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -33,10 +32,6 @@ BASE_CAPABILITIES = ("tick", "generate", "cancel", "prefix-cache", "constraints.
 DEADLINE_MARGIN_MS = 2.0
 
 
-async def maybe_await(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
 def unary(method: Callable) -> Callable:
     """Maps exceptions to a status (the one table in `status`), times the call, counts errors."""
     name = method.__name__
@@ -51,6 +46,8 @@ def unary(method: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001 - every error becomes a status, the server keeps running
             st = status.status_for(exc, where=name)
             self.metrics.errors.labels(name, st.grpc_code.name).inc()
+            log.info("rpc error", extra={"fields": {"method": name, "code": st.grpc_code.name,
+                                                     "error": st.message[:500], "peer": context.peer()}})
             await context.abort(st.grpc_code, st.message)
         finally:
             self.metrics.rpc_latency.labels(name).observe(time.perf_counter() - started)
@@ -64,7 +61,8 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
         self.engine = engine
         self.config = config
         self.metrics = metrics
-        self.capabilities = tuple(dict.fromkeys((*BASE_CAPABILITIES, *capabilities)))
+        extra = ("sliding-window",) if engine.sliding_window else ()
+        self.capabilities = tuple(dict.fromkeys((*BASE_CAPABILITIES, *extra, *capabilities)))
 
     # ---------------------------------------------------------------------------------- unary RPCs
 
@@ -82,7 +80,7 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
 
     @unary
     async def ListModels(self, request: pb.ListModelsRequest, context) -> pb.ListModelsResponse:
-        models = await maybe_await(self.engine.list_models())
+        models = await self.engine.list_models()
         return pb.ListModelsResponse(models=[translate.model_info_to_proto(m) for m in models])
 
     @unary
@@ -161,6 +159,8 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
             st = status.status_for(exc, where="Generate")
             self.metrics.errors.labels("Generate", st.grpc_code.name).inc()
+            log.info("rpc error", extra={"fields": {"method": "Generate", "code": st.grpc_code.name,
+                                                     "error": st.message[:500], "peer": context.peer()}})
             await context.abort(st.grpc_code, st.message)
         finally:
             if chunks is not None:  # the engine cancels an unfinished turn when its stream is closed

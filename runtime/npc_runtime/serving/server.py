@@ -79,7 +79,7 @@ def create_server(engine: Any, *, config: ServerConfig, metrics: ServingMetrics 
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as exc:
-        raise InvalidArgument(f"cannot listen on {address} for gRPC ({exc}); choose another --port") from exc
+        raise InvalidArgument(f"cannot listen on {address} for gRPC (address in use?); choose another --port") from exc
     if port == 0:
         raise InvalidArgument(f"cannot listen on {address} for gRPC (in use?); choose another --port")
     server._npc_services = tuple(services)  # noqa: SLF001 - read by NpcServer to set health

@@ -129,12 +129,16 @@ class OpenSessionArgs:
     constraint: Any
 
 
+def _short_id(value: str, field: str, hint: str) -> str:
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidArgument(f"{field} is longer than {MAX_ID_CHARS} characters; {hint}")
+    return value
+
+
 def open_session_from_proto(req: pb.OpenSessionRequest, config: ServerConfig) -> OpenSessionArgs:
     return OpenSessionArgs(
-        model=check_text(req.model, "model", config) if len(req.model) <= MAX_ID_CHARS
-        else _raise(InvalidArgument(f"model name is longer than {MAX_ID_CHARS} characters; see ListModels")),
-        npc_id=req.npc_id if len(req.npc_id) <= MAX_ID_CHARS
-        else _raise(InvalidArgument(f"npc_id is longer than {MAX_ID_CHARS} characters")),
+        model=_short_id(req.model, "model", "use a name from ListModels"),
+        npc_id=_short_id(req.npc_id, "npc_id", "use a shorter game-side id"),
         prefix=check_text(req.prefix, "prefix", config),
         prompt=check_text(req.prompt, "prompt", config),
         apply_chat_template=bool(req.apply_chat_template),
@@ -142,10 +146,6 @@ def open_session_from_proto(req: pb.OpenSessionRequest, config: ServerConfig) ->
         limits=limits_from_proto(req.limits),
         constraint=constraint_from_proto(req.constraint, config),
     )
-
-
-def _raise(exc: Exception):
-    raise exc
 
 
 @dataclass(frozen=True, kw_only=True)

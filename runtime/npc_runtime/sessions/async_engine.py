@@ -134,10 +134,10 @@ class AsyncEngine:
             raise FailedPrecondition(f"session {session_id!r} already has a generate stream")
         if text is not None:
             self.engine.append_input(session_id, text)
-        session = self.engine._session(session_id)
-        if session.status is not SessionStatus.GENERATING:
+        info = self.engine.session_info(session_id)
+        if info["status"] != SessionStatus.GENERATING.value:
             raise FailedPrecondition(f"session {session_id!r} finished its turn "
-                                     f"({session.finish_reason.value}); give text to start the next one")
+                                     f"({info['finish_reason']}); give text to start the next one")
         self._streams[session_id] = _Stream(session_id, max_tokens, loop, q)
 
     def _stop_stream(self, session_id: str) -> None:

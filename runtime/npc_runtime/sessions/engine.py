@@ -53,7 +53,7 @@ class ModelInfo:
     has_chat_template: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TickRequest:
     session_id: str
     budget_ms: float            # wall time this tick may spend, shared by all sessions in the call
@@ -61,7 +61,7 @@ class TickRequest:
     new_input: str | None = None   # starts a new turn first (like append_input)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TickStats:
     engine_ms: float            # wall time of the whole tick call
     steps: int                  # forward passes this session took part in
@@ -70,7 +70,7 @@ class TickStats:
     budget_limited: bool        # work remained but the next step was predicted to exceed the budget
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TickResult:
     session_id: str
     token_ids: list[int]
@@ -80,7 +80,7 @@ class TickResult:
     stats: TickStats
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TokenChunk:
     session_id: str
     token_ids: list[int]
@@ -120,7 +120,7 @@ class _Model:
     constraints: dict = field(default_factory=dict)   # ConstraintSpec -> compiled Constraint
 
 
-@dataclass
+@dataclass(slots=True)
 class _Work:
     """What one session may still do in the current tick / step call."""
     session: Session
@@ -236,6 +236,13 @@ class Engine:
 
     def tokenizer(self, model: str) -> TextTokenizer:
         return self._model(model).tokenizer
+
+    def apply_chat_template(self, model: str, messages: list[dict], *, add_generation_prompt: bool = True) -> str:
+        """The package's chat template (sandboxed jinja2) applied to [{"role": ..., "content": ...}, ...]."""
+        tokenizer = self._model(model).tokenizer
+        if tokenizer is None:
+            raise InvalidArgument(f"model {model!r} has no tokenizer")
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt)
 
     def _model(self, name: str) -> _Model:
         model = self._models.get(name)
@@ -459,23 +466,19 @@ class Engine:
         budget_s = min((r.budget_ms for r in requests), default=0.0) / 1000.0
         deadline = t0 + budget_s - self._tick_overhead_s
         t_run = time.perf_counter()
-        had_work = any(w.allowance > 0 and w.session.has_work for w in works)
         self._run(works, deadline=deadline, max_rounds=None, must_progress=self.config.tick_min_progress)
-        if had_work and not any(w.steps for w in works):
+        if not any(w.steps for w in works) and any(w.allowance > 0 and w.session.has_work for w in works):
             # nothing fit: shrink the uncertainty margins, so a prediction inflated by a noisy measurement
             # cannot starve sessions forever (a measured mean above the budget still never runs)
             for name in {w.session.model for w in works}:
                 self._models[name].scheduler.costs.relax()
         t_after = time.perf_counter()
-        results = self._results(works, engine_ms=0.0)
+        results = self._results(works, engine_ms=(t_after - t0) * 1000.0)
         t_end = time.perf_counter()
-        # overhead outside the steps' own predictions: validation before, results after
+        # overhead outside the steps' own predictions (validation before, results after) is reserved
         self._tick_overhead_s = 0.8 * self._tick_overhead_s + 0.2 * ((t_run - t0) + (t_end - t_after))
-        engine_ms = (t_end - t0) * 1000.0
-        self._tick_ms.append(engine_ms)
-        return [TickResult(r.session_id, r.token_ids, r.text_delta, r.finished, r.finish_reason,
-                           TickStats(engine_ms, r.stats.steps, r.stats.prefill_tokens, r.stats.context_tokens,
-                                     r.stats.budget_limited)) for r in results]
+        self._tick_ms.append((t_end - t0) * 1000.0)
+        return results
 
     def _results(self, works: list[_Work], *, engine_ms: float) -> list[TickResult]:
         now = time.monotonic()

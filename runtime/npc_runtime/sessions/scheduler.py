@@ -112,8 +112,9 @@ class Scheduler:
     # -- planning -----------------------------------------------------------------------------------------
     def _prepare_prefill(self, session: Session) -> None:
         """First prefill of a prompt: copy the KV of its longest cached prefix into the slot."""
-        if session.kv_len != 0 or self.prefix_cache is None:
+        if session.kv_len != 0 or self.prefix_cache is None or session.prefix_looked_up:
             return
+        session.prefix_looked_up = True
         blocks = self.prefix_cache.lookup(session.tokens)
         if not blocks:
             return
@@ -172,7 +173,9 @@ class Scheduler:
                 while lo < hi:
                     mid = (lo + hi + 1) // 2
                     lo, hi = (mid, hi) if self.costs.predict_decode(mid) <= remaining_s else (lo, mid - 1)
-                batch = lo
+                # sub-batches are powers of two: sizes the cost model has measured (warm-up), so the
+                # prediction of the step that runs is not an interpolation
+                batch = 1 << (lo.bit_length() - 1) if lo else 0
             if batch == 0:
                 return None
         self._arrange(decodes)
@@ -272,6 +275,7 @@ class Scheduler:
         session.tokens = session.tokens[-keep:]
         session.kv_len = 0
         session.prefix_insert_upto = 0
+        session.prefix_looked_up = True   # the window's tokens are no shared prefix
 
     def _finish(self, session: Session, reason: FinishReason, *, flush: bool = True) -> None:
         if flush and session.detokenizer is not None:

@@ -30,7 +30,7 @@ class SessionStatus(str, Enum):
     CLOSED = "closed"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Session:
     id: str
     model: str
@@ -46,6 +46,7 @@ class Session:
     finish_reason: FinishReason | None = None
     turn_tokens: int = 0                       # generated in the current turn
     prefix_insert_upto: int = 0                # prompt tokens whose KV blocks may go to the prefix cache
+    prefix_looked_up: bool = False             # the prefix cache was consulted for this KV (once)
     constraint: Constraint | None = None
     constraint_state: object = None
     detokenizer: object = None                 # IncrementalDetokenizer or None (fake models)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 
 from npc_runtime.agent.dialogue import DialogueModel
 from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply
-from npc_runtime.errors import FailedPrecondition
+from npc_runtime.errors import DeadlineExceeded, FailedPrecondition
 
 
 class LocalProvider:
@@ -23,15 +24,21 @@ class LocalProvider:
         self.model = "local"
         self.candidates = candidates
         self.max_tokens = max_tokens
+        self._pool = ThreadPoolExecutor(max_workers=4 * candidates, thread_name_prefix="npcrt-local-candidates")
 
     def complete(self, request: EscalationRequest, *, timeout_s: float) -> ProviderReply:
         if request.local_prompt is None:
             raise FailedPrecondition("local escalation needs the dialogue prompt")
-        replies = [
-            self.dialogue.reply(request.local_prompt, allowed_actions=request.allowed_actions,
-                                max_tokens=self.max_tokens, npc_id=request.npc_id, seed=1000 + i)
+        # candidates run concurrently, so the engine decodes them in one batch
+        futures = [
+            self._pool.submit(self.dialogue.reply, request.local_prompt, allowed_actions=request.allowed_actions,
+                              max_tokens=self.max_tokens, npc_id=request.npc_id, seed=1000 + i, timeout_s=timeout_s)
             for i in range(self.candidates)
         ]
+        try:
+            replies = [f.result(timeout=timeout_s) for f in futures]
+        except FutureTimeout as exc:
+            raise DeadlineExceeded(f"local provider: {self.candidates} candidates not done in {timeout_s * 1000:.0f} ms") from exc
         votes = Counter(r.action for r in replies if r.action)
         order = {a: i for i, a in enumerate(request.local_hint or request.allowed_actions)}
         if votes:

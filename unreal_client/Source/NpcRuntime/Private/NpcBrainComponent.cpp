@@ -86,6 +86,21 @@ void UNpcBrainComponent::TickComponent(float DeltaTime, ELevelTick TickType, FAc
 	{
 		OnLocalTokens.Broadcast(NewTokens, bFinished);
 	}
+	if (LocalBrain->HasTokenizer() && (NewTokens.Num() > 0 || bFinished))
+	{
+		// Decode the whole turn so far and raise only the new text (a character split over tokens
+		// shows up once complete).
+		LocalTurnTokens.Append(NewTokens);
+		const FString FullText = LocalBrain->DecodeTokens(LocalTurnTokens);
+		const FString Delta = FullText.StartsWith(LocalTurnText, ESearchCase::CaseSensitive) ? FullText.RightChop(LocalTurnText.Len()) : FullText;
+		LocalTurnText = FullText;
+		OnDialogue.Broadcast(Delta, bFinished, FullText);
+		if (bFinished)
+		{
+			LocalTurnTokens.Reset();
+			LocalTurnText = FString();
+		}
+	}
 }
 
 void UNpcBrainComponent::Perceive(const FNpcObservation& Observation)
@@ -98,6 +113,18 @@ void UNpcBrainComponent::Perceive(const FNpcObservation& Observation)
 
 bool UNpcBrainComponent::Say(const FString& PlayerLine)
 {
+	if (LocalBrain.IsValid())
+	{
+		FString Error;
+		LocalTurnTokens.Reset();
+		LocalTurnText = FString();
+		if (!LocalBrain->StartTurnText(PlayerLine, MaxNewTokens, /*bResetContext*/ false, Error))
+		{
+			HandleError(FString::Printf(TEXT("Say (local brain): %s"), *Error));
+			return false;
+		}
+		return true;
+	}
 	UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem();
 	if (!Runtime || !Runtime->SendPlayerLine(this, PlayerLine))
 	{

@@ -11,6 +11,7 @@ THIRD_PARTY_INCLUDES_START
 #include "mini_json.cpp"
 #include "model_manifest.cpp"
 #include "fixed_kv_cache.cpp"
+#include "bpe_tokenizer.cpp"
 #if !NPC_WITH_GRPC
 #include "npc_client_stub.cpp"
 #endif

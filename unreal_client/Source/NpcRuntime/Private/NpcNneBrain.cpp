@@ -52,6 +52,19 @@ bool FNpcNneBrain::Load(const FString& PackageDir, FString& OutError)
 		return false;
 	}
 
+	// Optional: text in / text out needs the package's tokenizer.json.
+	const FString TokenizerPath = FPaths::Combine(PackageDir, TEXT("tokenizer.json"));
+	bHasTokenizer = false;
+	FString TokenizerText;
+	if (FFileHelper::LoadFileToString(TokenizerText, *TokenizerPath))
+	{
+		bHasTokenizer = Tokenizer.LoadFromJson(ToUtf8(TokenizerText), &Error);
+		if (!bHasTokenizer)
+		{
+			UE_LOG(LogNpcRuntime, Warning, TEXT("%s: %s (token ids only)"), *TokenizerPath, *FromUtf8(Error));
+		}
+	}
+
 	const FString ModelPath = FPaths::Combine(PackageDir, FromUtf8(Manifest.fixed.file));
 	if (FPaths::FileExists(ModelPath + TEXT(".data")))
 	{
@@ -192,6 +205,31 @@ bool FNpcNneBrain::StartTurn(const TArray<int32>& PromptIds, int32 MaxNewTokens,
 	bCancelRequested = false;
 	bTurnActive = true;
 	return true;
+}
+
+bool FNpcNneBrain::StartTurnText(const FString& Text, int32 MaxNewTokens, bool bResetContext, FString& OutError)
+{
+	if (!bHasTokenizer)
+	{
+		OutError = TEXT("the package has no usable tokenizer.json: use SayTokens with token ids");
+		return false;
+	}
+	TArray<int32> Ids;
+	for (int64 Id : Tokenizer.Encode(ToUtf8(Text)))
+	{
+		Ids.Add(static_cast<int32>(Id));
+	}
+	return StartTurn(Ids, MaxNewTokens, bResetContext, OutError);
+}
+
+FString FNpcNneBrain::DecodeTokens(const TArray<int32>& TokenIds) const
+{
+	std::vector<int64_t> Ids;
+	for (int32 Id : TokenIds)
+	{
+		Ids.push_back(Id);
+	}
+	return bHasTokenizer ? FromUtf8(Tokenizer.Decode(Ids, /*skip_special_tokens*/ true)) : FString();
 }
 
 void FNpcNneBrain::TickFrame(float BudgetMs, int32 MaxTokensPerFrame, TArray<int32>& OutNewTokens, bool& bOutTurnFinished, FString& OutError)

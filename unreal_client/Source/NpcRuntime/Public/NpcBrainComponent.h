@@ -83,7 +83,8 @@ public:
 	UFUNCTION(BlueprintCallable, Category = "NPC")
 	void Perceive(const FNpcObservation& Observation);
 
-	/** A player line for this NPC; the reply streams through OnDialogue. */
+	/** A player line for this NPC; the reply streams through OnDialogue (server, or the local brain when
+	 *  bUseLocalBrain and the package has a tokenizer.json). */
 	UFUNCTION(BlueprintCallable, Category = "NPC")
 	bool Say(const FString& PlayerLine);
 
@@ -109,4 +110,7 @@ private:
 	UNpcRuntimeSubsystem* GetRuntimeSubsystem() const;
 
 	TSharedPtr<FNpcNneBrain> LocalBrain;
+	/** Local turn so far: ids and the text already raised through OnDialogue. */
+	TArray<int32> LocalTurnTokens;
+	FString LocalTurnText;
 };

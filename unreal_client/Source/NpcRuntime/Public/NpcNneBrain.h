@@ -17,6 +17,7 @@
 
 #include <atomic>
 
+#include "npc/bpe_tokenizer.h"
 #include "npc/fixed_kv_cache.h"
 #include "npc/frame_budget_slicer.h"
 #include "npc/model_manifest.h"
@@ -45,6 +46,13 @@ public:
 	 *  False when a slice is still running or the context is full. */
 	bool StartTurn(const TArray<int32>& PromptIds, int32 MaxNewTokens, bool bResetContext, FString& OutError);
 
+	/** Text turn: encodes Text with the package's tokenizer.json (byte-level BPE), then StartTurn. */
+	bool StartTurnText(const FString& Text, int32 MaxNewTokens, bool bResetContext, FString& OutError);
+
+	/** Token ids -> text with the package's tokenizer (special tokens skipped). */
+	FString DecodeTokens(const TArray<int32>& TokenIds) const;
+	bool HasTokenizer() const { return bHasTokenizer; }
+
 	/** Once per frame (game thread): gathers the finished slice's tokens, launches the next slice. */
 	void TickFrame(float BudgetMs, int32 MaxTokensPerFrame, TArray<int32>& OutNewTokens, bool& bOutTurnFinished, FString& OutError);
 
@@ -69,6 +77,8 @@ private:
 	npc::ModelManifest Manifest;
 	npc::FixedKvCache Kv;
 	npc::FrameBudgetSlicer Slicer;
+	npc::BpeTokenizer Tokenizer;
+	bool bHasTokenizer = false;
 
 	/** Manifest buffer index of each NNE input / output, in the instance's descriptor order. */
 	TArray<int32> InputOrder;
