@@ -29,7 +29,7 @@ REF_CONFIG = ROOT.parent / "shared" / "bench" / "ref-llama-32m.json"
 RESULTS = ROOT / "bench" / "results"
 PROMPT_TOKENS = 32
 GREEDY = SamplingParams(ignore_eos=True)
-THREADS = {"n": 0}   # intra-op threads for both peers (0: ONNX Runtime default, all cores)
+THREADS = {"n": 0, "spin": True}   # intra-op threads for both peers (0: ONNX Runtime default, all cores)
 LONG_TURN = SessionLimits(max_new_tokens=100_000)
 
 
@@ -82,7 +82,8 @@ def prompts(n: int, seed: int = 1) -> list[list[int]]:
 
 def make_engine(pkg: Path, sessions: int, *, context: int = 512, **kw) -> Engine:
     cfg = EngineConfig(max_sessions=sessions, max_context=context, default_sampling=GREEDY,
-                       default_limits=LONG_TURN, verify_hashes=False, intra_op_threads=THREADS["n"], **kw)
+                       default_limits=LONG_TURN, verify_hashes=False, intra_op_threads=THREADS["n"],
+                       intra_op_spinning=THREADS["spin"], **kw)
     return Engine.from_packages([pkg], config=cfg)
 
 
@@ -221,8 +222,10 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=RESULTS, help="where engine.json and the PNG go")
     ap.add_argument("--tag", default="", help="suffix of the result file names (e.g. a machine name)")
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads for both peers (0: all cores)")
+    ap.add_argument("--no-spin", action="store_true", help="engine: ORT intra-op threads do not spin")
     args = ap.parse_args()
     THREADS["n"] = args.threads
+    THREADS["spin"] = not args.no_spin
     hf = make_ref_hf_dir(args.work / "hf")
     precisions = args.precisions.split(",")
     only = set(args.only.split(","))
@@ -234,7 +237,7 @@ def main() -> None:
     res: dict = json.loads(out_json.read_text()) if out_json.exists() and only != {"1", "2", "3", "5", "6"} else {}
     res.update({"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                             "load_avg_at_start": os.getloadavg()[0]},
-                "intra_op_threads": args.threads,
+                "intra_op_threads": args.threads, "intra_op_spinning": not args.no_spin,
                 "model": "ref-llama-32m (random weights, seed 0)", "prompt_tokens": PROMPT_TOKENS})
     results_dir.mkdir(parents=True, exist_ok=True)
 

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precisions", default="fp32,int8,int4,fp16")
     parser.add_argument("--peer-precisions", default="fp32,int8,int4")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=None, help="work dir (default: a temp dir)")
     args = parser.parse_args(argv)
     precisions = args.precisions.split(",")

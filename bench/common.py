@@ -38,12 +38,14 @@ def versions(*modules: str) -> dict:
 
 
 def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    """columns: (key, header). Floats print with 3 significant decimals-ish."""
+    """columns: (key, header). Floats: 3 decimals below 10, 1 above, scientific below 0.01."""
 
     def cell(value) -> str:
         if value is None:
             return "-"
         if isinstance(value, float):
+            if value and abs(value) < 0.01:
+                return f"{value:.1e}"
             return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
         return str(value)
 

@@ -38,6 +38,7 @@ class EngineConfig:
     sliding_window: bool = False                   # context full: keep the last max_context/2 tokens (re-prefilled)
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S # sessions idle longer are evicted by evict_idle()
     intra_op_threads: int = 0                      # ONNX Runtime intra-op threads; 0: all cores
+    intra_op_spinning: bool = True                 # False: idle ORT threads sleep (steadier on shared CPUs)
     prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES   # 0 disables the prefix cache
     prefix_block_tokens: int = DEFAULT_PREFIX_BLOCK        # prefix cache granularity
     max_prefill_chunk: int = DEFAULT_PREFILL_CHUNK          # long prompts are prefilled in chunks

@@ -57,3 +57,19 @@ def test_quiet_batch_never_waits_for_a_busy_npc(memory):
     assert busy.reason.startswith("busy") and busy.action in busy.allowed_actions
     assert free.source == "policy"
     talker.join()
+
+
+def test_dialogue_timeout_acts_on_the_policy(memory):
+    from npc_runtime.errors import DeadlineExceeded
+
+    class TimingOut:
+        name = "timing-out"
+
+        def reply(self, prompt, *, allowed_actions, max_tokens, npc_id, seed=None, timeout_s=None):
+            raise DeadlineExceeded("no reply in time")
+
+    rt = make_runtime(memory)
+    rt.dialogue = TimingOut()
+    register_guard(rt)
+    d = rt.step("guard-01", Percept(1.0, {"player_distance": 3}, player_utterance="Hello?"))
+    assert d.source == "policy" and d.action in d.allowed_actions and d.dialogue == "" and "dialogue model failed" in d.reason

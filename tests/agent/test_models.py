@@ -69,3 +69,18 @@ def test_engine_dialogue_constrains_the_action(tmp_path_factory):
         reply = model.reply(prompt, allowed_actions=("refuse", "warn"), max_tokens=8, npc_id="g", seed=seed)
         assert reply.action in ("refuse", "warn") and reply.tokens > 0
     model.close()
+
+
+def test_exporter_policy_package_loads(tmp_path):
+    """A policy package written by the exporter (random weights here) runs in the agent as is."""
+    pytest.importorskip("torch")
+    from npc_export.builtin.policy import FEATURE_NAMES, PolicyNet, policy_spec
+    from npc_export.policy import export_policy
+
+    export_policy(tmp_path / "pol", module=PolicyNet(), meta=policy_spec((64, 64)), progress=False)
+    policy = OnnxPolicyModel(tmp_path / "pol")
+    assert policy.features == FEATURE_NAMES
+    proposal = policy.propose({"player_distance": 3.0, "npc_is_guard": 1.0}, ["idle", "warn", "patrol"])
+    assert proposal.action in ("idle", "warn", "patrol") and 0 < proposal.confidence <= 1
+    batch = policy.propose_batch([{}, {"player_hostility": 1.0}], [["idle", "talk"], ["warn", "flee"]])
+    assert [p.action in allowed for p, allowed in zip(batch, [["idle", "talk"], ["warn", "flee"]])] == [True, True]

@@ -139,6 +139,8 @@ async def test_disconnect_mid_stream_frees_the_session(stub, server):
             break
         await asyncio.sleep(0.02)
     assert stats.sessions_generating == 0
+    info = await server.engine.async_engine.session_info(sid)
+    assert info["finish_reason"] == "cancelled" and info["generated_total"] < 200
     (result,) = (await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid)]))).results
     assert result.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]  # its turn was cancelled
     await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))

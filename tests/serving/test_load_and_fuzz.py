@@ -28,9 +28,11 @@ async def _client(stub, i: int) -> int:
         async for chunk in stub.Generate(pb.GenerateRequest(session_id=sid)):
             tokens += len(chunk.token_ids)
     else:
-        for _ in range(500):
+        # frame-sliced: a tick whose next step is predicted over budget returns nothing, so under heavy
+        # machine load a turn may take many ticks
+        for _ in range(5000):
             (result,) = (await stub.Tick(pb.TickRequest(entries=[
-                pb.TickEntry(session_id=sid, budget_ms=4, max_tokens=2)]))).results
+                pb.TickEntry(session_id=sid, budget_ms=20, max_tokens=2)]))).results
             assert not result.error, result.error
             tokens += len(result.token_ids)
             if result.finished:
@@ -52,7 +54,8 @@ async def test_hundreds_of_concurrent_clients(tiny_package):
                 await channel.close()
         errors = [r for r in results if isinstance(r, BaseException)]
         assert not errors, errors[:3]
-        assert all(0 <= r <= 6 for r in results) and sum(results) > CLIENTS * 3  # EOS may end a turn early
+        assert all(0 <= r <= 6 for r in results), results  # EOS may end a turn early
+        assert sum(results) > CLIENTS * 3, results
         stats = await server.engine.stats()
         assert stats.sessions_open == 0 and server.engine.active_sessions() == 0
 

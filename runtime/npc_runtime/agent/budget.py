@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class BudgetConfig:
     npc_calls_per_min: int = 4
     npc_tokens_per_min: int = 4_000

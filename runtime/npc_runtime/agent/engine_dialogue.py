@@ -59,7 +59,7 @@ class EngineDialogueModel:
         ae = self.engine
         sid = await ae.open_session(self.model, npc_id=npc_id, prompt=ids, sampling=sampling,
                                     limits=SessionLimits(max_new_tokens=max(max_tokens, TAG_MAX_TOKENS)),
-                                    constraint=ConstraintSpec.one_of([f"[{a}]" for a in allowed]))
+                                    constraint=ConstraintSpec.one_of(sorted(f"[{a}]" for a in allowed)))  # sorted: cache hits
         tokens = 0
         try:
             tag = []

@@ -41,7 +41,7 @@ SYSTEM_PROMPT = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EscalationConfig:
     provider: str = "local"
     provider_options: Mapping[str, Any] = field(default_factory=dict)
@@ -156,7 +156,7 @@ class EscalationManager:
         self.config = config
         self.memory = memory
         self.budget = budget or Budget(config.budget)
-        self.breaker = breaker or CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
+        self.breaker = breaker or CircuitBreaker(failures=config.breaker_failures, cooldown_s=config.breaker_cooldown_s)
         self.stats = EscalationStats()
         self._rng = rng or random.Random()
         self._lock = threading.Lock()

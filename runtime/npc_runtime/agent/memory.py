@@ -55,7 +55,7 @@ CREATE INDEX IF NOT EXISTS escalations_npc ON escalations(npc_id, wall_time_unix
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RetrievalWeights:
     recency: float = 1.0
     importance: float = 1.0

@@ -56,10 +56,13 @@ class DecoderOptions:
     max_slots: int = 16
     capacity: int | None = None          # default: the package's kv capacity
     intra_op_threads: int = 0            # 0: ONNX Runtime's default (all cores)
+    spinning: bool = True                # intra-op threads spin between steps (lower latency, burns CPU)
 
 
-def _session(package: ModelPackage, threads: int) -> ort.InferenceSession:
+def _session(package: ModelPackage, threads: int, spinning: bool = True) -> ort.InferenceSession:
     so = ort.SessionOptions()
+    if not spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         so.intra_op_num_threads = threads
@@ -90,7 +93,7 @@ class _OrtDecoderBase:
         self.dtype = _NP_DTYPES.get(kv.dtype)
         if self.dtype is None:
             raise ModelPackageError(f"{package.path}: kv_cache.dtype {kv.dtype!r} unsupported")
-        self.session = _session(package, options.intra_op_threads)
+        self.session = _session(package, options.intra_op_threads, options.spinning)
         self.has_position_ids = "position_ids" in package.input_names
         # pool order: layer0.key, layer0.value, layer1.key, ...
         self.past_names = [f"past_key_values.{i}.{kv_}" for i in range(self.num_layers) for kv_ in ("key", "value")]

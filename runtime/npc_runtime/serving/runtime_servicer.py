@@ -139,9 +139,12 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
 
     # ------------------------------------------------------------------------------- server stream
 
-    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
-        """Streams chunks; a client that goes away (or a deadline) cancels this coroutine, and closing the
-        engine's iterator in `finally` frees the session's work."""
+    async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext) -> None:
+        """Streams chunks with `context.write`. A client that goes away (or a deadline) cancels this coroutine
+        wherever it waits, engine or network, and `finally` closes the engine's stream, which cancels the
+        turn and frees its place in the batch. (An async-generator handler could be left suspended at a
+        `yield` when the cancellation lands in gRPC's send, keeping the turn alive until garbage
+        collection.)"""
         chunks = None
         try:
             args = translate.generate_from_proto(request, self.config)
@@ -153,7 +156,7 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
             async for chunk in chunks:
                 message = translate.chunk_to_proto(chunk)
                 self.metrics.tokens.labels("grpc").inc(len(message.token_ids))
-                yield message
+                await context.write(message)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
@@ -163,7 +166,7 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
                                                      "error": st.message[:500], "peer": context.peer()}})
             await context.abort(st.grpc_code, st.message)
         finally:
-            if chunks is not None:  # the engine cancels an unfinished turn when its stream is closed
+            if chunks is not None:
                 await _close_quietly(chunks)
 
     # ------------------------------------------------------------------------------------- helpers

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from npc_proto.v1 import runtime_pb2 as pb
+from npc_runtime.config import SessionLimits
+from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving.config import ServerConfig
-from npc_runtime.serving import domain
 from npc_runtime.serving.engine_port import TickItem
 
 MAX_ID_CHARS = 256
@@ -82,15 +83,21 @@ def sampling_from_proto(msg: pb.SamplingParams, config: ServerConfig, field: str
     ).validate()
 
 
-def limits_from_proto(msg: pb.SessionLimits, field: str = "limits") -> Any:
-    _count(msg.max_new_tokens, f"{field}.max_new_tokens", MAX_TOKENS_PER_REQUEST)
-    _count(msg.max_context, f"{field}.max_context", MAX_TOKENS_PER_REQUEST)
-    _count(msg.idle_timeout_s, f"{field}.idle_timeout_s", MAX_IDLE_TIMEOUT_S)
-    return domain.session_limits(max_new_tokens=int(msg.max_new_tokens), max_context=int(msg.max_context),
-                                 idle_timeout_s=float(msg.idle_timeout_s))
+def limits_from_proto(msg: pb.SessionLimits, field: str = "limits") -> SessionLimits | None:
+    """None when every field is 0 (the engine's default limits); else a zero field takes the
+    `SessionLimits` default (max_new_tokens 256, the engine's max_context and idle timeout)."""
+    given = {
+        "max_new_tokens": _count(msg.max_new_tokens, f"{field}.max_new_tokens", MAX_TOKENS_PER_REQUEST),
+        "max_context": _count(msg.max_context, f"{field}.max_context", MAX_TOKENS_PER_REQUEST),
+        "idle_timeout_s": float(_count(msg.idle_timeout_s, f"{field}.idle_timeout_s", MAX_IDLE_TIMEOUT_S)),
+    }
+    if not any(given.values()):
+        return None
+    return SessionLimits(**{k: v for k, v in given.items() if v}).validate()
 
 
-def constraint_from_proto(msg: pb.Constraint, config: ServerConfig, field: str = "constraint") -> Any:
+def constraint_from_proto(msg: pb.Constraint, config: ServerConfig,
+                          field: str = "constraint") -> ConstraintSpec | None:
     """None when unset; else the engine's constraint spec."""
     kind = msg.WhichOneof("kind")
     if kind is None:
@@ -106,7 +113,7 @@ def constraint_from_proto(msg: pb.Constraint, config: ServerConfig, field: str =
             if not seq:
                 raise InvalidArgument(f"{field}.allowed.sequences[{i}] is empty")
             check_text(seq, f"{field}.allowed.sequences[{i}]", config)
-        return domain.allowed_constraint(tuple(sequences))
+        return ConstraintSpec.one_of(sequences)
     schema_text = check_text(msg.json_schema, f"{field}.json_schema", config)
     try:
         schema = json.loads(schema_text)
@@ -114,7 +121,7 @@ def constraint_from_proto(msg: pb.Constraint, config: ServerConfig, field: str =
         raise InvalidArgument(f"{field}.json_schema is not valid JSON: {exc}") from exc
     if not isinstance(schema, dict):
         raise InvalidArgument(f"{field}.json_schema must be a JSON object (a schema), got {type(schema).__name__}")
-    return domain.json_schema_constraint(schema)
+    return ConstraintSpec.json(schema)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,8 +132,8 @@ class OpenSessionArgs:
     prompt: str
     apply_chat_template: bool
     sampling: SamplingParams
-    limits: Any
-    constraint: Any
+    limits: SessionLimits | None
+    constraint: ConstraintSpec | None
 
 
 def _short_id(value: str, field: str, hint: str) -> str:

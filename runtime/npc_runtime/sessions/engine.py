@@ -157,7 +157,8 @@ class Engine:
                 raise AlreadyExists(f"two packages are named {package.name!r}; rename one in its manifest")
             decoder = open_decoder(package, DecoderOptions(max_slots=config.max_sessions,
                                                            capacity=config.max_context,
-                                                           intra_op_threads=config.intra_op_threads))
+                                                           intra_op_threads=config.intra_op_threads,
+                                                           spinning=config.intra_op_spinning))
             models[package.name] = cls._wrap(package, decoder, config)
         engine = cls(models, config=config)
         if config.warmup:
