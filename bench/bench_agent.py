@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from npc_runtime.agent.brain import AgentRuntime
@@ -176,6 +177,7 @@ def bench_scenario(npcs: int, hz: float, seconds: float, policy) -> dict:
         "cost_usd": e.cost_usd, "cost_usd_per_npc_hour": e.cost_usd / npc_hours,
         "priced_as": PRICED_MODEL, "price_per_escalation_usd": e.cost_usd / max(1, e.attempted),
         "by_source": dict(s.by_source),
+        "escalation_triggers": dict(Counter(r.trigger for r in memory.escalations() if r.outcome == "ok")),
         "policy": getattr(policy, "name", "uniform (no policy package)") if policy else "uniform (no policy package)",
     }
 
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({sc['escalation_rate_per_interaction'] * 100:.1f}% of interactions, "
           f"{sc['escalations_per_npc_hour']:.0f} per NPC-hour), {sc['escalations_denied_budget']} refused by budget; "
           f"cost ${sc['cost_usd_per_npc_hour']:.4f} per NPC-hour at {sc['priced_as']} prices "
-          f"(${sc['price_per_escalation_usd']:.6f} per escalation)")
+          f"(${sc['price_per_escalation_usd']:.6f} per escalation); triggers {sc['escalation_triggers']}")
     print(f"wrote {args.out}")
     return 0
 

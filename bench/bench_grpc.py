@@ -50,7 +50,8 @@ def percentile(values: list[float], q: float) -> float:
 def start_server(package: Path, sessions: int, threads: int) -> tuple[subprocess.Popen, int]:
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
     config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent = false\n'
-                      f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\nintra_op_threads = {threads}\n')
+                      f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\nintra_op_threads = {threads}\n'
+                      '[engine.default_sampling]\nignore_eos = true\n')
     proc = subprocess.Popen([sys.executable, "-m", "npc_runtime.cli", "serve", "--model", str(package),
                              "--config", str(config), "--port", "0", "--http-port", "-1"],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -118,6 +119,7 @@ def main() -> int:
     ap.add_argument("--sessions", default="1,64")
     ap.add_argument("--ticks", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="100 ticks")
+    ap.add_argument("--out", default="grpc", help="results name: bench/results/NAME.json")
     ap.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = all cores)")
     args = ap.parse_args()
     package = args.package or reference_package(args.work)
@@ -136,7 +138,7 @@ def main() -> int:
                ("overhead_p99_ms", "overhead p99 ms"), ("noop_p50_ms", "no-op RPC p50 ms"),
                ("overhead_vs_noop_p50", "overhead / no-op"), ("load_avg_1m", "load avg")]
     table = print_table(rows, columns, title="Tick gRPC overhead on loopback (RTT - engine time)")
-    path = write_json("grpc", {"model": str(package), "engine_threads": args.threads, "rows": rows,
+    path = write_json(args.out, {"model": str(package), "engine_threads": args.threads, "rows": rows,
                                "table": table})
     print(f"\nwrote {path}")
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import InvalidOptions, SourceError, ValidationFailed
 from .hf_import import TOKENIZER_FILES, HFSource, load_hf_source
 from .package import PackageWriter, graph_io
-from .validation import Thresholds, ValidationConfig, validate_decoder  # noqa: F401 (re-export)
+from .validation import Thresholds, ValidationConfig, held_out_for, validate_decoder  # noqa: F401 (re-export)
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 TARGETS = ("ort", "portable")
@@ -167,6 +167,8 @@ def _encoder(tokenizer_path: Path):
 
 def _self_check(src: HFSource, stage: Path, info, precision: str, torch_model, cfg: ValidationConfig) -> dict:
     fixed = stage / "model.fixed.onnx"
+    tokens = {key: src.tokenizer_config.get(key) for key in ("bos_token", "eos_token", "pad_token")}
+    tokens = {k: (v.get("content") if isinstance(v, dict) else v) or "" for k, v in tokens.items()}
     return validate_decoder(
         stage / "model.onnx", torch_model, precision=precision, vocab=src.arch.vocab_size,
         encode=_encoder(src.path / "tokenizer.json"), context_length=src.arch.context_length, cfg=cfg,

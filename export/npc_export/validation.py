@@ -17,6 +17,22 @@ import numpy as np
 
 from .runner import FixedCapacityDecoder, GrowingDecoder
 
+# Held-out chat turns, rendered through the model's own chat template when it has one (so a chat
+# model is checked on the kind of input it serves), else joined as plain text.
+HELD_OUT_CHATS = (
+    ({"role": "system", "content": "You are Odo, the ferryman. Traits: gruff, honest. The player waits at the "
+                                   "river crossing at dawn. Mood: tired."},
+     {"role": "user", "content": "How much to cross the river?"},
+     {"role": "assistant", "content": "[talk] Two coppers, and keep your hands inside the boat."}),
+    ({"role": "system", "content": "You are Lysa, the herbalist. Traits: kind, curious. The player enters your "
+                                   "shop in the rain. Mood: cheerful."},
+     {"role": "user", "content": "Do you have anything for a fever?"},
+     {"role": "assistant", "content": "[trade] Willow bark tea, friend. Three silver, and rest for a day."}),
+    ({"role": "system", "content": "You are Brann, the guard captain. Traits: stern, loyal. The player reports "
+                                   "at the north gate at night. Mood: suspicious."},
+     {"role": "user", "content": "I saw smoke on the northern road."},
+     {"role": "assistant", "content": "[warn] Smoke, you say? Stay inside the walls until we know more."}),
+)
 HELD_OUT_PROMPTS = (
     "The guard captain looks up from the map and says",
     "Welcome to the Rusty Anchor, traveller. What",
@@ -58,6 +74,30 @@ class ValidationConfig:
     decode_steps: int = 4
     generate_tokens: int = 128
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Prompts for greedy agreement and a text for perplexity."""
+
+    prompts: tuple[str, ...] = HELD_OUT_PROMPTS
+    text: str = HELD_OUT_TEXT
+
+
+def held_out_for(chat_template: str | None, special: dict[str, str | None]) -> HeldOut:
+    """Held-out prompts / text in the model's chat format when it has a template, else plain prose."""
+    if not chat_template:
+        return HeldOut()
+    try:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(chat_template)
+        render = lambda msgs, gen: template.render(messages=list(msgs), add_generation_prompt=gen, **special)  # noqa: E731
+        prompts = tuple(render(chat[:-1], True) for chat in HELD_OUT_CHATS)
+        text = "".join(render(chat, False) for chat in HELD_OUT_CHATS)
+    except Exception:  # noqa: BLE001 - a template we cannot render: plain prose still checks the graph
+        return HeldOut()
+    return HeldOut(prompts=prompts, text=text)
 
 
 def _torch_logits(model, ids: list[int]) -> np.ndarray:
@@ -116,10 +156,11 @@ def fixed_parity(decoder: FixedCapacityDecoder, torch_model, *, vocab: int, cfg:
     return float(np.abs(decoder.run(ids) - _torch_logits(torch_model, ids)).max())
 
 
-def quality_figures(decoder: GrowingDecoder, torch_model, *, encode, context_length: int, cfg: ValidationConfig) -> dict:
+def quality_figures(decoder: GrowingDecoder, torch_model, *, encode, context_length: int, cfg: ValidationConfig,
+                    held_out: HeldOut) -> dict:
     """Greedy agreement (teacher-forced on the fp32 continuation) and perplexities."""
     agree = total = 0
-    for prompt_text in HELD_OUT_PROMPTS:
+    for prompt_text in held_out.prompts:
         prompt = encode(prompt_text)[: max(1, context_length // 4)]
         n = min(cfg.generate_tokens, context_length - len(prompt))
         if n <= 0:
@@ -130,7 +171,7 @@ def quality_figures(decoder: GrowingDecoder, torch_model, *, encode, context_len
         pred = logits[0, len(prompt) - 1 :].argmax(-1)
         agree += int((pred == np.array(ref_tokens)).sum())
         total += n
-    text_ids = encode(HELD_OUT_TEXT)[: min(context_length, 256)]
+    text_ids = encode(held_out.text)[: min(context_length, 256)]
     ppl_ref = math.exp(_nll(_torch_logits(torch_model, text_ids), text_ids))
     logits, _ = decoder.step(np.array([text_ids]))
     ppl = math.exp(_nll(logits[0], text_ids))
@@ -175,6 +216,7 @@ def validate_decoder(
     kv_heads: int,
     head_dim: int,
     fixed_path: Path | None = None,
+    held_out: HeldOut | None = None,
 ) -> dict:
     """Run the self-check on an exported decoder; returns the manifest `validation` dict."""
     decoder = GrowingDecoder(model_path, kv_heads=kv_heads, head_dim=head_dim)
@@ -185,7 +227,8 @@ def validate_decoder(
             figures["fixed_max_abs_diff"] = fixed_parity(FixedCapacityDecoder(fixed_path), torch_model, vocab=vocab, cfg=cfg)
     else:
         figures["max_abs_diff_vs_torch"] = decoder_parity(decoder, torch_model, vocab=vocab, cfg=cfg)
-        figures.update(quality_figures(decoder, torch_model, encode=encode, context_length=context_length, cfg=cfg))
+        figures.update(quality_figures(decoder, torch_model, encode=encode, context_length=context_length, cfg=cfg,
+                                       held_out=held_out or HeldOut()))
         if fixed_path is not None:
             figures["fixed_max_abs_diff_vs_torch"] = fixed_parity(FixedCapacityDecoder(fixed_path), torch_model, vocab=vocab, cfg=cfg)
     passed, reasons = judge(figures, precision, cfg.thresholds)

@@ -118,3 +118,13 @@ def test_sampling_fuzz_only_invalid_argument(temperature, top_p, penalty, top_k,
         translate.sampling_from_proto(msg, CFG)
     except errors.InvalidArgument:
         pass
+
+
+def test_open_session_unset_fields_mean_server_defaults():
+    args = translate.open_session_from_proto(pb.OpenSessionRequest(prompt="hi"), CFG)
+    assert args.sampling is None and args.limits is None and args.constraint is None
+    args = translate.open_session_from_proto(pb.OpenSessionRequest(
+        sampling=pb.SamplingParams(), limits=pb.SessionLimits(max_context=64)), CFG)
+    assert args.sampling.temperature == 0.0 and args.limits.max_context == 64
+    with pytest.raises(errors.InvalidArgument, match="npc_id is longer"):
+        translate.open_session_from_proto(pb.OpenSessionRequest(npc_id="n" * 300), CFG)

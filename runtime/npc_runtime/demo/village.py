@@ -134,7 +134,8 @@ class Village:
                 "player_armed": self.armed, "player_is_stealing": stealing if npc is target else 0.0,
                 "gold_offered": 20.0 if beat.act == "trade" and npc is target and arrived else 0.0,
                 "player_attacking": 1.0 if beat.act == "attack" and npc is target and arrived else 0.0,
-                "npc_health": npc.health, "allies_nearby": float(sum(1 for o in self.npcs if o is not npc
+                "npc_health": npc.health, "npc_injury": round(1.0 - npc.health, 3),   # FSM guards / policy feature
+                "allies_nearby": float(sum(1 for o in self.npcs if o is not npc
                                                                       and abs(o.x - npc.x) < WITNESS_RANGE_M)),
                 "crime_witnessed": 1.0 if stealing and distance < WITNESS_RANGE_M else 0.0,
             }

@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _load_engine(config, *, max_sessions: int | None):
-    from npc_runtime.config import EngineConfig
+    from npc_runtime.config import EngineConfig, SessionLimits
+    from npc_runtime.decode.sampling import SamplingParams
     from npc_runtime.serving.engine_port import EnginePort
     from npc_runtime.sessions.engine import Engine
     from npc_runtime.errors import InvalidArgument
@@ -119,6 +120,10 @@ def _load_engine(config, *, max_sessions: int | None):
     if max_sessions is not None:
         engine_values["max_sessions"] = max_sessions
     try:
+        # nested tables [engine.default_sampling] / [engine.default_limits] become their dataclasses
+        for key, cls in (("default_sampling", SamplingParams), ("default_limits", SessionLimits)):
+            if isinstance(engine_values.get(key), dict):
+                engine_values[key] = cls(**engine_values[key])
         engine_config = EngineConfig(**engine_values).validate()
     except TypeError as exc:
         raise InvalidArgument(f"config [engine]: {exc}") from exc

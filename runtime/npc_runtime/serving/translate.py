@@ -20,6 +20,7 @@ from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.engine_port import TickItem
+from npc_runtime.sessions.engine import ModelInfo, TickResult, TokenChunk
 
 MAX_ID_CHARS = 256
 MAX_IDLE_TIMEOUT_S = 7 * 24 * 3600
@@ -131,7 +132,7 @@ class OpenSessionArgs:
     prefix: str
     prompt: str
     apply_chat_template: bool
-    sampling: SamplingParams
+    sampling: SamplingParams | None
     limits: SessionLimits | None
     constraint: ConstraintSpec | None
 
@@ -149,7 +150,8 @@ def open_session_from_proto(req: pb.OpenSessionRequest, config: ServerConfig) ->
         prefix=check_text(req.prefix, "prefix", config),
         prompt=check_text(req.prompt, "prompt", config),
         apply_chat_template=bool(req.apply_chat_template),
-        sampling=sampling_from_proto(req.sampling, config),
+        # unset: the server's default sampling ([engine.default_sampling], greedy unless configured)
+        sampling=sampling_from_proto(req.sampling, config) if req.HasField("sampling") else None,
         limits=limits_from_proto(req.limits),
         constraint=constraint_from_proto(req.constraint, config),
     )
@@ -161,7 +163,7 @@ class TickEntryArgs:
     budget_ms: float
     max_tokens: int
     new_input: str | None
-    constraint: Any
+    constraint: ConstraintSpec | None
 
 
 def tick_entry_from_proto(entry: pb.TickEntry, config: ServerConfig, field: str) -> TickEntryArgs:
@@ -187,7 +189,7 @@ class GenerateArgs:
     session_id: str
     input: str | None
     max_tokens: int
-    constraint: Any
+    constraint: ConstraintSpec | None
 
 
 def generate_from_proto(req: pb.GenerateRequest, config: ServerConfig) -> GenerateArgs:
@@ -239,7 +241,7 @@ def finish_reason_to_proto(reason: Any) -> int:
     return FINISH_REASONS.get(key, pb.FINISH_REASON_ERROR)
 
 
-def model_info_to_proto(info: Any) -> pb.ModelInfo:
+def model_info_to_proto(info: ModelInfo) -> pb.ModelInfo:
     return pb.ModelInfo(name=info.name, kind=info.kind, precision=info.precision,
                         context_length=int(info.context_length or 0), vocab_size=int(info.vocab_size or 0),
                         target=info.target)
@@ -251,7 +253,7 @@ def tick_item_to_domain(args: TickEntryArgs, budget_cap_ms: float | None) -> Tic
                     new_input=args.new_input, constraint=args.constraint)
 
 
-def tick_result_to_proto(result: Any, *, batch: int = 0) -> pb.TickResult:
+def tick_result_to_proto(result: TickResult, *, batch: int = 0) -> pb.TickResult:
     """`batch`: sessions of this Tick that decoded together (the engine reports no per-step batch size)."""
     stats = result.stats
     return pb.TickResult(
@@ -270,7 +272,7 @@ def tick_result_to_proto(result: Any, *, batch: int = 0) -> pb.TickResult:
     )
 
 
-def chunk_to_proto(chunk: Any) -> pb.GenerateChunk:
+def chunk_to_proto(chunk: TokenChunk) -> pb.GenerateChunk:
     finished = bool(chunk.finished)
     return pb.GenerateChunk(token_ids=[int(t) for t in chunk.token_ids], text=chunk.text_delta or "", finished=finished,
                             finish_reason=finish_reason_to_proto(chunk.finish_reason) if finished
