@@ -47,10 +47,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def start_server(package: Path, sessions: int, threads: int) -> tuple[subprocess.Popen, int]:
+def start_server(package: Path, sessions: int, threads: int, spinning: bool) -> tuple[subprocess.Popen, int]:
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
     config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent = false\n'
                       f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\nintra_op_threads = {threads}\n'
+                      f'intra_op_spinning = {"true" if spinning else "false"}\n'
                       '[engine.default_sampling]\nignore_eos = true\n')
     proc = subprocess.Popen([sys.executable, "-m", "npc_runtime.cli", "serve", "--model", str(package),
                              "--config", str(config), "--port", "0", "--http-port", "-1"],
@@ -121,13 +122,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="100 ticks")
     ap.add_argument("--out", default="grpc", help="results name: bench/results/NAME.json")
     ap.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = all cores)")
+    ap.add_argument("--no-spinning", action="store_true", help="engine: idle ORT threads sleep instead of spinning")
     args = ap.parse_args()
     package = args.package or reference_package(args.work)
     ticks = 100 if args.quick else args.ticks
     rows = []
     for sessions in (int(x) for x in args.sessions.split(",")):
         load_before = os.getloadavg()[0]
-        proc, port = start_server(package, sessions, args.threads)
+        proc, port = start_server(package, sessions, args.threads, not args.no_spinning)
         try:
             rows.append({**measure(port, sessions, ticks), "load_avg_1m": max(load_before, os.getloadavg()[0])})
         finally:
@@ -138,7 +140,8 @@ def main() -> int:
                ("overhead_p99_ms", "overhead p99 ms"), ("noop_p50_ms", "no-op RPC p50 ms"),
                ("overhead_vs_noop_p50", "overhead / no-op"), ("load_avg_1m", "load avg")]
     table = print_table(rows, columns, title="Tick gRPC overhead on loopback (RTT - engine time)")
-    path = write_json(args.out, {"model": str(package), "engine_threads": args.threads, "rows": rows,
+    path = write_json(args.out, {"model": str(package), "engine_threads": args.threads,
+                               "engine_spinning": not args.no_spinning, "rows": rows,
                                "table": table})
     print(f"\nwrote {path}")
     return 0

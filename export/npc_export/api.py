@@ -173,6 +173,7 @@ def _self_check(src: HFSource, stage: Path, info, precision: str, torch_model, c
         stage / "model.onnx", torch_model, precision=precision, vocab=src.arch.vocab_size,
         encode=_encoder(src.path / "tokenizer.json"), context_length=src.arch.context_length, cfg=cfg,
         kv_heads=src.arch.num_kv_heads, head_dim=src.arch.head_dim, fixed_path=fixed if fixed.exists() else None,
+        held_out=held_out_for(src.chat_template(), tokens),
     )
 
 
