@@ -4,7 +4,8 @@ Per precision: export time, self-check time and figures, package size (and its r
 single-session decode tokens/s under onnxruntime-genai's Generator (32-token prompt, 256 greedy
 tokens), side by side with onnxruntime-genai's own model builder output for the same model, run the
 same way in the same process. Rounds are interleaved (every package once per round) so that load
-from other users of the machine hits all of them alike; the median round is reported.
+from other users of the machine hits all of them alike; the best round is used for the ratios
+(interference only slows a run down), the median is reported beside it.
 
     .venv/bin/python -m bench.bench_export [--precisions fp32,int8,int4,fp16] [--rounds 3] [--work DIR]
 
@@ -146,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             for key, runner in runners.items():
                 samples[key].append(runner.run())
         for key, runs in samples.items():
-            rows[key]["decode_tps"] = statistics.median(s["decode_tps"] for s in runs)
+            # best run: other users of the machine only ever slow a run down, so the fastest of the
+            # interleaved rounds is the steadiest estimate; the median is reported beside it
+            rows[key]["decode_tps"] = max(s["decode_tps"] for s in runs)
+            rows[key]["decode_tps_median"] = statistics.median(s["decode_tps"] for s in runs)
             rows[key]["prefill_ms"] = statistics.median(s["prefill_ms"] for s in runs)
             rows[key]["decode_tps_runs"] = [round(s["decode_tps"], 1) for s in runs]
 
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     ordered = list(rows.values())
     columns = [("exporter", "exporter"), ("precision", "precision"), ("export_s", "export s"),
                ("validate_s", "self-check s"), ("size_mb", "size MB"), ("size_vs_fp32", "size / fp32"),
-               ("decode_tps", "decode tok/s"), ("tps_vs_our_fp32", "vs our fp32"), ("tps_vs_genai", "vs genai same prec"),
+               ("decode_tps", "decode tok/s (best)"), ("decode_tps_median", "median"), ("tps_vs_our_fp32", "vs our fp32"), ("tps_vs_genai", "vs genai same prec"),
                ("prefill_ms", "prefill ms"), ("greedy_agreement", "greedy agree"), ("perplexity", "ppl"),
                ("fp32_max_abs_diff", "fp32 max|diff|")]
     table = print_table(ordered, columns, title=f"ref-llama-32m, 1 session, {PROMPT_TOKENS}-token prompt, "

@@ -1,6 +1,7 @@
 """gRPC overhead of `Tick` (issue 3, benchmark 4): round trip on loopback minus the engine's own time.
 
-    .venv/bin/python bench/bench_grpc.py [--quick] [--work /tmp/npc-bench] [--package DIR]
+    .venv/bin/python bench/bench_grpc.py [--quick] [--work /tmp/npc-bench] [--package DIR] [--ticks N]
+                                         [--no-spinning] [--threads N] [--out NAME]
 
 Runs `npcrt serve` in a subprocess on the reference model (../shared/bench/ref-llama-32m.json, fp32, random
 weights; packages cached under --work, shared with bench_engine.py) and a synchronous Python gRPC client in
@@ -11,7 +12,8 @@ work. Per tick it records:
     engine_ms  TickResult.stats.tick_ms (the engine's own tick)
     overhead   rtt - engine_ms: everything gRPC and the serving layer add
 Peer in the same run: the round trip of a no-op unary RPC (grpc.health.v1 Health/Check) on the same server
-and channel, the floor of any Python gRPC call here. Writes bench/results/grpc.json and prints a table.
+and channel, the floor of any Python gRPC call here. Writes bench/results/NAME.json (default grpc) and prints
+a table. A tiny package's context (256) fits at most ~230 ticks: pass --ticks 200 with it.
 """
 
 from __future__ import annotations

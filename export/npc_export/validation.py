@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -237,7 +237,3 @@ def validate_decoder(
     figures["failures"] = reasons
     figures["overridden"] = False
     return figures
-
-
-def thresholds_dict(t: Thresholds) -> dict:
-    return asdict(t)

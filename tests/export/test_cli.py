@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from npc_runtime.cli import main
 
 

@@ -195,3 +195,18 @@ async def test_bearer_token(tiny_package):
             assert reply.models
             health = health_pb2_grpc.HealthStub(channel)  # exempt: probes need no token
             assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_tick_that_waited_past_its_deadline_does_no_work(stub, server):
+    import time
+
+    from npc_runtime.errors import DeadlineExceeded
+    from npc_runtime.serving.engine_port import TickEntryError, TickItem
+
+    sid = await _open(stub)
+    (late,) = await server.engine.tick([TickItem(session_id=sid, budget_ms=50, max_tokens=1)],
+                                       deadline=time.perf_counter() - 0.001)
+    assert isinstance(late, TickEntryError) and isinstance(late.error, DeadlineExceeded)
+    info = await server.engine.async_engine.session_info(sid)
+    assert info["generated_total"] == 0
+    await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))

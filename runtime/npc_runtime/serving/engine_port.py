@@ -8,13 +8,14 @@ respect to other requests and cost one thread hop.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import FailedPrecondition, NpcRuntimeError
+from npc_runtime.errors import DeadlineExceeded, FailedPrecondition, NpcRuntimeError
 from npc_runtime.sessions.async_engine import AsyncEngine
 from npc_runtime.sessions.engine import Engine, ModelInfo, TickRequest, TickResult, TokenChunk
 
@@ -148,13 +149,22 @@ class EnginePort:
         return int(info.get("context_tokens") or 0)
 
     # -- decoding -----------------------------------------------------------------------------------------
-    async def tick(self, items: Sequence[TickItem]) -> list[TickResult | TickEntryError]:
+    async def tick(self, items: Sequence[TickItem], *,
+                   deadline: float | None = None) -> list[TickResult | TickEntryError]:
         """One engine tick over every entry that is valid; an entry that fails (unknown session, finished
-        turn without new input, input over the context) gets a TickEntryError and the others go on."""
-        return await self._on_engine_thread(self._tick, list(items))
+        turn without new input, input over the context) gets a TickEntryError and the others go on.
+        `deadline` (a `time.perf_counter()` value): budgets are capped to end by then, measured when the
+        engine thread starts the tick; past it, every entry fails with DeadlineExceeded."""
+        return await self._on_engine_thread(self._tick, list(items), deadline)
 
-    def _tick(self, items: list[TickItem]) -> list[TickResult | TickEntryError]:
+    def _tick(self, items: list[TickItem], deadline: float | None) -> list[TickResult | TickEntryError]:
         engine = self._engine
+        if deadline is not None:
+            left_ms = (deadline - time.perf_counter()) * 1000.0
+            if left_ms <= 0:
+                late = DeadlineExceeded("the call's deadline passed while the Tick waited for the engine")
+                return [TickEntryError(item.session_id, late) for item in items]
+            items = [replace(item, budget_ms=min(item.budget_ms, left_ms)) for item in items]
         out: list[TickResult | TickEntryError | None] = [None] * len(items)
         live: list[int] = []
         for i, item in enumerate(items):

@@ -97,7 +97,7 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
     async def Tick(self, request: pb.TickRequest, context) -> pb.TickResponse:
         started = time.perf_counter()
         translate.check_tick_size(request, self.config)
-        budget_cap_ms = self._deadline_budget_ms(context)
+        deadline = self._tick_deadline(context)
         results: list[pb.TickResult | None] = [None] * len(request.entries)
         todo: list[tuple[int, TickItem]] = []
         seen: set[str] = set()
@@ -107,11 +107,11 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
                 if args.session_id in seen:
                     raise InvalidArgument(f"entries[{i}].session_id {args.session_id!r} appears twice in one Tick")
                 seen.add(args.session_id)
-                todo.append((i, translate.tick_item_to_domain(args, budget_cap_ms)))
+                todo.append((i, translate.tick_item_to_domain(args)))
             except NpcRuntimeError as exc:  # a bad entry fails alone
                 results[i] = self._error_result(entry.session_id, exc)
         if todo:
-            outcomes = await self.engine.tick([item for _, item in todo])
+            outcomes = await self.engine.tick([item for _, item in todo], deadline=deadline)
             batch = sum(1 for o in outcomes if not isinstance(o, TickEntryError) and o.stats.steps)
             tokens = 0
             for (i, _), outcome in zip(todo, outcomes):
@@ -171,15 +171,15 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
 
     # ------------------------------------------------------------------------------------- helpers
 
-    def _deadline_budget_ms(self, context: grpc.aio.ServicerContext) -> float | None:
-        """The largest budget that still ends before the call's deadline (None: no deadline)."""
+    def _tick_deadline(self, context: grpc.aio.ServicerContext) -> float | None:
+        """The `time.perf_counter()` by which the engine must be done (None: no deadline). The engine thread
+        caps the budget with it when the tick starts, so time spent queued behind other work counts."""
         remaining = context.time_remaining()
         if remaining is None:
             return None
-        budget = remaining * 1000.0 - DEADLINE_MARGIN_MS
-        if budget <= 0:
+        if remaining * 1000.0 <= DEADLINE_MARGIN_MS:
             raise DeadlineExceeded("the call's deadline leaves no time for a Tick; give it a longer deadline")
-        return budget
+        return time.perf_counter() + remaining - DEADLINE_MARGIN_MS / 1000.0
 
     def _error_result(self, session_id: str, exc: BaseException) -> pb.TickResult:
         st = status.status_for(exc, where="Tick entry")

@@ -247,9 +247,8 @@ def model_info_to_proto(info: ModelInfo) -> pb.ModelInfo:
                         target=info.target)
 
 
-def tick_item_to_domain(args: TickEntryArgs, budget_cap_ms: float | None) -> TickItem:
-    budget = args.budget_ms if budget_cap_ms is None else min(args.budget_ms, budget_cap_ms)
-    return TickItem(session_id=args.session_id, budget_ms=budget, max_tokens=args.max_tokens,
+def tick_item_to_domain(args: TickEntryArgs) -> TickItem:
+    return TickItem(session_id=args.session_id, budget_ms=args.budget_ms, max_tokens=args.max_tokens,
                     new_input=args.new_input, constraint=args.constraint)
 
 
