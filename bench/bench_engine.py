@@ -74,6 +74,39 @@ def export_ref(hf: Path, out: Path, precision: str) -> Path:
     return out
 
 
+def make_int8_dynamic(fp32_pkg: Path, out: Path) -> Path:
+    """`int8dyn`: the fp32 package with its MatMuls quantized by `onnxruntime.quantization.quantize_dynamic`
+    (int8 weights, MatMulInteger with dynamic activation quantization: VNNI kernels that scale with the
+    batch, unlike MatMulNBits). Same graph otherwise (GQA, shared KV buffer), so both peers can load it."""
+    if (out / "manifest.json").exists():
+        return out
+    import hashlib
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out.mkdir(parents=True, exist_ok=True)
+    for f in fp32_pkg.iterdir():
+        if f.is_file() and not f.name.startswith("model.onnx"):
+            shutil.copy2(f, out / f.name)
+    quantize_dynamic(fp32_pkg / "model.onnx", out / "model.onnx", weight_type=QuantType.QInt8,
+                     op_types_to_quantize=["MatMul"], use_external_data_format=True)
+    manifest = json.loads((fp32_pkg / "manifest.json").read_text())
+    manifest["precision"] = "int8dyn"
+    manifest["quantization"] = {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8",
+                                "op": "MatMulInteger"}
+    manifest["files"] = {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
+                         for f in sorted(out.iterdir()) if f.is_file() and f.name != "manifest.json"}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def make_package(hf: Path, work: Path, precision: str) -> Path:
+    if precision == "int8dyn":
+        return make_int8_dynamic(export_ref(hf, work / "pkg-fp32", "fp32"), work / "pkg-int8dyn")
+    return export_ref(hf, work / f"pkg-{precision}", precision)
+
+
 # -- helpers --------------------------------------------------------------------------------------------------
 def prompts(n: int, seed: int = 1) -> list[list[int]]:
     rng = np.random.default_rng(seed)
@@ -217,7 +250,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/npc-bench"), help="where packages are cached")
     ap.add_argument("--quick", action="store_true", help="fewer tokens and repeats")
     ap.add_argument("--sessions", default="1,4,16,64,256")
-    ap.add_argument("--precisions", default="fp32,int4")
+    ap.add_argument("--precisions", default="fp32,int4,int8dyn",
+                    help="fp32, int4, int8 (exporter, MatMulNBits), int8dyn (quantize_dynamic, MatMulInteger)")
     ap.add_argument("--only", default="1,2,3,5,6", help="sections to run")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where engine.json and the PNG go")
     ap.add_argument("--tag", default="", help="suffix of the result file names (e.g. a machine name)")
@@ -229,7 +263,7 @@ def main() -> None:
     hf = make_ref_hf_dir(args.work / "hf")
     precisions = args.precisions.split(",")
     only = set(args.only.split(","))
-    pkgs = {p: export_ref(hf, args.work / f"pkg-{p}", p) for p in precisions}
+    pkgs = {p: make_package(hf, args.work, p) for p in precisions}
     single_tokens = 64 if args.quick else 256
     repeats = 1 if args.quick else 3
     results_dir = args.results

@@ -3,7 +3,8 @@
 Per precision: export time, self-check time and figures, package size (and its ratio to fp32), and
 single-session decode tokens/s under onnxruntime-genai's Generator (32-token prompt, 256 greedy
 tokens), side by side with onnxruntime-genai's own model builder output for the same model, run the
-same way in the same process. Rounds are interleaved (every package once per round) so that load
+same way in one fresh process. Rounds are interleaved (every package once per round, in a seeded
+shuffled order) so that load
 from other users of the machine hits all of them alike; the best round is used for the ratios
 (interference only slows a run down), the median is reported beside it.
 
@@ -111,13 +112,43 @@ class GenaiDecode:
         return {"decode_tps": steps / (end - prefill_done), "prefill_ms": (prefill_done - start) * 1e3, "tokens": steps}
 
 
+def decode_all(packages: dict[str, str], *, vocab: int, rounds: int) -> dict[str, dict]:
+    """Every package once per round, in a seeded shuffled order per round; best and median tok/s."""
+    import random
+
+    runners = {label: GenaiDecode(Path(path), vocab) for label, path in packages.items()}
+    for runner in runners.values():
+        runner.run()  # warm-up: first-run allocations, prepacking
+    samples: dict[str, list[dict]] = {label: [] for label in runners}
+    order, rng = list(runners), random.Random(0)
+    for r in range(rounds):
+        print(f"decode round {r + 1}/{rounds} ...", file=sys.stderr)
+        rng.shuffle(order)
+        for label in order:
+            samples[label].append(runners[label].run())
+    out = {}
+    for label, runs in samples.items():
+        tps = [s["decode_tps"] for s in runs]
+        # best run: other users of the machine only ever slow a run down, so the fastest of the
+        # interleaved rounds is the steadiest estimate; the median is reported beside it
+        out[label] = {"decode_tps": max(tps), "decode_tps_median": statistics.median(tps),
+                      "prefill_ms": statistics.median(s["prefill_ms"] for s in runs),
+                      "decode_tps_runs": [round(t, 1) for t in tps]}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precisions", default="fp32,int8,int4,fp16")
     parser.add_argument("--peer-precisions", default="fp32,int8,int4")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=None, help="work dir (default: a temp dir)")
+    parser.add_argument("--decode-json", default=None, help=argparse.SUPPRESS)  # internal: decode-only child
     args = parser.parse_args(argv)
+    if args.decode_json:
+        vocab = json.loads(REF_CONFIG.read_text())["vocab_size"]
+        print(json.dumps(decode_all(json.loads(args.decode_json), vocab=vocab, rounds=args.rounds)))
+        return 0
     precisions = args.precisions.split(",")
     peer_precisions = args.peer_precisions.split(",")
 
@@ -134,25 +165,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export genai builder {precision} ...", file=sys.stderr)
             rows[("genai-builder", precision)] = {"exporter": "genai-builder", "precision": precision,
                                                   **export_genai(src, work / f"genai-{precision}", precision)}
-        runners = {}
-        for (who, precision), row in rows.items():
-            if "error" in row:
-                continue
-            pkg = work / (f"ours-{precision}" if who == "npc-export" else f"genai-{precision}")
-            runners[(who, precision)] = GenaiDecode(pkg, vocab)
-            runners[(who, precision)].run()  # warm-up: first-run allocations, prepacking
-        samples: dict[tuple[str, str], list[dict]] = {k: [] for k in runners}
-        for r in range(args.rounds):
-            print(f"decode round {r + 1}/{args.rounds} ...", file=sys.stderr)
-            for key, runner in runners.items():
-                samples[key].append(runner.run())
-        for key, runs in samples.items():
-            # best run: other users of the machine only ever slow a run down, so the fastest of the
-            # interleaved rounds is the steadiest estimate; the median is reported beside it
-            rows[key]["decode_tps"] = max(s["decode_tps"] for s in runs)
-            rows[key]["decode_tps_median"] = statistics.median(s["decode_tps"] for s in runs)
-            rows[key]["prefill_ms"] = statistics.median(s["prefill_ms"] for s in runs)
-            rows[key]["decode_tps_runs"] = [round(s["decode_tps"], 1) for s in runs]
+        packages = {f"{who}/{precision}": str(work / (f"ours-{precision}" if who == "npc-export" else f"genai-{precision}"))
+                    for (who, precision), row in rows.items() if "error" not in row}
+        # Decode in a fresh process: the exports above leave torch's thread pool and allocator state
+        # in this one, which slowed the ORT runs measured here by up to 20 % (an artefact, not the graphs).
+        proc = subprocess.run([sys.executable, "-m", "bench.bench_export", "--decode-json", json.dumps(packages),
+                               "--rounds", str(args.rounds)], capture_output=True, text=True, cwd=REPO)
+        if proc.returncode != 0:
+            raise SystemExit(f"decode run failed: {proc.stderr.strip()[-2000:]}")
+        decoded = json.loads(proc.stdout.strip().splitlines()[-1])
+        for label, stats in decoded.items():
+            who, precision = label.split("/")
+            rows[(who, precision)].update(stats)
 
     fp32 = rows.get(("npc-export", "fp32"), {})
     for (who, precision), row in rows.items():

@@ -68,7 +68,21 @@ def test_engine_dialogue_constrains_the_action(tmp_path_factory):
     for seed in (None, 1, 2, 3):
         reply = model.reply(prompt, allowed_actions=("refuse", "warn"), max_tokens=8, npc_id="g", seed=seed)
         assert reply.action in ("refuse", "warn") and reply.tokens > 0
+        probs = reply.action_probs   # from the engine's renormalised token probabilities of the tag
+        assert set(probs) == {"refuse", "warn"} and 0 < probs[reply.action] <= 1
+        if seed is None:             # greedy takes the likelier branch
+            assert probs[reply.action] >= max(probs.values()) - 1e-9
     model.close()
+
+
+def test_action_probabilities_from_constrained_steps():
+    from npc_runtime.agent.engine_dialogue import action_probabilities
+
+    tags = {"greet": [1, 10, 2], "give": [1, 11, 12, 2], "gift": [1, 11, 13, 2], "flee": [1, 14, 2]}
+    steps = [(1, {1: 1.0}), (11, {10: 0.2, 11: 0.7, 14: 0.1}), (13, {12: 0.4, 13: 0.6}), (2, {2: 1.0})]
+    probs = action_probabilities(steps, tags)
+    assert abs(probs["gift"] - 0.42) < 1e-9 and abs(probs["give"] - 0.28) < 1e-9
+    assert abs(probs["greet"] - 0.2) < 1e-9 and abs(probs["flee"] - 0.1) < 1e-9
 
 
 def test_exporter_policy_package_loads(tmp_path):

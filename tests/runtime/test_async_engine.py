@@ -54,8 +54,10 @@ async def test_disconnect_frees_the_session(tiny_engine_factory):
 async def test_errors_propagate_and_shutdown(tiny_engine_factory):
     from npc_runtime.errors import NotFound, Unavailable
     ae = AsyncEngine(tiny_engine_factory())
+    assert isinstance((await ae.tick([TickRequest("nope", 1, 1)]))[0].error, NotFound)
+    assert await ae.run(lambda engine: engine.open_sessions) == 0
     with pytest.raises(NotFound):
-        await ae.tick([TickRequest("nope", 1, 1)])
+        await ae.run(lambda engine: engine.session_info("nope"))
     with pytest.raises(NotFound):
         async for _ in ae.generate("nope", max_tokens=3):
             pass

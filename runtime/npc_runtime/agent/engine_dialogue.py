@@ -5,6 +5,10 @@ One reply = one short session: the prompt (token ids, BOS included by the prompt
 constrained to `[action]` for the allowed actions only (`ConstraintSpec.one_of`), then a free turn for the
 spoken line that stops at `<|end|>`. The agent's threads call `reply()` synchronously; the coroutines run
 on a private event loop thread.
+
+The session asks the engine for token probabilities (`SamplingParams.logprobs`): at each constrained step
+of the tag the engine reports the probability of every allowed token, renormalised over the allowed set,
+from which `action_probabilities` derives P(action) for the decision's confidence and margin.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from npc_runtime.agent.dialogue import END, EOS, DialoguePrompt, DialogueReply, parse_reply
 from npc_runtime.config import SessionLimits
@@ -21,6 +25,34 @@ from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import DeadlineExceeded
 
 TAG_MAX_TOKENS = 16
+
+
+def action_probabilities(steps: Sequence[tuple[int, Mapping[int, float] | None]],
+                         tags: Mapping[str, Sequence[int]]) -> dict[str, float]:
+    """P(action) over the allowed actions from a constrained tag turn.
+
+    `steps`: (chosen token, {allowed token: probability renormalised over the allowed set} or None) per
+    step of the tag; `tags`: each action's tag token ids (as the choice constraint tokenizes `[action]`).
+    The chosen action's probability is exact (the product along its path). An action that leaves the path
+    at some step gets the probability of the branch it leaves by (times the path so far): exact when it is
+    alone in that branch, an upper bound shared with its siblings otherwise, so a margin computed from
+    these values is never overstated."""
+    probs: dict[str, float] = {}
+    for action, ids in tags.items():
+        p = 1.0
+        for i, (token, allowed) in enumerate(steps):
+            if i >= len(ids):
+                break
+            want = int(ids[i])
+            if allowed is None:           # too many alternatives reported: no information at this step
+                if want != token:
+                    break
+                continue
+            p *= float(allowed.get(want, 0.0))
+            if want != token:
+                break
+        probs[action] = p
+    return probs
 
 
 class EngineDialogueModel:
@@ -55,23 +87,27 @@ class EngineDialogueModel:
         ids = self._tokenizer.encode(prompt.text(), add_special_tokens=False)
         sampled = seed is not None or self.temperature > 0
         sampling = SamplingParams(temperature=(self.temperature or 0.8) if sampled else 0.0,
-                                  top_p=0.95 if sampled else 1.0, seed=seed, stop=(END, EOS))
+                                  top_p=0.95 if sampled else 1.0, seed=seed, stop=(END, EOS), logprobs=True)
         ae = self.engine
         sid = await ae.open_session(self.model, npc_id=npc_id, prompt=ids, sampling=sampling,
                                     limits=SessionLimits(max_new_tokens=max(max_tokens, TAG_MAX_TOKENS)),
                                     constraint=ConstraintSpec.one_of(sorted(f"[{a}]" for a in allowed)))  # sorted: cache hits
         tokens = 0
+        steps: list[tuple[int, Mapping[int, float] | None]] = []
         try:
             tag = []
             async for chunk in ae.generate(sid, max_tokens=TAG_MAX_TOKENS):
                 tag.append(chunk.text_delta)
                 tokens += len(chunk.token_ids)
+                steps += zip(chunk.token_ids, chunk.choice_probs or [None] * len(chunk.token_ids))
             line = []
             async for chunk in ae.generate(sid, [], max_tokens=max_tokens):   # [] = continue after the tag
                 line.append(chunk.text_delta)
                 tokens += len(chunk.token_ids)
         finally:
             await ae.close_session(sid)
-        reply = parse_reply("".join(tag) + "".join(line), tokens=tokens)
+        tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
+        probs = action_probabilities(steps, tags) if steps else None
+        reply = parse_reply("".join(tag) + "".join(line), tokens=tokens, action_probs=probs)
         return DialogueReply(action=reply.action, line=reply.line, raw=reply.raw, tokens=tokens,
-                             prefill_tokens=len(ids))
+                             action_probs=reply.action_probs, prefill_tokens=len(ids))

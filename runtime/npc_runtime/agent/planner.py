@@ -62,10 +62,14 @@ def decide_with_dialogue(dialogue: DialogueModel, prompt: DialoguePrompt, propos
         return LocalDecision(default, reply.line, proposal.probs.get(default, 0.0), proposal.margin, "local_model",
                              True, f"local model proposed {reply.action!r} (not allowed or malformed): state default",
                              reply.tokens)
+    # the dialogue model's own token probabilities for its `[action]` tag when it reports them (renormalised
+    # over the allowed actions), else the policy model's
     probs: Mapping[str, float] = reply.action_probs or proposal.probs
-    top = sorted(probs.values(), reverse=True)
-    margin = (top[0] - top[1]) if len(top) > 1 else 1.0
     confidence = float(probs.get(reply.action, 0.0))
+    # margin: the chosen action over the best other one (negative when sampling took a less likely one)
+    others = [float(p) for a, p in probs.items() if a != reply.action and a in allowed]
+    margin = confidence - max(others) if others else 1.0
     basis = "token probabilities" if reply.action_probs else "policy model"
     return LocalDecision(reply.action, reply.line, confidence, margin, "local_model", False,
-                         f"local model: {reply.action} (confidence {confidence:.2f} from {basis})", reply.tokens)
+                         f"local model: {reply.action} (confidence {confidence:.2f}, margin {margin:.2f} "
+                         f"from {basis})", reply.tokens)

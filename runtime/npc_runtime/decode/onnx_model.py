@@ -25,6 +25,15 @@ from npc_runtime.decode.package import ModelPackage
 from npc_runtime.errors import InternalError, InvalidArgument, ModelPackageError
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16}
+_ALIGN = 64   # bytes: a cache line / one AVX-512 vector (numpy's large allocations are only 16-byte aligned)
+
+
+def aligned_zeros(shape: tuple[int, ...], dtype, *, align: int = _ALIGN) -> np.ndarray:
+    """A zeroed C-contiguous array whose data starts on an `align`-byte boundary (buffers bound to ORT)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(nbytes + align, np.uint8)
+    offset = (-raw.ctypes.data) % align
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
 class DecoderModel(Protocol):
@@ -57,12 +66,18 @@ class DecoderOptions:
     capacity: int | None = None          # default: the package's kv capacity
     intra_op_threads: int = 0            # 0: ONNX Runtime's default (all cores)
     spinning: bool = True                # intra-op threads spin between steps (lower latency, burns CPU)
+    flush_denormals: bool = False        # flush-to-zero / denormals-as-zero (fp32 ~15 % faster; see EngineConfig)
 
 
-def _session(package: ModelPackage, threads: int, spinning: bool = True) -> ort.InferenceSession:
+def _session(package: ModelPackage, threads: int, spinning: bool = True,
+             flush_denormals: bool = False) -> ort.InferenceSession:
     so = ort.SessionOptions()
     if not spinning:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if flush_denormals:
+        # random-weight / long-context fp32 activations hit denormals (softmax tails); FTZ/DAZ applies to ORT's
+        # pool threads and to the thread that creates the session (not to another thread that runs it alone)
+        so.add_session_config_entry("session.set_denormal_as_zero", "1")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads > 0:
         so.intra_op_num_threads = threads
@@ -93,7 +108,7 @@ class _OrtDecoderBase:
         self.dtype = _NP_DTYPES.get(kv.dtype)
         if self.dtype is None:
             raise ModelPackageError(f"{package.path}: kv_cache.dtype {kv.dtype!r} unsupported")
-        self.session = _session(package, options.intra_op_threads, options.spinning)
+        self.session = _session(package, options.intra_op_threads, options.spinning, options.flush_denormals)
         self.has_position_ids = "position_ids" in package.input_names
         # pool order: layer0.key, layer0.value, layer1.key, ...
         self.past_names = [f"past_key_values.{i}.{kv_}" for i in range(self.num_layers) for kv_ in ("key", "value")]
@@ -110,21 +125,25 @@ class _OrtDecoderBase:
 class SharedBufferDecoder(_OrtDecoderBase):
     """GQA graphs: past and present bound to the same preallocated pool views (no copies per step).
 
-    IO bindings are cached per (start slot, batch): the KV views, the input_ids buffer and the logits buffer
-    keep their addresses, so a decode step only writes token ids in place and rebinds the attention mask
-    (whose width grows by one each step)."""
+    IO bindings are cached per (start slot, batch) with EVERY decode input and output bound once: the KV
+    views, input_ids, the logits buffer and a full-width attention mask `[B, capacity]` (row b: `len_b + 1`
+    ones, then zeros; the graph takes each row's length from the mask's sum, as in ragged batching, and its
+    total length from the width, the KV buffer's capacity). A decode step only writes ids and mask in place:
+    no binding calls, little Python between ONNX Runtime runs (whose weight streaming evicts the
+    interpreter's caches, so every Python call after a run costs several times its warm cost)."""
 
     _MAX_BINDINGS = 2048
 
     def __init__(self, package: ModelPackage, options: DecoderOptions) -> None:
         super().__init__(package, options)
         shape = (self.max_slots, self.kv_heads, self.capacity, self.head_dim)
-        self.pools = [np.zeros(shape, self.dtype) for _ in self.past_names]   # [slots, kv_heads, capacity, head_dim]
+        self.pools = [aligned_zeros(shape, self.dtype) for _ in self.past_names]   # [slots, kv_heads, capacity, head_dim]
         self._slot_bytes = self.kv_heads * self.capacity * self.head_dim * np.dtype(self.dtype).itemsize
-        self._logits = np.zeros((self.max_slots, 1, self.vocab_size), np.float32)   # decode logits [B, 1, vocab]
-        self._ids = np.zeros((self.max_slots, 1), np.int64)                        # decode input_ids [B, 1]
-        self._positions = np.zeros((self.max_slots, 1), np.int64)
-        self._mask = np.zeros(self.max_slots * (self.capacity + 1), np.int64)      # [B, total] views of it
+        self._logits = aligned_zeros((self.max_slots, 1, self.vocab_size), np.float32)   # decode logits [B, 1, vocab]
+        self._ids = aligned_zeros((self.max_slots, 1), np.int64)                        # decode input_ids [B, 1]
+        self._positions = aligned_zeros((self.max_slots, 1), np.int64)
+        self._mask = aligned_zeros((self.max_slots * (self.capacity + 1),), np.int64)   # [B, total] views of it
+        self._columns = np.arange(self.capacity + 1, dtype=np.int64)[None, :]           # [1, capacity + 1]
         self._bindings: dict[tuple[int, int], ort.IOBinding] = {}
 
     @property
@@ -150,11 +169,15 @@ class SharedBufferDecoder(_OrtDecoderBase):
             io = self.session.io_binding()
             self._bind_kv(io, start, batch)
             self._bind_array(io, "input_ids", self._ids[:batch])
+            self._bind_array(io, "attention_mask", self._decode_mask(batch))
             if self.has_position_ids:
                 self._bind_array(io, "position_ids", self._positions[:batch])
             io.bind_output("logits", "cpu", 0, np.float32, [batch, 1, self.vocab_size], self._logits.ctypes.data)
             self._bindings[(start, batch)] = io
         return io
+
+    def _decode_mask(self, batch: int) -> np.ndarray:
+        return self._mask[: batch * self.capacity].reshape(batch, self.capacity)   # [B, capacity]
 
     def prefill(self, slot: int, token_ids: np.ndarray, past_len: int) -> np.ndarray:
         ids = np.ascontiguousarray(token_ids, dtype=np.int64).reshape(1, -1)
@@ -183,10 +206,9 @@ class SharedBufferDecoder(_OrtDecoderBase):
         self._ids[:batch, 0] = token_ids
         if self.has_position_ids:
             self._positions[:batch, 0] = lens
-        # right-padded mask: row b has len_b + 1 ones  [B, max_len + 1]
-        mask = self._mask[: batch * total].reshape(batch, total)
-        np.less_equal(np.arange(total, dtype=np.int64)[None, :], lens[:, None], out=mask, casting="unsafe")
-        self._bind_array(io, "attention_mask", mask)
+        # right-padded to the capacity: row b has len_b + 1 ones  [B, capacity] (bound once, written in place)
+        np.less_equal(self._columns[:, :self.capacity], lens[:, None], out=self._decode_mask(batch),
+                      casting="unsafe")
         self._run_binding(io)
         return self._logits[:batch, 0]
 

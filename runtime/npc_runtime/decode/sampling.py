@@ -23,6 +23,7 @@ class SamplingParams:
     seed: int | None = None           # None: a random seed per session
     stop: tuple[str, ...] = field(default_factory=tuple)   # stop sequences, matched on text
     ignore_eos: bool = False
+    logprobs: bool = False            # report each token's log-probability (+ constrained alternatives)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop or ()))
@@ -41,6 +42,7 @@ class SamplingParams:
             (self.seed is None or (isinstance(self.seed, int) and self.seed >= 0), "seed must be an integer >= 0"),
             (all(isinstance(s, str) and s for s in self.stop), "stop sequences must be non-empty strings"),
             (len(self.stop) <= 16, "at most 16 stop sequences"),
+            (isinstance(self.logprobs, bool), "logprobs must be a boolean"),
         ]
         for ok, message in checks:
             if not ok:
@@ -100,6 +102,36 @@ def sample_batch(logits: np.ndarray, params: Sequence[SamplingParams], rngs: Seq
             row = np.where(masks[b], row, -np.inf)
         out[b] = sample_row(row, params[b], rngs[b])
     return out
+
+
+MAX_CHOICE_ALTERNATIVES = 64   # a constrained step with more allowed tokens reports no alternatives
+
+
+def token_logprobs(logits: np.ndarray, tokens: np.ndarray, masks: Sequence[np.ndarray | None],
+                   rows: Sequence[int]) -> tuple[list[float], list[dict[int, float] | None]]:
+    """For batch rows `rows` of logits [B, vocab] and the sampled tokens [B]: the chosen token's
+    log-probability under the model's own distribution (log-softmax of the raw logits, before temperature,
+    penalties and masks; one vectorised pass over the rows), and for rows with a constraint mask allowing at
+    most MAX_CHOICE_ALTERNATIVES tokens, {token: probability} over the allowed tokens, renormalised over that
+    set (what a constrained choice step chose between). Other rows: None."""
+    index = np.asarray(rows, dtype=np.int64)
+    sub = logits[index]                                           # [R, vocab]
+    top = sub.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(sub - top).sum(axis=1)) + top[:, 0]     # [R]
+    chosen = np.asarray(tokens, dtype=np.int64)[index]
+    logprobs = (sub[np.arange(len(index)), chosen] - log_z).astype(np.float64).tolist()
+    alternatives: list[dict[int, float] | None] = []
+    for k, b in enumerate(rows):
+        mask = masks[b]
+        allowed = np.flatnonzero(mask) if mask is not None else None
+        if allowed is None or not 0 < len(allowed) <= MAX_CHOICE_ALTERNATIVES:
+            alternatives.append(None)
+            continue
+        values = sub[k, allowed].astype(np.float64)
+        probs = np.exp(values - values.max())
+        probs /= probs.sum()
+        alternatives.append(dict(zip(allowed.tolist(), probs.tolist())))
+    return logprobs, alternatives
 
 
 class StopMatcher:

@@ -15,7 +15,7 @@ from typing import Any
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import DeadlineExceeded, FailedPrecondition, NpcRuntimeError
+from npc_runtime.errors import DeadlineExceeded, NpcRuntimeError
 from npc_runtime.sessions.async_engine import AsyncEngine
 from npc_runtime.sessions.engine import Engine, ModelInfo, TickRequest, TickResult, TokenChunk
 
@@ -27,8 +27,8 @@ UNBOUNDED_TOKENS = 1 << 30
 class OpenedSession:
     session_id: str
     model: str
-    prompt_tokens: int          # tokens queued for prefill (prefix + prompt)
-    cached_prefix_tokens: int   # of those, found in the prefix cache so far
+    prompt_tokens: int          # tokens of the first turn (prefix + prompt)
+    cached_prefix_tokens: int   # of those, whose KV came from the prefix cache (looked up at open)
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class EnginePort:
         return cls(engine)
 
     async def _on_engine_thread(self, fn, *args, **kwargs) -> Any:
-        # AsyncEngine runs `fn` on its thread between steps (see docs/serving-requests-to-engine.md)
-        return await self._async._call(fn, *args, **kwargs)  # noqa: SLF001
+        # AsyncEngine runs `fn` on its thread between steps: atomic, one thread hop
+        return await self._async.run(lambda _engine: fn(*args, **kwargs))
 
     @property
     def async_engine(self) -> AsyncEngine:
@@ -84,7 +84,7 @@ class EnginePort:
 
     def active_sessions(self) -> int:
         """Open sessions (any thread; read at metrics scrape time)."""
-        return len(self._engine._sessions)  # noqa: SLF001 - an atomic len() of the engine's dict
+        return self._engine.open_sessions
 
     def list_models_now(self) -> list[ModelInfo]:
         return self._engine.list_models()
@@ -158,54 +158,18 @@ class EnginePort:
         return await self._on_engine_thread(self._tick, list(items), deadline)
 
     def _tick(self, items: list[TickItem], deadline: float | None) -> list[TickResult | TickEntryError]:
-        engine = self._engine
         if deadline is not None:
             left_ms = (deadline - time.perf_counter()) * 1000.0
             if left_ms <= 0:
                 late = DeadlineExceeded("the call's deadline passed while the Tick waited for the engine")
                 return [TickEntryError(item.session_id, late) for item in items]
             items = [replace(item, budget_ms=min(item.budget_ms, left_ms)) for item in items]
-        out: list[TickResult | TickEntryError | None] = [None] * len(items)
-        live: list[int] = []
-        for i, item in enumerate(items):
-            try:
-                # new input is appended alone so a failing one cannot leave the others half applied
-                if item.new_input is not None:
-                    engine.append_input(item.session_id, item.new_input, constraint=item.constraint)
-                live.append(i)
-            except NpcRuntimeError as exc:
-                out[i] = TickEntryError(item.session_id, exc)
-
-        def requests(indices: list[int]) -> list[TickRequest]:
-            return [TickRequest(items[i].session_id, items[i].budget_ms, items[i].max_tokens or UNBOUNDED_TOKENS)
-                    for i in indices]
-
-        try:
-            results = engine.tick(requests(live)) if live else []
-        except NpcRuntimeError:
-            # the engine checks every entry before it runs a step: find the bad ones, tick the rest
-            good = []
-            for i in live:
-                problem = self._tick_problem(items[i].session_id)
-                if problem is None:
-                    good.append(i)
-                else:
-                    out[i] = TickEntryError(items[i].session_id, problem)
-            live = good
-            results = engine.tick(requests(live)) if live else []
-        for i, result in zip(live, results):
-            out[i] = result
-        return out  # type: ignore[return-value]
-
-    def _tick_problem(self, session_id: str) -> NpcRuntimeError | None:
-        try:
-            info = self._engine.session_info(session_id)
-        except NpcRuntimeError as exc:
-            return exc
-        if info["status"] != "generating":
-            return FailedPrecondition(f"session {session_id!r} finished its turn ({info['finish_reason']}); "
-                                      "send new_input to start the next turn")
-        return None
+        # the engine fails bad entries alone (TickResult.error), applying nothing of them
+        results = self._engine.tick([TickRequest(item.session_id, item.budget_ms,
+                                                 item.max_tokens or UNBOUNDED_TOKENS,
+                                                 new_input=item.new_input, constraint=item.constraint)
+                                     for item in items])
+        return [TickEntryError(r.session_id, r.error) if r.error is not None else r for r in results]
 
     def generate(self, session_id: str, text: str | None = None, *,
                  max_tokens: int = 0) -> AsyncIterator[TokenChunk]:

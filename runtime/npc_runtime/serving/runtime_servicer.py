@@ -112,13 +112,13 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
                 results[i] = self._error_result(entry.session_id, exc)
         if todo:
             outcomes = await self.engine.tick([item for _, item in todo], deadline=deadline)
-            batch = sum(1 for o in outcomes if not isinstance(o, TickEntryError) and o.stats.steps)
+            batch = max((o.stats.max_batch for o in outcomes if not isinstance(o, TickEntryError)), default=0)
             tokens = 0
             for (i, _), outcome in zip(todo, outcomes):
                 if isinstance(outcome, TickEntryError):
                     results[i] = self._error_result(outcome.session_id, outcome.error)
                     continue
-                results[i] = translate.tick_result_to_proto(outcome, batch=batch)
+                results[i] = translate.tick_result_to_proto(outcome)
                 tokens += len(outcome.token_ids)
             self.metrics.tokens.labels("grpc").inc(tokens)
             if batch:

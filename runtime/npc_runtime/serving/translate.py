@@ -252,8 +252,7 @@ def tick_item_to_domain(args: TickEntryArgs) -> TickItem:
                     new_input=args.new_input, constraint=args.constraint)
 
 
-def tick_result_to_proto(result: TickResult, *, batch: int = 0) -> pb.TickResult:
-    """`batch`: sessions of this Tick that decoded together (the engine reports no per-step batch size)."""
+def tick_result_to_proto(result: TickResult) -> pb.TickResult:
     stats = result.stats
     return pb.TickResult(
         session_id=result.session_id,
@@ -264,8 +263,8 @@ def tick_result_to_proto(result: TickResult, *, batch: int = 0) -> pb.TickResult
         stats=pb.TickStats(
             tick_ms=float(stats.engine_ms),
             steps=int(stats.steps),
-            max_batch=batch if stats.steps else 0,
-            pending_prefill_tokens=0,  # not reported by the engine yet
+            max_batch=int(stats.max_batch),
+            pending_prefill_tokens=int(stats.pending_prefill_tokens),
             context_tokens=int(stats.context_tokens),
         ),
     )

@@ -13,7 +13,8 @@ import asyncio
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from npc_runtime.errors import FailedPrecondition, InvalidArgument, NpcRuntimeError, Unavailable
 from npc_runtime.sessions.engine import Engine, EngineStats, ModelInfo, TickRequest, TickResult, TokenChunk
@@ -31,6 +32,7 @@ class _Stream:
 
 
 _END = object()
+T = TypeVar("T")
 
 
 class AsyncEngine:
@@ -122,9 +124,10 @@ class AsyncEngine:
             if not finished and stream.remaining <= 0:
                 extra = self.engine.end_turn(r.session_id, FinishReason.LENGTH)
                 finished, reason = True, FinishReason.LENGTH.value
-                r = TickResult(r.session_id, r.token_ids, r.text_delta + extra, True, reason, r.stats)
+                r = replace(r, text_delta=r.text_delta + extra, finished=True, finish_reason=reason)
             if r.token_ids or r.text_delta or finished:
-                self._push(stream, TokenChunk(r.session_id, r.token_ids, r.text_delta, finished, reason))
+                self._push(stream, TokenChunk(r.session_id, r.token_ids, r.text_delta, finished, reason,
+                                              r.logprobs, r.choice_probs))
             if finished:
                 self._end_stream(r.session_id)
 
@@ -148,6 +151,12 @@ class AsyncEngine:
                 pass
 
     # -- public API ---------------------------------------------------------------------------------------
+    async def run(self, fn: Callable[[Engine], T]) -> T:
+        """Runs `fn(engine)` on the engine thread between steps and returns its result (its exception is
+        raised here). One thread hop; atomic with respect to every other call, so composite operations
+        (open a session and read its info, several appends) need no locking. `fn` must not block."""
+        return await self._call(fn, self.engine)
+
     async def list_models(self) -> list[ModelInfo]:
         return await self._call(self.engine.list_models)
 

@@ -27,7 +27,7 @@ from npc_runtime.decode.package import ModelPackage, load_package
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.decode.tokenizer import TextTokenizer
 from npc_runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
-                                ResourceExhausted)
+                                NpcRuntimeError, ResourceExhausted)
 from npc_runtime.sessions.cost_model import StepCostModel
 from npc_runtime.sessions.prefix_cache import PrefixCache
 from npc_runtime.sessions.scheduler import Scheduler
@@ -35,6 +35,7 @@ from npc_runtime.sessions.session import FinishReason, Session, SessionStatus
 
 _TOMBSTONES = 4096
 _TICK_HISTORY = 2048
+_MAX_STARVED_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class TickRequest:
     session_id: str
     budget_ms: float            # wall time this tick may spend, shared by all sessions in the call
     max_tokens: int             # at most this many new tokens for this session in this tick
-    new_input: str | None = None   # starts a new turn first (like append_input)
+    new_input: str | Sequence[int] | None = None   # starts a new turn first (like append_input)
+    constraint: ConstraintSpec | Constraint | None = None   # the new turn's constraint (with new_input only)
 
 
 @dataclass(slots=True)
@@ -68,6 +70,8 @@ class TickStats:
     prefill_tokens: int         # input tokens fed this tick
     context_tokens: int         # tokens in the session's context after the tick
     budget_limited: bool        # work remained but the next step was predicted to exceed the budget
+    max_batch: int = 0          # largest batch (rows) of the passes this session took part in (prefill: 1)
+    pending_prefill_tokens: int = 0   # input tokens still to prefill after the tick
 
 
 @dataclass(slots=True)
@@ -78,6 +82,9 @@ class TickResult:
     finished: bool
     finish_reason: str | None   # length | stop | eos | cancelled | evicted | error | context_full
     stats: TickStats
+    error: NpcRuntimeError | None = None   # this entry failed alone (nothing of it was applied); others ran
+    logprobs: list[float] | None = None    # per token of token_ids, when SamplingParams.logprobs
+    choice_probs: list[dict[int, float] | None] | None = None   # per token: allowed alternatives (constrained)
 
 
 @dataclass(slots=True)
@@ -87,6 +94,8 @@ class TokenChunk:
     text_delta: str
     finished: bool
     finish_reason: str | None
+    logprobs: list[float] | None = None    # per token of token_ids, when SamplingParams.logprobs
+    choice_probs: list[dict[int, float] | None] | None = None   # per token: allowed alternatives (constrained)
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,10 @@ class _Work:
     tokens: list[int] = field(default_factory=list)
     steps: int = 0
     prefill_tokens: int = 0
+    max_batch: int = 0
     limited: bool = False
+    logprobs: list[float] | None = None
+    choice_probs: list[dict[int, float] | None] | None = None
 
 
 class Engine:
@@ -141,6 +153,8 @@ class Engine:
         self._tick_overhead_s = 0.0
         self._prefill_tokens = 0
         self._evicted = 0
+        # per model: budget (s) of consecutive ticks in which nothing fit; spent on one whole step (see tick)
+        self._starved_s: dict[str, float] = {}
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -158,7 +172,8 @@ class Engine:
             decoder = open_decoder(package, DecoderOptions(max_slots=config.max_sessions,
                                                            capacity=config.max_context,
                                                            intra_op_threads=config.intra_op_threads,
-                                                           spinning=config.intra_op_spinning))
+                                                           spinning=config.intra_op_spinning,
+                                                           flush_denormals=config.flush_denormals))
             models[package.name] = cls._wrap(package, decoder, config)
         engine = cls(models, config=config)
         if config.warmup:
@@ -221,6 +236,11 @@ class Engine:
                 batch = min(batch * 2, decoder.max_slots)
 
     # -- models and sessions ------------------------------------------------------------------------------
+    @property
+    def open_sessions(self) -> int:
+        """Open sessions. Safe from any thread (one atomic read, no engine state is walked)."""
+        return len(self._sessions)
+
     def list_models(self) -> list[ModelInfo]:
         infos = []
         for name, m in self._models.items():
@@ -327,6 +347,8 @@ class Engine:
             m.scheduler.release(session)
             raise
         session.prefix_insert_upto = len(tokens)
+        # the prefix cache is consulted now (KV copied into the slot), so session_info reports the hit at open
+        m.scheduler.prepare_prefill(session)
         self._sessions[sid] = session
         self._gone.pop(sid, None)
         return sid
@@ -393,16 +415,19 @@ class Engine:
         return {"session_id": s.id, "model": s.model, "npc_id": s.npc_id, "status": s.status.value,
                 "finish_reason": s.finish_reason.value if s.finish_reason else None,
                 "context_tokens": len(s.tokens), "max_context": s.capacity, "generated_total": s.generated_total,
-                "prefix_hit_tokens": s.prefix_hit_tokens}
+                "prefix_hit_tokens": s.prefix_hit_tokens,
+                "pending_prefill_tokens": s.pending if s.pending > 1 and s.has_work else 0}
 
     # -- running ------------------------------------------------------------------------------------------
     def _run(self, works: list[_Work], *, deadline: float | None, max_rounds: int | None,
-             must_progress: bool = False) -> None:
+             must_progress: bool = False, credit_s: dict[str, float] | None = None) -> None:
         """Steps until no work is left, the next step would pass `deadline`, or after `max_rounds` rounds.
-        A round gives every model one step (one forward pass)."""
+        A round gives every model one step (one forward pass). `credit_s[model]`: time saved up by earlier
+        ticks that could fit nothing; the first step may spend it on the whole batch."""
         by_model: dict[str, list[_Work]] = {}
         for w in works:
             by_model.setdefault(w.session.model, []).append(w)
+        credit_s = dict(credit_s or {})
         rounds, progressed = 0, False
         while max_rounds is None or rounds < max_rounds:
             stepped = False
@@ -413,7 +438,8 @@ class Engine:
                 remaining = None if deadline is None else deadline - time.perf_counter()
                 scheduler = self._models[name].scheduler
                 plan = scheduler.schedule([w.session for w in ready], remaining_s=remaining,
-                                          must_progress=must_progress and not progressed)
+                                          must_progress=must_progress and not progressed,
+                                          credit_s=credit_s.pop(name, 0.0))
                 if plan is None:
                     for w in ready:
                         w.limited = True
@@ -424,15 +450,24 @@ class Engine:
                 if plan.prefill is not None:
                     w = index[id(plan.prefill)]
                     w.steps += 1
+                    w.max_batch = max(w.max_batch, 1)
                     w.prefill_tokens += result.batch
                     self._prefill_tokens += result.batch
                 else:
+                    rows = len(plan.decode)
                     for s in plan.decode:
-                        index[id(s)].steps += 1
-                for s, token in zip(result.sessions, result.tokens):
+                        w = index[id(s)]
+                        w.steps += 1
+                        w.max_batch = max(w.max_batch, rows)
+                for k, (s, token) in enumerate(zip(result.sessions, result.tokens)):
                     w = index[id(s)]
                     w.tokens.append(token)
                     w.allowance -= 1
+                    if result.logprobs is not None and result.logprobs[k] is not None:
+                        if w.logprobs is None:
+                            w.logprobs, w.choice_probs = [], []
+                        w.logprobs.append(result.logprobs[k])
+                        w.choice_probs.append(result.choice_probs[k])
             rounds += 1
             if not stepped:
                 break
@@ -453,33 +488,79 @@ class Engine:
             works.append(_Work(session=session, allowance=r.max_tokens))
         return works
 
+    def _tick_entry(self, r: TickRequest, seen: set[str]) -> _Work:
+        """Checks one entry and applies its new input; raises (with nothing of the entry applied) if bad."""
+        if (isinstance(r.budget_ms, bool) or not isinstance(r.budget_ms, (int, float))
+                or not math.isfinite(r.budget_ms) or r.budget_ms < 0):
+            raise InvalidArgument(f"budget_ms of session {r.session_id!r} must be a finite number >= 0")
+        if isinstance(r.max_tokens, bool) or not isinstance(r.max_tokens, int) or r.max_tokens < 0:
+            raise InvalidArgument(f"max_tokens of session {r.session_id!r} must be an integer >= 0")
+        if r.session_id in seen:
+            raise InvalidArgument(f"session {r.session_id!r} appears twice in one tick")
+        seen.add(r.session_id)
+        session = self._session(r.session_id)
+        if r.new_input is not None:
+            self.append_input(r.session_id, r.new_input, constraint=r.constraint)   # all checks before any change
+        elif r.constraint is not None:
+            raise InvalidArgument(f"session {r.session_id!r}: a constraint comes with new_input (a new turn)")
+        elif session.status is not SessionStatus.GENERATING:
+            raise FailedPrecondition(
+                f"session {r.session_id!r} finished its turn ({session.finish_reason.value}); "
+                "send new_input to start the next turn")
+        return _Work(session=session, allowance=r.max_tokens)
+
     def tick(self, requests: Sequence[TickRequest]) -> list[TickResult]:
         """Frame slicing: steps for the requested sessions until the next step is predicted to exceed the
-        budget (or every session reached its max_tokens / finished); the rest stays for the next tick."""
+        budget (or every session reached its max_tokens / finished); the rest stays for the next tick.
+
+        An entry that fails (unknown / evicted session, finished turn without new_input, bad values, input
+        over the context) gets `TickResult.error` and nothing of it is applied; the other entries run.
+        Starvation guard: when no step fits a tick's budget, the budget is saved up; once the savings of
+        consecutive starved ticks cover the whole next step (all ready sessions, or the full prefill chunk),
+        that step runs, so time spent stays within the sum of the budgets and every session progresses."""
         t0 = time.perf_counter()
+        seen: set[str] = set()
+        entries: list[_Work | NpcRuntimeError] = []
         for r in requests:
-            if not isinstance(r.budget_ms, (int, float)) or not math.isfinite(r.budget_ms) or r.budget_ms < 0:
-                raise InvalidArgument(f"budget_ms of session {r.session_id!r} must be a finite number >= 0")
-        works = self._works(requests, new_input=True)
-        for r, w in zip(requests, works):
-            if r.new_input is not None:
-                self.append_input(r.session_id, r.new_input)
-        budget_s = min((r.budget_ms for r in requests), default=0.0) / 1000.0
+            try:
+                entries.append(self._tick_entry(r, seen))
+            except NpcRuntimeError as exc:
+                entries.append(exc)
+        works = [e for e in entries if isinstance(e, _Work)]
+        budget_s = min((r.budget_ms for r, e in zip(requests, entries) if isinstance(e, _Work)),
+                       default=0.0) / 1000.0
         deadline = t0 + budget_s - self._tick_overhead_s
         t_run = time.perf_counter()
-        self._run(works, deadline=deadline, max_rounds=None, must_progress=self.config.tick_min_progress)
-        if not any(w.steps for w in works) and any(w.allowance > 0 and w.session.has_work for w in works):
-            # nothing fit: shrink the uncertainty margins, so a prediction inflated by a noisy measurement
-            # cannot starve sessions forever (a measured mean above the budget still never runs)
-            for name in {w.session.model for w in works}:
-                self._models[name].scheduler.costs.relax()
+        self._run(works, deadline=deadline, max_rounds=None, must_progress=self.config.tick_min_progress,
+                  credit_s=self._starved_s)
+        self._account_starvation(works, budget_s)
         t_after = time.perf_counter()
-        results = self._results(works, engine_ms=(t_after - t0) * 1000.0)
+        done = iter(self._results(works, engine_ms=(t_after - t0) * 1000.0))
+        results = [next(done) if isinstance(e, _Work) else self._error_result(r.session_id, e)
+                   for r, e in zip(requests, entries)]
         t_end = time.perf_counter()
         # overhead outside the steps' own predictions (validation before, results after) is reserved
         self._tick_overhead_s = 0.8 * self._tick_overhead_s + 0.2 * ((t_run - t0) + (t_end - t_after))
         self._tick_ms.append((t_end - t0) * 1000.0)
         return results
+
+    def _account_starvation(self, works: list[_Work], budget_s: float) -> None:
+        models: dict[str, list[_Work]] = {}
+        for w in works:
+            models.setdefault(w.session.model, []).append(w)
+        for name, group in models.items():
+            if any(w.steps for w in group):
+                self._starved_s.pop(name, None)
+            elif any(w.allowance > 0 and w.session.has_work for w in group):
+                # nothing fit: save the budget up for one whole step later, and shrink the uncertainty
+                # margins so a prediction inflated by a noisy measurement does not keep the step out either
+                self._starved_s[name] = min(self._starved_s.get(name, 0.0) + budget_s, _MAX_STARVED_S)
+                self._models[name].scheduler.costs.relax()
+
+    @staticmethod
+    def _error_result(session_id: str, error: NpcRuntimeError) -> TickResult:
+        return TickResult(session_id=session_id, token_ids=[], text_delta="", finished=False, finish_reason=None,
+                          stats=TickStats(0.0, 0, 0, 0, False), error=error)
 
     def _results(self, works: list[_Work], *, engine_ms: float) -> list[TickResult]:
         now = time.monotonic()
@@ -492,7 +573,10 @@ class Engine:
                 session_id=s.id, token_ids=w.tokens, text_delta=s.take_text(), finished=finished,
                 finish_reason=s.finish_reason.value if finished and s.finish_reason else None,
                 stats=TickStats(engine_ms, w.steps, w.prefill_tokens, len(s.tokens),
-                                w.limited and not finished and w.allowance > 0)))
+                                w.limited and not finished and w.allowance > 0, max_batch=w.max_batch,
+                                pending_prefill_tokens=s.pending if s.pending > 1 and s.has_work else 0),
+                logprobs=w.logprobs if w.logprobs is not None or not s.sampling.logprobs else [],
+                choice_probs=w.choice_probs if w.choice_probs is not None or not s.sampling.logprobs else []))
         return out
 
     def step(self, requests: Sequence[TickRequest]) -> list[TickResult]:
@@ -530,7 +614,7 @@ class Engine:
             (result,) = self._results([work], engine_ms=0.0)
             if result.token_ids or result.text_delta or result.finished:
                 yield TokenChunk(session.id, result.token_ids, result.text_delta, result.finished,
-                                 result.finish_reason)
+                                 result.finish_reason, result.logprobs, result.choice_probs)
             if result.finished:
                 return
 

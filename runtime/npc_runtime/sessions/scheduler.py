@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from npc_runtime.decode.onnx_model import DecoderModel
-from npc_runtime.decode.sampling import sample_batch
+from npc_runtime.decode.sampling import sample_batch, token_logprobs
 from npc_runtime.errors import ResourceExhausted
 from npc_runtime.sessions.cost_model import StepCostModel
 from npc_runtime.sessions.prefix_cache import PrefixCache
@@ -51,6 +51,8 @@ class StepResult:
     tokens: list[int]
     seconds: float
     batch: int                         # rows in the pass (decode) or tokens fed (prefill)
+    logprobs: list[float | None] | None = None            # per token, for sessions that asked (else None)
+    choice_probs: list[dict[int, float] | None] | None = None   # per token: constrained alternatives
 
 
 class Scheduler:
@@ -110,8 +112,9 @@ class Scheduler:
             self.swaps += 1
 
     # -- planning -----------------------------------------------------------------------------------------
-    def _prepare_prefill(self, session: Session) -> None:
-        """First prefill of a prompt: copy the KV of its longest cached prefix into the slot."""
+    def prepare_prefill(self, session: Session) -> None:
+        """First prefill of a prompt: copy the KV of its longest cached prefix into the slot (once; the engine
+        calls it at open_session so the hit is known then)."""
         if session.kv_len != 0 or self.prefix_cache is None or session.prefix_looked_up:
             return
         session.prefix_looked_up = True
@@ -125,14 +128,16 @@ class Scheduler:
         session.prefix_hit_tokens += session.kv_len
 
     def schedule(self, sessions: Sequence[Session], *, remaining_s: float | None = None,
-                 must_progress: bool = False) -> StepPlan | None:
-        """The next step for `sessions` (those allowed to advance), or None."""
+                 must_progress: bool = False, credit_s: float = 0.0) -> StepPlan | None:
+        """The next step for `sessions` (those allowed to advance), or None. When nothing fits `remaining_s`,
+        `credit_s` (budget saved up by starved ticks) may pay for the WHOLE next step (all decodes, or the
+        full prefill chunk): never a partial one, so saved-up time buys the most tokens."""
         ready = [s for s in sessions if s.has_work]
         if not ready:
             return None
         for session in ready:
             if session.needs_prefill:
-                self._prepare_prefill(session)
+                self.prepare_prefill(session)
         prefills = [s for s in ready if s.needs_prefill]
         decodes = [s for s in ready if not s.needs_prefill]
         if prefills:
@@ -144,6 +149,11 @@ class Scheduler:
         if decodes:
             plan = self._fit_decode(decodes, remaining_s)
             if plan is not None:
+                return plan
+        if credit_s > 0.0 and remaining_s is not None:
+            plan = (self._fit_prefill(prefills[0], min(prefills[0].pending, self.max_prefill_chunk), None)
+                    if prefills else self._fit_decode(decodes, None))
+            if plan.predicted_s <= remaining_s + credit_s:
                 return plan
         if not must_progress:
             return None
@@ -211,25 +221,37 @@ class Scheduler:
         if session.kv_len < len(session.tokens):
             return StepResult("prefill", [], [], 0.0, len(ids))
         self._fill_prefix_cache(session)
-        token = int(self._sample([session], logits[None, :])[0])
+        tokens, logprobs, choices = self._sample([session], logits[None, :])
+        token = int(tokens[0])
         self._accept(session, token)
-        return StepResult("prefill", [session], [token], 0.0, len(ids))
+        return StepResult("prefill", [session], [token], 0.0, len(ids), logprobs, choices)
 
     def _decode(self, sessions: list[Session], start_slot: int) -> StepResult:
         ids = np.fromiter((s.tokens[s.kv_len] for s in sessions), dtype=np.int64, count=len(sessions))
         lens = np.fromiter((s.kv_len for s in sessions), dtype=np.int64, count=len(sessions))
         logits = self.model.decode(start_slot, ids, lens)
-        tokens = self._sample(sessions, logits)
+        tokens, logprobs, choices = self._sample(sessions, logits)
+        tokens = tokens.tolist()
         for session, token in zip(sessions, tokens):
             session.kv_len += 1
-            self._accept(session, int(token))
-        return StepResult("decode", list(sessions), [int(t) for t in tokens], 0.0, len(sessions))
+            self._accept(session, token)
+        return StepResult("decode", list(sessions), tokens, 0.0, len(sessions), logprobs, choices)
 
-    def _sample(self, sessions: list[Session], logits: np.ndarray) -> np.ndarray:
+    def _sample(self, sessions: list[Session], logits: np.ndarray):
+        """(tokens [B], logprobs or None, choice_probs or None): the last two only when a session asked."""
         masks = [s.constraint.allowed_token_mask(s.constraint_state) if s.constraint is not None else None
                  for s in sessions]
-        return sample_batch(logits, [s.sampling for s in sessions], [s.rng for s in sessions],
-                            [s.tokens for s in sessions], masks)
+        tokens = sample_batch(logits, [s.sampling for s in sessions], [s.rng for s in sessions],
+                              [s.tokens for s in sessions], masks)
+        wanted = [b for b, s in enumerate(sessions) if s.sampling.logprobs]
+        if not wanted:
+            return tokens, None, None
+        chosen, alternatives = token_logprobs(logits, tokens, masks, wanted)
+        logprobs: list[float | None] = [None] * len(sessions)
+        choices: list[dict[int, float] | None] = [None] * len(sessions)
+        for k, b in enumerate(wanted):
+            logprobs[b], choices[b] = chosen[k], alternatives[k]
+        return tokens, logprobs, choices
 
     def _fill_prefix_cache(self, session: Session) -> None:
         cache = self.prefix_cache

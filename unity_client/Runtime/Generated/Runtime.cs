@@ -3151,8 +3151,7 @@ namespace Npc.Proto.V1 {
     public const int CachedPrefixTokensFieldNumber = 3;
     private uint cachedPrefixTokens_;
     /// <summary>
-    /// Tokens of the prefix found in the prefix cache (no recompute). The lookup happens at the
-    /// session's first prefill, so this is 0 at open time; TickStats reports progress after that.
+    /// Tokens of the prompt whose KV was found in the prefix cache (copied at open, never recomputed).
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3409,7 +3408,13 @@ namespace Npc.Proto.V1 {
     private float budgetMs_;
     /// <summary>
     /// Wall-time budget for this entry in milliseconds (e.g. 2.0). 0 = server default (2 ms).
-    /// The server stops before the next forward pass would exceed it.
+    /// The server stops before the next forward pass is predicted to exceed it (the tick uses the
+    /// smallest budget of its entries). Starvation guard: when not even one forward pass fits, the
+    /// tick returns no tokens and the server saves its budget up; once the budgets saved by
+    /// consecutive such ticks cover the whole next pass, that pass runs (at most one per tick).
+    /// So a budget smaller than one step still progresses, every few ticks, and the time spent over
+    /// those ticks stays within the sum of their budgets. (Clients' local rule, "a frame's first step
+    /// always runs", is the server's opt-in EngineConfig.tick_min_progress.)
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3968,8 +3973,8 @@ namespace Npc.Proto.V1 {
     public const int MaxBatchFieldNumber = 3;
     private uint maxBatch_;
     /// <summary>
-    /// Sessions of this Tick that took part in its forward passes (the decode batch size), 0 when
-    /// this session took no step.
+    /// Largest batch (rows) of the forward passes this session took part in this tick (a prefill
+    /// pass counts 1), 0 when this session took no step.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
@@ -3984,7 +3989,7 @@ namespace Npc.Proto.V1 {
     public const int PendingPrefillTokensFieldNumber = 4;
     private uint pendingPrefillTokens_;
     /// <summary>
-    /// Tokens still to prefill for this session after the tick (0 when the server does not report it).
+    /// Input tokens still to prefill for this session after the tick.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
