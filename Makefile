@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test test-python clients-test proto bench clean
+.PHONY: setup demo test clients-test proto bench clean
 
 setup: $(STAMP)
 
@@ -19,11 +19,11 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/npcrt demo
 
-test: setup test-python clients-test
-
-test-python: setup
+# pytest runs everything: the Python suites and, through tests/clients, the C# and C++ client checks.
+test: setup
 	$(BIN)/python -m pytest -q -ra
 
+# The engine-client checks alone (C# under Mono, C++ core + Unreal syntax checks + live-server test).
 clients-test: setup
 	$(MAKE) -C clients_test PYTHON=$(abspath $(BIN)/python)
 
