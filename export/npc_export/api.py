@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InvalidOptions, SourceError, ValidationFailed
@@ -184,7 +184,7 @@ def _manifest(src: HFSource, stage: Path, info, precision, target, name, source_
         "kind": "causal-lm",
         "name": name,
         "source": source_name,
-        "architecture": src.arch.as_dict(),
+        "architecture": asdict(src.arch),
         "precision": precision,
         "quantization": info.quantization,
         "target": target,

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from npc_runtime.decode.package import Architecture  # the manifest's `architecture`, shared with the runtime
+
 from .errors import SourceError, UnsupportedArchitecture
 
 
@@ -43,23 +45,6 @@ SUPPORTED = ", ".join(f"{k} ({', '.join(v.architectures)})" for k, v in FAMILIES
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """Shape numbers of a decoder, as written into manifest `architecture`."""
-
-    family: str
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    hidden_size: int
-    vocab_size: int
-    context_length: int
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass

@@ -19,6 +19,8 @@ _ARCH_KEYS = ("num_layers", "num_heads", "num_kv_heads", "head_dim", "hidden_siz
 
 @dataclass(frozen=True)
 class Architecture:
+    """Shape numbers of a decoder: the manifest's `architecture` (written by the exporter, read here)."""
+
     family: str
     num_layers: int
     num_heads: int
