@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import InvalidOptions, SourceError, ValidationFailed
 from .hf_import import TOKENIZER_FILES, HFSource, load_hf_source
 from .package import PackageWriter, graph_io
-from .validation import Thresholds, ValidationConfig, held_out_for, validate_decoder  # noqa: F401 (re-export)
+from .validation import HELD_OUT_CHATS, Thresholds, ValidationConfig, held_out_for, validate_decoder  # noqa: F401 (re-export)
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
 TARGETS = ("ort", "portable")
@@ -173,7 +173,7 @@ def _self_check(src: HFSource, stage: Path, info, precision: str, torch_model, c
         stage / "model.onnx", torch_model, precision=precision, vocab=src.arch.vocab_size,
         encode=_encoder(src.path / "tokenizer.json"), context_length=src.arch.context_length, cfg=cfg,
         kv_heads=src.arch.num_kv_heads, head_dim=src.arch.head_dim, fixed_path=fixed if fixed.exists() else None,
-        held_out=held_out_for(src.chat_template(), tokens),
+        held_out=held_out_for(src.chat_template(), tokens, src.held_out_chats() or HELD_OUT_CHATS),
     )
 
 

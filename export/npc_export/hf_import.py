@@ -81,6 +81,16 @@ class HFSource:
         eos_list = [] if eos is None else (list(eos) if isinstance(eos, (list, tuple)) else [eos])
         return {"bos": bos, "eos": eos_list, "pad": pad}
 
+    def held_out_chats(self) -> list | None:
+        """Optional `heldout_chats.json` of the model directory: chats (lists of {"role", "content"}, the
+        last one the reply) the model never trained on, used by the export self-check."""
+        chats = _read_json(self.path / "heldout_chats.json", required=False, expect=list)
+        if chats is None:
+            return None
+        if not (chats and all(isinstance(c, list) and len(c) >= 2 for c in chats)):
+            raise SourceError(f"{self.path / 'heldout_chats.json'}: expected a list of chats (lists of messages)")
+        return chats
+
     def chat_template(self) -> str | None:
         template = self.tokenizer_config.get("chat_template")
         jinja = self.path / "chat_template.jinja"
@@ -92,7 +102,7 @@ class HFSource:
         return template
 
 
-def _read_json(path: Path, *, required: bool = True) -> dict | None:
+def _read_json(path: Path, *, required: bool = True, expect: type = dict):
     if not path.is_file():
         if required:
             raise SourceError(f"{path} is missing: a Hugging Face model directory needs it")
@@ -101,8 +111,8 @@ def _read_json(path: Path, *, required: bool = True) -> dict | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{path} is not valid JSON ({exc}); re-download or re-save the model") from exc
-    if not isinstance(data, dict):
-        raise SourceError(f"{path} must hold a JSON object")
+    if not isinstance(data, expect):
+        raise SourceError(f"{path} must hold a JSON {'object' if expect is dict else 'array'}")
     return data
 
 

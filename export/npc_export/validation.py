@@ -82,10 +82,14 @@ class HeldOut:
 
     prompts: tuple[str, ...] = HELD_OUT_PROMPTS
     text: str = HELD_OUT_TEXT
+    # (prompt, prompt + reply) renderings of held-out chats: when present, perplexity is scored on the
+    # reply tokens only, the part a chat model is trained to predict (its prompts are not).
+    replies: tuple[tuple[str, str], ...] = ()
 
 
-def held_out_for(chat_template: str | None, special: dict[str, str | None]) -> HeldOut:
-    """Held-out prompts / text in the model's chat format when it has a template, else plain prose."""
+def held_out_for(chat_template: str | None, special: dict[str, str | None], chats=HELD_OUT_CHATS) -> HeldOut:
+    """Held-out prompts / chats in the model's chat format when it has a template, else plain prose.
+    `chats`: sequences of {"role", "content"} messages whose last message is the reply to score."""
     if not chat_template:
         return HeldOut()
     try:
@@ -93,11 +97,12 @@ def held_out_for(chat_template: str | None, special: dict[str, str | None]) -> H
 
         template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(chat_template)
         render = lambda msgs, gen: template.render(messages=list(msgs), add_generation_prompt=gen, **special)  # noqa: E731
-        prompts = tuple(render(chat[:-1], True) for chat in HELD_OUT_CHATS)
-        text = "".join(render(chat, False) for chat in HELD_OUT_CHATS)
+        prompts = tuple(render(chat[:-1], True) for chat in chats)
+        text = "".join(render(chat, False) for chat in chats)
+        replies = tuple((prompt, render(chat, False)) for prompt, chat in zip(prompts, chats))
     except Exception:  # noqa: BLE001 - a template we cannot render: plain prose still checks the graph
         return HeldOut()
-    return HeldOut(prompts=prompts, text=text)
+    return HeldOut(prompts=prompts, text=text, replies=replies)
 
 
 def _torch_logits(model, ids: list[int]) -> np.ndarray:
@@ -124,12 +129,26 @@ def _torch_greedy(model, prompt: list[int], n: int) -> list[int]:
     return out[0, len(prompt):].tolist()
 
 
-def _nll(logits: np.ndarray, ids: list[int]) -> float:
-    """Mean next-token negative log-likelihood of ids[1:] under logits[:-1]."""
-    x = logits[:-1].astype(np.float64)
+def _token_nll(logits: np.ndarray, ids: list[int], start: int = 1) -> np.ndarray:
+    """Next-token negative log-likelihoods of ids[start:] under logits[start-1:-1]; shape [len(ids) - start]."""
+    x = logits[start - 1 : -1].astype(np.float64)
     x = x - x.max(-1, keepdims=True)
     logp = x - np.log(np.exp(x).sum(-1, keepdims=True))
-    return float(-logp[np.arange(len(ids) - 1), ids[1:]].mean())
+    return -logp[np.arange(len(ids) - start), ids[start:]]
+
+
+def _perplexities(decoder: GrowingDecoder, torch_model, encode, context_length: int, held_out: HeldOut):
+    """(fp32 PyTorch perplexity, exported-graph perplexity, what was scored) on the held-out text."""
+    if held_out.replies:
+        pieces = [(encode(full)[:context_length], len(encode(prompt))) for prompt, full in held_out.replies]
+        pieces = [(ids, start) for ids, start in pieces if 0 < start < len(ids)]
+        scope = f"reply tokens of {len(pieces)} held-out chats"
+    else:
+        pieces = [(encode(held_out.text)[: min(context_length, 256)], 1)]
+        scope = "held-out prose"
+    ref = np.concatenate([_token_nll(_torch_logits(torch_model, ids), ids, start) for ids, start in pieces])
+    got = np.concatenate([_token_nll(decoder.step(np.array([ids]))[0][0], ids, start) for ids, start in pieces])
+    return math.exp(float(ref.mean())), math.exp(float(got.mean())), scope
 
 
 def decoder_parity(decoder: GrowingDecoder, torch_model, *, vocab: int, cfg: ValidationConfig) -> float:
@@ -171,10 +190,7 @@ def quality_figures(decoder: GrowingDecoder, torch_model, *, encode, context_len
         pred = logits[0, len(prompt) - 1 :].argmax(-1)
         agree += int((pred == np.array(ref_tokens)).sum())
         total += n
-    text_ids = encode(held_out.text)[: min(context_length, 256)]
-    ppl_ref = math.exp(_nll(_torch_logits(torch_model, text_ids), text_ids))
-    logits, _ = decoder.step(np.array([text_ids]))
-    ppl = math.exp(_nll(logits[0], text_ids))
+    ppl_ref, ppl, scope = _perplexities(decoder, torch_model, encode, context_length, held_out)
     return {
         "greedy_agreement": agree / max(total, 1),
         "greedy_tokens": total,
@@ -182,6 +198,7 @@ def quality_figures(decoder: GrowingDecoder, torch_model, *, encode, context_len
         "perplexity": ppl,
         "perplexity_delta": ppl - ppl_ref,
         "perplexity_delta_ratio": abs(ppl - ppl_ref) / ppl_ref,
+        "perplexity_scope": scope,
     }
 
 

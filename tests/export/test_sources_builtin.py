@@ -30,6 +30,24 @@ def test_builtin_dialogue_int4(tmp_path):
     assert m["source"] == "builtin:npc-dialogue" and m["name"] == "npc-dialogue"
     assert m["validation"]["passed"], m["validation"]
     assert validate_package(result.out_dir).ok
+    # perplexity is scored on the replies of the model's own held-out chats (heldout_chats.json), where a
+    # trained model is confident: the held-out perplexity of training is about 1.5
+    v = m["validation"]
+    assert v["perplexity_scope"] == "reply tokens of 8 held-out chats"
+    assert v["perplexity_fp32"] < 3.0 and v["perplexity_delta_ratio"] < 0.05, v
+
+
+def test_malformed_heldout_chats_is_a_clear_error(tmp_path):
+    import shutil
+
+    from npc_export.builtin import dialogue_dir
+    from npc_export.hf_import import load_hf_source
+
+    model = tmp_path / "model"
+    shutil.copytree(dialogue_dir(), model)
+    (model / "heldout_chats.json").write_text('{"not": "a list"}')
+    with pytest.raises(ExportError, match="heldout_chats.json"):
+        load_hf_source(model).held_out_chats()
 
 
 def test_unknown_builtin(tmp_path):

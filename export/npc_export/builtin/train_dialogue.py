@@ -289,4 +289,16 @@ def train_dialogue(out_dir: Path, cfg: DialogueTrainConfig = DialogueTrainConfig
         **evaluation,
     }
     (out_dir / "training_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_heldout_chats(out_dir, seed=cfg.seed)
     return report
+
+
+def write_heldout_chats(out_dir: Path, *, seed: int = 0, count: int = 8) -> Path:
+    """`heldout_chats.json`: chats on unseen persona x situation pairs; the exporter's self-check scores
+    quantized packages' perplexity on their replies (see npc_export.validation)."""
+    samples = generate_corpus(seed=seed, num_train=0, num_heldout=count).heldout
+    chats = [[{"role": "system", "content": s.system}, {"role": "user", "content": s.user},
+              {"role": "assistant", "content": s.reply}] for s in samples]
+    path = Path(out_dir) / "heldout_chats.json"
+    path.write_text(json.dumps(chats, indent=1) + "\n")
+    return path
