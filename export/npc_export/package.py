@@ -8,7 +8,6 @@ Any exception (Ctrl-C included) removes the temp directory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -16,6 +15,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from npc_runtime.decode.package import read_manifest, sha256_of  # noqa: F401 - shared with the runtime
 
 from . import __version__
 from .errors import OutputError
@@ -27,14 +28,6 @@ _ONNX_DTYPES = {
     1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16",
     11: "float64", 16: "bfloat16",
 }
-
-
-def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hash_files(root: Path) -> dict[str, str]:
@@ -134,18 +127,3 @@ class PackageWriter:
         if not self.committed and self.dir is not None and self.dir.exists():
             shutil.rmtree(self.dir, ignore_errors=True)
         return False
-
-
-def read_manifest(pkg_dir: Path) -> dict:
-    from .errors import PackageInvalid
-
-    path = Path(pkg_dir) / MANIFEST
-    if not path.is_file():
-        raise PackageInvalid(f"{pkg_dir} is not a model package: {MANIFEST} is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PackageInvalid(f"{path} is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise PackageInvalid(f"{path} must hold a JSON object")
-    return data

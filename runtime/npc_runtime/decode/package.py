@@ -69,12 +69,28 @@ class ModelPackage:
         return self.path / "tokenizer.json"
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path, *, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (the digest the manifest's `files` holds)."""
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
     return digest.hexdigest()
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The parsed `manifest.json` of a package directory (a JSON object), or ModelPackageError."""
+    root = Path(path)
+    manifest_file = root / "manifest.json"
+    if not manifest_file.is_file():
+        raise ModelPackageError(f"{root}: not a model package (no manifest.json); export one with `npcrt export`")
+    try:
+        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelPackageError(f"{manifest_file}: not valid JSON ({exc})") from exc
+    if not isinstance(manifest, dict):
+        raise ModelPackageError(f"{manifest_file}: must hold a JSON object")
+    return manifest
 
 
 def _require(manifest: dict, key: str, where: Path) -> Any:
@@ -90,7 +106,7 @@ def _verify_files(root: Path, files: dict) -> None:
         file = root / name
         if not file.is_file():
             raise ModelPackageError(f"{root}: file '{name}' listed in manifest.json is missing")
-        actual = _sha256(file)
+        actual = sha256_of(file)
         if actual != str(expected).lower():
             raise ModelPackageError(
                 f"{root}: sha256 mismatch for '{name}' (manifest {expected}, file {actual}); "
@@ -121,15 +137,7 @@ def _check_decoder_io(root: Path, arch: Architecture, inputs: tuple[str, ...], o
 def load_package(path: str | Path, *, verify_hashes: bool = True) -> ModelPackage:
     """Read `path/manifest.json`, check it against the contract and (by default) every file's sha256."""
     root = Path(path)
-    manifest_file = root / "manifest.json"
-    if not manifest_file.is_file():
-        raise ModelPackageError(f"{root}: not a model package (no manifest.json); export one with `npcrt export`")
-    try:
-        manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelPackageError(f"{manifest_file}: unreadable JSON ({exc})") from exc
-    if not isinstance(manifest, dict):
-        raise ModelPackageError(f"{manifest_file}: must hold a JSON object")
+    manifest = read_manifest(root)
 
     version = _require(manifest, "format_version", root)
     if version not in SUPPORTED_FORMAT_VERSIONS:
