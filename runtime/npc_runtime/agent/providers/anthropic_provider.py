@@ -10,8 +10,8 @@ import os
 import anthropic
 
 from npc_runtime.agent.memory import estimate_tokens
-from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply
-from npc_runtime.errors import DeadlineExceeded, InvalidArgument, Unauthenticated, Unavailable
+from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply, sdk_errors
+from npc_runtime.errors import Unauthenticated
 
 DEFAULT_ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
 
@@ -28,22 +28,10 @@ class AnthropicProvider:
                                            max_retries=0)
 
     def complete(self, request: EscalationRequest, *, timeout_s: float) -> ProviderReply:
-        try:
+        with sdk_errors("anthropic", anthropic, anthropic.AnthropicError, timeout_s=timeout_s):
             resp = self._client.messages.create(
                 model=self.model, max_tokens=request.max_output_tokens, system=request.system,
                 messages=[{"role": "user", "content": request.user}], timeout=timeout_s)
-        except anthropic.APITimeoutError as exc:
-            raise DeadlineExceeded(f"anthropic: no answer within {timeout_s * 1000:.0f} ms") from exc
-        except anthropic.APIConnectionError as exc:
-            raise Unavailable(f"anthropic: cannot reach the endpoint ({exc})") from exc
-        except anthropic.AuthenticationError as exc:
-            raise Unauthenticated(f"anthropic: the endpoint refused the key ({exc.status_code})") from exc
-        except anthropic.APIStatusError as exc:
-            if exc.status_code == 429 or exc.status_code >= 500:
-                raise Unavailable(f"anthropic: endpoint returned {exc.status_code}") from exc
-            raise InvalidArgument(f"anthropic: endpoint rejected the request ({exc.status_code}): {exc.message}") from exc
-        except anthropic.AnthropicError as exc:
-            raise Unavailable(f"anthropic: {exc}") from exc
         text = "".join(getattr(block, "text", "") for block in resp.content if getattr(block, "type", "") == "text")
         usage = resp.usage
         return ProviderReply(

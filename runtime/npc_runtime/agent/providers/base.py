@@ -7,10 +7,14 @@ Providers raise only runtime errors: `Unavailable` (connection failed, 429, 5xx:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Protocol, Sequence
 
 from npc_runtime.agent.dialogue import DialoguePrompt
+from npc_runtime.errors import DeadlineExceeded, InvalidArgument, Unauthenticated, Unavailable
 
 
 @dataclass(frozen=True)
@@ -38,3 +42,23 @@ class EscalationProvider(Protocol):
     model: str
 
     def complete(self, request: EscalationRequest, *, timeout_s: float) -> ProviderReply: ...
+
+
+@contextmanager
+def sdk_errors(provider: str, sdk: ModuleType, base_error: type[Exception], *, timeout_s: float) -> Iterator[None]:
+    """Translate the exceptions of the `openai` / `anthropic` SDKs (same class names in both) into the
+    runtime errors above; `base_error` is the SDK's root class (`OpenAIError`, `AnthropicError`)."""
+    try:
+        yield
+    except sdk.APITimeoutError as exc:
+        raise DeadlineExceeded(f"{provider}: no answer within {timeout_s * 1000:.0f} ms") from exc
+    except sdk.APIConnectionError as exc:
+        raise Unavailable(f"{provider}: cannot reach the endpoint ({exc})") from exc
+    except sdk.AuthenticationError as exc:
+        raise Unauthenticated(f"{provider}: the endpoint refused the key ({exc.status_code})") from exc
+    except sdk.APIStatusError as exc:
+        if exc.status_code == 429 or exc.status_code >= 500:
+            raise Unavailable(f"{provider}: endpoint returned {exc.status_code}") from exc
+        raise InvalidArgument(f"{provider}: endpoint rejected the request ({exc.status_code}): {exc.message}") from exc
+    except base_error as exc:
+        raise Unavailable(f"{provider}: {exc}") from exc

@@ -11,8 +11,8 @@ import os
 import openai
 
 from npc_runtime.agent.memory import estimate_tokens
-from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply
-from npc_runtime.errors import DeadlineExceeded, InvalidArgument, Unauthenticated, Unavailable
+from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply, sdk_errors
+from npc_runtime.errors import Unauthenticated
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 
@@ -32,23 +32,11 @@ class OpenAIProvider:
 
     def complete(self, request: EscalationRequest, *, timeout_s: float) -> ProviderReply:
         extra = {"response_format": {"type": "json_object"}} if self.json_mode else {}
-        try:
+        with sdk_errors("openai", openai, openai.OpenAIError, timeout_s=timeout_s):
             resp = self._client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": request.system}, {"role": "user", "content": request.user}],
                 max_tokens=request.max_output_tokens, temperature=0.3, timeout=timeout_s, **extra)
-        except openai.APITimeoutError as exc:
-            raise DeadlineExceeded(f"openai: no answer within {timeout_s * 1000:.0f} ms") from exc
-        except openai.APIConnectionError as exc:
-            raise Unavailable(f"openai: cannot reach the endpoint ({exc})") from exc
-        except openai.AuthenticationError as exc:
-            raise Unauthenticated(f"openai: the endpoint refused the key ({exc.status_code})") from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code == 429 or exc.status_code >= 500:
-                raise Unavailable(f"openai: endpoint returned {exc.status_code}") from exc
-            raise InvalidArgument(f"openai: endpoint rejected the request ({exc.status_code}): {exc.message}") from exc
-        except openai.OpenAIError as exc:
-            raise Unavailable(f"openai: {exc}") from exc
         text = ""
         if resp.choices:
             text = resp.choices[0].message.content or ""
