@@ -153,7 +153,7 @@ class Engine:
         self._tick_overhead_s = 0.0
         self._prefill_tokens = 0
         self._evicted = 0
-        # per model: budget (s) of consecutive ticks in which nothing fit; spent on one whole step (see tick)
+        # per model: budget (s) of consecutive ticks in which nothing fit; spent on one single-row step (see tick)
         self._starved_s: dict[str, float] = {}
 
     # -- construction -------------------------------------------------------------------------------------
@@ -516,8 +516,9 @@ class Engine:
         An entry that fails (unknown / evicted session, finished turn without new_input, bad values, input
         over the context) gets `TickResult.error` and nothing of it is applied; the other entries run.
         Starvation guard: when no step fits a tick's budget, the budget is saved up; once the savings of
-        consecutive starved ticks cover the whole next step (all ready sessions, or the full prefill chunk),
-        that step runs, so time spent stays within the sum of the budgets and every session progresses."""
+        consecutive starved ticks cover the smallest next step (one session's decode, rotating, or a minimal
+        prefill chunk), that step runs: every session progresses, the time spent stays within the sum of
+        the budgets, and no tick overruns by more than one single-row step."""
         t0 = time.perf_counter()
         seen: set[str] = set()
         entries: list[_Work | NpcRuntimeError] = []
@@ -552,7 +553,7 @@ class Engine:
             if any(w.steps for w in group):
                 self._starved_s.pop(name, None)
             elif any(w.allowance > 0 and w.session.has_work for w in group):
-                # nothing fit: save the budget up for one whole step later, and shrink the uncertainty
+                # nothing fit: save the budget up for one single-row step later, and shrink the uncertainty
                 # margins so a prediction inflated by a noisy measurement does not keep the step out either
                 self._starved_s[name] = min(self._starved_s.get(name, 0.0) + budget_s, _MAX_STARVED_S)
                 self._models[name].scheduler.costs.relax()

@@ -130,8 +130,9 @@ class Scheduler:
     def schedule(self, sessions: Sequence[Session], *, remaining_s: float | None = None,
                  must_progress: bool = False, credit_s: float = 0.0) -> StepPlan | None:
         """The next step for `sessions` (those allowed to advance), or None. When nothing fits `remaining_s`,
-        `credit_s` (budget saved up by starved ticks) may pay for the WHOLE next step (all decodes, or the
-        full prefill chunk): never a partial one, so saved-up time buys the most tokens."""
+        `credit_s` (budget saved up by starved ticks) may pay for the SMALLEST next step (one session's
+        decode, rotating, or a minimal prefill chunk), never a bigger one: a tick then overruns its budget by
+        at most one single-row step, not by a whole batch (a game frame must not hitch for a batch)."""
         ready = [s for s in sessions if s.has_work]
         if not ready:
             return None
@@ -151,16 +152,18 @@ class Scheduler:
             if plan is not None:
                 return plan
         if credit_s > 0.0 and remaining_s is not None:
-            plan = (self._fit_prefill(prefills[0], min(prefills[0].pending, self.max_prefill_chunk), None)
-                    if prefills else self._fit_decode(decodes, None))
+            plan = self._smallest_step(prefills, decodes)
             if plan.predicted_s <= remaining_s + credit_s:
                 return plan
-        if not must_progress:
-            return None
+        return self._smallest_step(prefills, decodes) if must_progress else None
+
+    def _smallest_step(self, prefills: list[Session], decodes: list[Session]) -> StepPlan:
+        """One session's decode (a rotating window of one) or a minimal prefill chunk."""
         if decodes:
             return self._fit_decode(decodes, None, batch=1)
         session = prefills[0]
-        return StepPlan(prefill=session, chunk=min(session.pending, MIN_PREFILL_CHUNK))
+        chunk = min(session.pending, MIN_PREFILL_CHUNK)
+        return StepPlan(prefill=session, chunk=chunk, predicted_s=self.costs.predict_prefill(chunk))
 
     def _fit_prefill(self, session: Session, chunk: int, remaining_s: float | None) -> StepPlan | None:
         if remaining_s is None:

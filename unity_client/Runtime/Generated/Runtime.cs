@@ -3411,9 +3411,10 @@ namespace Npc.Proto.V1 {
     /// The server stops before the next forward pass is predicted to exceed it (the tick uses the
     /// smallest budget of its entries). Starvation guard: when not even one forward pass fits, the
     /// tick returns no tokens and the server saves its budget up; once the budgets saved by
-    /// consecutive such ticks cover the whole next pass, that pass runs (at most one per tick).
-    /// So a budget smaller than one step still progresses, every few ticks, and the time spent over
-    /// those ticks stays within the sum of their budgets. (Clients' local rule, "a frame's first step
+    /// consecutive such ticks cover the smallest next pass (one session's token, rotating), that pass
+    /// runs. So a budget smaller than one step still progresses, every few ticks, the time spent over
+    /// those ticks stays within the sum of their budgets, and no tick overruns by more than one
+    /// single-session step. (Clients' local rule, "a frame's first step
     /// always runs", is the server's opt-in EngineConfig.tick_min_progress.)
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
