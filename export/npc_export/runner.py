@@ -22,6 +22,13 @@ def make_session(path: str | Path, *, threads: int = 0):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
+def _kv_names(inputs) -> tuple[list[str], list[str]]:
+    """(past_key_values.{i}.key|value input names ordered by layer, key before value; matching present.* names)."""
+    past = sorted((n for n in inputs if n.startswith("past_key_values.")),
+                  key=lambda n: (int(n.split(".")[1]), n.endswith(".value")))
+    return past, [n.replace("past_key_values.", "present.") for n in past]
+
+
 class GrowingDecoder:
     """Drives a decoder with `growing` (or shared-buffer, used as growing) KV for batch 1:
     past [1, kv_heads, past_len, head_dim] in, present [1, kv_heads, past_len + T, head_dim] out."""
@@ -29,11 +36,7 @@ class GrowingDecoder:
     def __init__(self, path: str | Path, *, kv_heads: int, head_dim: int, session=None):
         self.session = session or make_session(path)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self.past_names = sorted(
-            (n for n in self.inputs if n.startswith("past_key_values.")),
-            key=lambda n: (int(n.split(".")[1]), n.endswith(".value")),
-        )
-        self.present_names = [n.replace("past_key_values.", "present.") for n in self.past_names]
+        self.past_names, self.present_names = _kv_names(self.inputs)
         first = self.inputs[self.past_names[0]]
         self.kv_heads, self.head_dim = kv_heads, head_dim  # the builder's graph names these dims
         self.kv_dtype = _NP_OF_ORT[first.type]
@@ -64,11 +67,7 @@ class FixedCapacityDecoder:
     def __init__(self, path: str | Path, *, session=None):
         self.session = session or make_session(path)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self.past_names = sorted(
-            (n for n in self.inputs if n.startswith("past_key_values.")),
-            key=lambda n: (int(n.split(".")[1]), n.endswith(".value")),
-        )
-        self.present_names = [n.replace("past_key_values.", "present.") for n in self.past_names]
+        self.past_names, self.present_names = _kv_names(self.inputs)
         first = self.inputs[self.past_names[0]]
         self.kv_heads, self.capacity, self.head_dim = (int(d) for d in first.shape[1:])
         self.kv_dtype = _NP_OF_ORT[first.type]
