@@ -109,7 +109,7 @@ class EnginePort:
             if apply_chat_template:
                 messages = ([{"role": "system", "content": prefix}] if prefix else []) + \
                            [{"role": "user", "content": prompt}]
-                text = self._engine.tokenizer(model).apply_chat_template(messages, add_generation_prompt=True)
+                text = self._engine.apply_chat_template(model, messages, add_generation_prompt=True)
             else:
                 text = prefix + prompt
             return self._open(model, text, npc_id=npc_id, sampling=sampling, limits=limits, constraint=constraint)
@@ -122,7 +122,7 @@ class EnginePort:
         model = self._model_name(model)
 
         def run() -> OpenedSession:
-            text = self._engine.tokenizer(model).apply_chat_template(messages, add_generation_prompt=True)
+            text = self._engine.apply_chat_template(model, messages, add_generation_prompt=True)
             return self._open(model, text, npc_id=npc_id, sampling=sampling, limits=limits, constraint=None)
 
         return await self._on_engine_thread(run)
