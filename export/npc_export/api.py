@@ -142,7 +142,7 @@ def _export_decoder(src: HFSource, out_dir: Path, *, precision, target, validate
                     shutil.copy2(src.path / file_name, stage / file_name)
             validation = None
             if validate:
-                validation = steps.run("validate", _self_check, src, stage, info, precision, torch_model, cfg)
+                validation = steps.run("validate", _self_check, src, stage, precision, torch_model, cfg)
                 if not validation["passed"]:
                     if not allow_validation_failure:
                         raise ValidationFailed(
@@ -165,7 +165,7 @@ def _encoder(tokenizer_path: Path):
     return lambda text: tok.encode(text, add_special_tokens=False).ids
 
 
-def _self_check(src: HFSource, stage: Path, info, precision: str, torch_model, cfg: ValidationConfig) -> dict:
+def _self_check(src: HFSource, stage: Path, precision: str, torch_model, cfg: ValidationConfig) -> dict:
     fixed = stage / "model.fixed.onnx"
     tokens = {key: src.tokenizer_config.get(key) for key in ("bos_token", "eos_token", "pad_token")}
     tokens = {k: (v.get("content") if isinstance(v, dict) else v) or "" for k, v in tokens.items()}

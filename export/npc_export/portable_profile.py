@@ -111,12 +111,12 @@ def build_ort_own(source: HFSource, stage: Path, precision: str) -> GraphInfo:
         quantization["embedding"] = quantize_embedding_int8(model_path)
     elif precision == "fp16":
         convert_fp16(model_path, keep_io_types=False)
-    write_genai_config(source, stage, kv_dtype_fp16=precision == "fp16")
+    write_genai_config(source, stage)
     return GraphInfo(quantization=quantization, kv_layout="growing",
                      kv_dtype="float16" if precision == "fp16" else "float32")
 
 
-def write_genai_config(source: HFSource, stage: Path, *, kv_dtype_fp16: bool) -> None:
+def write_genai_config(source: HFSource, stage: Path) -> None:
     """genai_config.json for a growing-KV decoder with explicit position_ids (onnxruntime-genai reads
     input/output names from here)."""
     arch = source.arch

@@ -132,7 +132,7 @@ class AgentRuntime:
         started = time.monotonic()
         deadline = started + (deadline_ms or self.config.default_deadline_ms) / 1000.0
         with brain.lock:
-            decision = self._step_locked(brain, percept, events, started, deadline)
+            decision = self._step_locked(brain, percept, events, deadline)
         decision.latency_ms = (time.monotonic() - started) * 1000.0
         self._count(decision)
         return decision
@@ -190,7 +190,7 @@ class AgentRuntime:
                              escalated=False, reason=f"fsm: reflex in state {tick.state!r} ({tick.reflex.guard.text})",
                              confidence=1.0, source="fsm", memories_written=written, **base)
 
-    def _step_locked(self, brain: NpcBrain, percept: Percept, events: Sequence[Event], started: float,
+    def _step_locked(self, brain: NpcBrain, percept: Percept, events: Sequence[Event],
                      deadline: float) -> AgentDecision:
         now_s = percept.game_time_s
         said = sanitize_player_text(percept.player_utterance) if percept.player_utterance else ""

@@ -44,7 +44,6 @@ _TOKEN = re.compile(
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?))"
 )
 _KEYWORDS = {"and", "or", "not", "true", "false"}
-_SPECIAL = {"time_in_state": "num", "said": "bool"}
 
 
 def ExpressionError(message: str, *, text: str, column: int) -> InvalidArgument:

@@ -10,8 +10,6 @@ import logging
 import sys
 import time
 
-_RESERVED = ("fields",)
-
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
