@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from npc_runtime.errors import ModelPackageError
+
 from .package import MANIFEST, graph_io, read_manifest, sha256_of
 
 REQUIRED_KEYS = ("format_version", "kind", "name", "precision", "target", "opset", "inputs", "outputs", "files")
@@ -139,7 +141,7 @@ def validate_package(path: str | Path) -> ValidationReport:
         return report
     try:
         manifest = read_manifest(pkg)
-    except Exception as exc:  # noqa: BLE001 - PackageInvalid with a clear message
+    except ModelPackageError as exc:  # no/unreadable manifest.json: the message says so
         report.error(str(exc))
         return report
     report.manifest = manifest

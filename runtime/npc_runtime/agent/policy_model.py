@@ -69,9 +69,11 @@ class OnnxPolicyModel:
         spec_path = self.package_dir / "policy.json"
         model_path = self.package_dir / "model.onnx"
         try:
-            spec = json.loads(spec_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelPackageError(f"{spec_path}: cannot read the policy spec ({exc})") from exc
+        if not isinstance(spec, dict):
+            raise ModelPackageError(f"{spec_path}: must hold a JSON object (the policy spec)")
         features = spec.get("features")
         actions = spec.get("actions")
         if not isinstance(features, list) or not isinstance(actions, list) or not features or not actions:

@@ -102,8 +102,8 @@ _FIELDS = {f.name for f in dataclasses.fields(ServerConfig)}
 def _read_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidArgument(f"config file {path}: cannot read it ({exc.strerror or exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"config file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
