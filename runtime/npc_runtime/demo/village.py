@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from npc_runtime.errors import InvalidArgument
+
 ROLES_CYCLE = ("guard", "merchant", "villager", "villager", "guard", "villager", "merchant", "villager")
 NAMES = {
     "guard": ["Bram", "Hilda", "Osric", "Wulf", "Edda"],
@@ -74,7 +76,7 @@ class Perception:
 class Village:
     def __init__(self, npcs: int, *, street_m: float = 100.0):
         if npcs < 1:
-            raise ValueError("the village needs at least one NPC")
+            raise InvalidArgument(f"the village needs at least one NPC, got npcs={npcs}")
         counters = {r: itertools.count() for r in NAMES}
         self.npcs: list[VillageNpc] = []
         for i in range(npcs):
