@@ -173,3 +173,19 @@ def test_provider_selection(monkeypatch):
     assert AgentConfig.from_mapping({}, env={"NPCRT_ESCALATION_PROVIDER": "anthropic"}).escalation.provider == "anthropic"
     with pytest.raises(InvalidArgument, match="unknown setting"):
         AgentConfig.from_mapping({"escalation": {"thresold": 1}}, env={})
+
+
+@pytest.mark.parametrize("prices", [{"gpt-4o-mini": [0.15]}, {"gpt-4o-mini": "cheap"}, ["not", "a", "map"]])
+def test_malformed_price_table_is_a_clear_error(prices):
+    from npc_runtime.agent.config import AgentConfig
+    from npc_runtime.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="agent.escalation.prices"):
+        AgentConfig.from_mapping({"escalation": {"prices": prices}}, env={})
+
+
+def test_price_table_in_usd_per_million_tokens():
+    from npc_runtime.agent.config import AgentConfig
+
+    config = AgentConfig.from_mapping({"escalation": {"prices": {"m": [0.15, "0.6"]}}}, env={})
+    assert config.escalation.prices == {"m": (0.15, 0.6)}

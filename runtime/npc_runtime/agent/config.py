@@ -52,10 +52,19 @@ class AgentConfig:
         if env.get("NPCRT_ESCALATION_PROVIDER"):
             esc["provider"] = env["NPCRT_ESCALATION_PROVIDER"]
         if "prices" in esc:
-            esc["prices"] = {str(k): (float(v[0]), float(v[1])) for k, v in esc["prices"].items()}
+            esc["prices"] = _prices(esc["prices"])
         escalation = EscalationConfig(budget=budget, **_known(EscalationConfig, esc, "agent.escalation"))
         retrieval = RetrievalWeights(**_known(RetrievalWeights, data.pop("retrieval", {}) or {}, "agent.retrieval"))
         return cls(escalation=escalation, retrieval=retrieval, **_known(cls, data, "agent"))
+
+
+def _prices(raw: Any) -> dict[str, tuple[float, float]]:
+    """agent.escalation.prices: {model: [USD per 1M input tokens, USD per 1M output tokens]}."""
+    try:
+        return {str(model): (float(pair[0]), float(pair[1])) for model, pair in dict(raw).items()}
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise InvalidArgument("agent.escalation.prices must map each model name to "
+                              f"[input USD per 1M tokens, output USD per 1M tokens], got {raw!r}") from exc
 
 
 def _known(cls, data: Mapping[str, Any], where: str) -> dict[str, Any]:

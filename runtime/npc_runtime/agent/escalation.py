@@ -102,7 +102,7 @@ def validate_decision(text: str, allowed: tuple[str, ...]) -> ValidatedDecision 
         return f"action {action!r} is not allowed (allowed: {', '.join(allowed)})"
     args_in = obj.get("arguments", {}) or {}
     if not isinstance(args_in, dict) or len(args_in) > MAX_ARGUMENTS:
-        return "arguments must be an object of at most 8 string values"
+        return f"arguments must be an object of at most {MAX_ARGUMENTS} string values"
     arguments: dict[str, str] = {}
     for key, value in args_in.items():
         if not isinstance(value, (str, int, float, bool)) or len(str(key)) > 32:
