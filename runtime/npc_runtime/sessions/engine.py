@@ -472,33 +472,25 @@ class Engine:
             if not stepped:
                 break
 
-    def _works(self, requests: Sequence, *, new_input: bool) -> list[_Work]:
-        seen, works = set(), []
-        for r in requests:
-            if not isinstance(r.max_tokens, int) or r.max_tokens < 0:
-                raise InvalidArgument(f"max_tokens of session {r.session_id!r} must be an integer >= 0")
-            if r.session_id in seen:
-                raise InvalidArgument(f"session {r.session_id!r} appears twice in one tick")
-            seen.add(r.session_id)
-            session = self._session(r.session_id)
-            if new_input and r.new_input is None and session.status is not SessionStatus.GENERATING:
-                raise FailedPrecondition(
-                    f"session {r.session_id!r} finished its turn ({session.finish_reason.value}); "
-                    "send new_input to start the next turn")
-            works.append(_Work(session=session, allowance=r.max_tokens))
-        return works
+    def _works(self, requests: Sequence) -> list[_Work]:
+        seen: set[str] = set()
+        return [_Work(session=self._entry_session(r, seen), allowance=r.max_tokens) for r in requests]
+
+    def _entry_session(self, r, seen: set[str]) -> Session:
+        """The checks every tick/step entry shares: max_tokens, no duplicate, a known session."""
+        if isinstance(r.max_tokens, bool) or not isinstance(r.max_tokens, int) or r.max_tokens < 0:
+            raise InvalidArgument(f"max_tokens of session {r.session_id!r} must be an integer >= 0")
+        if r.session_id in seen:
+            raise InvalidArgument(f"session {r.session_id!r} appears twice in one tick")
+        seen.add(r.session_id)
+        return self._session(r.session_id)
 
     def _tick_entry(self, r: TickRequest, seen: set[str]) -> _Work:
         """Checks one entry and applies its new input; raises (with nothing of the entry applied) if bad."""
         if (isinstance(r.budget_ms, bool) or not isinstance(r.budget_ms, (int, float))
                 or not math.isfinite(r.budget_ms) or r.budget_ms < 0):
             raise InvalidArgument(f"budget_ms of session {r.session_id!r} must be a finite number >= 0")
-        if isinstance(r.max_tokens, bool) or not isinstance(r.max_tokens, int) or r.max_tokens < 0:
-            raise InvalidArgument(f"max_tokens of session {r.session_id!r} must be an integer >= 0")
-        if r.session_id in seen:
-            raise InvalidArgument(f"session {r.session_id!r} appears twice in one tick")
-        seen.add(r.session_id)
-        session = self._session(r.session_id)
+        session = self._entry_session(r, seen)
         if r.new_input is not None:
             self.append_input(r.session_id, r.new_input, constraint=r.constraint)   # all checks before any change
         elif r.constraint is not None:
@@ -583,7 +575,7 @@ class Engine:
     def step(self, requests: Sequence[TickRequest]) -> list[TickResult]:
         """One round (one forward pass per model) for the requested sessions, no budget. Used by AsyncEngine
         to batch many concurrent streams; `max_tokens` bounds each session's tokens in this round."""
-        works = self._works(requests, new_input=False)
+        works = self._works(requests)
         self._run(works, deadline=None, max_rounds=1)
         return self._results(works, engine_ms=0.0)
 
