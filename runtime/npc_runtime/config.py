@@ -45,7 +45,9 @@ class EngineConfig:
     prefix_block_tokens: int = DEFAULT_PREFIX_BLOCK        # prefix cache granularity
     max_prefill_chunk: int = DEFAULT_PREFILL_CHUNK          # long prompts are prefilled in chunks
     tick_min_progress: bool = False                # True: a tick always runs at least one step, even over budget;
-                                                   # False: starved ticks save their budget up for one whole step
+                                                   # False: starved ticks save their budget up for one single-row step
+    tick_strict_budget: bool = False               # True: a tick never runs a step predicted past its budget, so a
+                                                   # budget below one step never progresses (no starvation guard)
     warmup: bool = True                            # measure step costs at start (seeds the tick cost model)
     verify_hashes: bool = True                     # sha256 of package files at load
     default_sampling: SamplingParams = field(default_factory=SamplingParams)
@@ -54,6 +56,8 @@ class EngineConfig:
     def validate(self) -> "EngineConfig":
         checks = [
             (self.max_sessions >= 1, "max_sessions must be >= 1"),
+            (not (self.tick_strict_budget and self.tick_min_progress),
+             "tick_strict_budget and tick_min_progress contradict each other: choose one"),
             (self.max_context >= 2, "max_context must be >= 2"),
             (self.idle_timeout_s > 0, "idle_timeout_s must be > 0"),
             (self.intra_op_threads >= 0, "intra_op_threads must be >= 0"),

@@ -6,12 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from conftest import FakeDecoder
 from npc_runtime.config import EngineConfig, SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import NotFound, ResourceExhausted
+from npc_runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 from npc_runtime.sessions import Engine, TickRequest
 from npc_runtime.sessions.cost_model import StepCostModel
 
@@ -80,6 +81,27 @@ def test_budget_smaller_than_a_step_still_finishes():
     assert empty > 0                                              # ... saving budget up in between
     assert set(decoder.decode_batches) == {1}                     # saved-up time buys one row: bounded overrun
     assert ticks >= 3 * (8 / 0.5)                                 # never more than the budgets allow
+
+
+def test_strict_budget_never_steps_past_the_budget():
+    e, decoder = fake_engine(step_s=0.002, max_slots=4, tick_strict_budget=True)   # 2 ms per row
+    costs = StepCostModel(sigmas=0.0)
+    for b in (1, 2, 4):
+        costs.record_decode(b, 0.002 * b)
+    e._models["fake"].scheduler.costs = costs
+    sids = [e.open_session("fake", prompt=[3], limits=SessionLimits(max_new_tokens=3)) for _ in range(4)]
+    decoder.decode_batches.clear()
+    for _ in range(50):
+        results = e.tick([TickRequest(s, 0.5, 3) for s in sids])
+        assert not any(r.token_ids for r in results)              # no step fits 0.5 ms: nothing, ever
+    assert decoder.decode_batches == []
+    results = e.tick([TickRequest(s, 5.0, 3) for s in sids])
+    assert any(r.token_ids for r in results)                      # a budget that fits a step does step
+
+
+def test_strict_budget_and_min_progress_contradict():
+    with pytest.raises(InvalidArgument, match="contradict"):
+        fake_engine(tick_strict_budget=True, tick_min_progress=True)
 
 
 def test_logprobs_only_when_asked_and_same_batched(tiny_engine_factory):

@@ -525,8 +525,9 @@ class Engine:
         deadline = t0 + budget_s - self._tick_overhead_s
         t_run = time.perf_counter()
         self._run(works, deadline=deadline, max_rounds=None, must_progress=self.config.tick_min_progress,
-                  credit_s=self._starved_s)
-        self._account_starvation(works, budget_s)
+                  credit_s={} if self.config.tick_strict_budget else self._starved_s)
+        if not self.config.tick_strict_budget:
+            self._account_starvation(works, budget_s)
         t_after = time.perf_counter()
         done = iter(self._results(works, engine_ms=(t_after - t0) * 1000.0))
         results = [next(done) if isinstance(e, _Work) else self._error_result(r.session_id, e)
