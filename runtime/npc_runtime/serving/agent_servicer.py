@@ -116,19 +116,22 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
                                       allowed_actions=list(brain.fsm.spec.allowed))
 
     def _step(self, req: pb.StepRequest) -> pb.Decision:
-        percept, events, deadline_ms = step_from_pb(req)
-        return decision_to_pb(self.runtime.step(req.npc_id, percept, events, deadline_ms=deadline_ms))
+        return self._step_parsed(req.npc_id, step_from_pb(req))
 
-    def _quiet_batch(self, steps: Sequence[pb.StepRequest]) -> list[object]:
+    def _step_parsed(self, npc_id: str, parsed: tuple[Percept, list[Event], float]) -> pb.Decision:
+        percept, events, deadline_ms = parsed
+        return decision_to_pb(self.runtime.step(npc_id, percept, events, deadline_ms=deadline_ms))
+
+    def _quiet_batch(self, steps: Sequence[tuple[str, Percept, float]]) -> list[object]:
+        """steps: (npc_id, percept, deadline_ms) of quiet steps, already translated."""
         out: list[object] = [None] * len(steps)
         items, where = [], []
         limit = self.runtime.config.max_deadline_ms
-        for k, s in enumerate(steps):
-            if not 0 <= s.deadline_ms <= limit:
-                out[k] = InvalidArgument(f"deadline_ms must be 0-{limit:.0f}, got {s.deadline_ms}")
+        for k, (npc_id, percept, deadline_ms) in enumerate(steps):
+            if not 0 <= deadline_ms <= limit:
+                out[k] = InvalidArgument(f"deadline_ms must be 0-{limit:.0f}, got {deadline_ms}")
                 continue
-            percept, _events, _deadline = step_from_pb(s)
-            items.append((s.npc_id, percept))
+            items.append((npc_id, percept))
             where.append(k)
         for k, r in zip(where, self.runtime.step_quiet_batch(items)):
             out[k] = r if isinstance(r, Exception) else decision_to_pb(r)
@@ -162,13 +165,25 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
         if len(steps) > MAX_STEPS_PER_PLAY:
             out.errors.append(self._error("", InvalidArgument(f"at most {MAX_STEPS_PER_PLAY} steps per update"), "Play"))
             return out
-        # quiet steps (no words, no events) of all NPCs share one policy-model call; the others run concurrently
-        quiet_idx = [i for i, s in enumerate(steps) if not s.observation.player_utterance and not s.events]
-        other_idx = [i for i, s in enumerate(steps) if s.observation.player_utterance or s.events]
+        # each step is translated once; quiet ones (the agent's rule: no words, no events) of all NPCs share
+        # one policy-model call, the others run concurrently
         results: list[object] = [None] * len(steps)
-        jobs = [self._run(self._step, steps[i]) for i in other_idx]
+        quiet_idx, quiet, other_idx, jobs = [], [], [], []
+        for i, s in enumerate(steps):
+            try:
+                parsed = step_from_pb(s)
+            except InvalidArgument as exc:
+                results[i] = exc
+                continue
+            percept, events, deadline_ms = parsed
+            if AgentRuntime.is_quiet(percept, events):
+                quiet_idx.append(i)
+                quiet.append((s.npc_id, percept, deadline_ms))
+            else:
+                other_idx.append(i)
+                jobs.append(self._run(self._step_parsed, s.npc_id, parsed))
         if quiet_idx:
-            jobs.append(self._run(self._quiet_batch, [steps[i] for i in quiet_idx]))
+            jobs.append(self._run(self._quiet_batch, quiet))
         done = await asyncio.gather(*jobs, return_exceptions=True)
         for i, result in zip(other_idx, done):
             results[i] = result
