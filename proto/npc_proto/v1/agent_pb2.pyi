@@ -15,12 +15,25 @@ class DecisionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_SOURCE_LOCAL_MODEL: _ClassVar[DecisionSource]
     DECISION_SOURCE_CLOUD: _ClassVar[DecisionSource]
     DECISION_SOURCE_FALLBACK: _ClassVar[DecisionSource]
+
+class MemoryKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEMORY_KIND_UNSPECIFIED: _ClassVar[MemoryKind]
+    MEMORY_KIND_OBSERVATION: _ClassVar[MemoryKind]
+    MEMORY_KIND_DIALOGUE: _ClassVar[MemoryKind]
+    MEMORY_KIND_REFLECTION: _ClassVar[MemoryKind]
+    MEMORY_KIND_ESCALATION: _ClassVar[MemoryKind]
 DECISION_SOURCE_UNSPECIFIED: DecisionSource
 DECISION_SOURCE_FSM: DecisionSource
 DECISION_SOURCE_POLICY: DecisionSource
 DECISION_SOURCE_LOCAL_MODEL: DecisionSource
 DECISION_SOURCE_CLOUD: DecisionSource
 DECISION_SOURCE_FALLBACK: DecisionSource
+MEMORY_KIND_UNSPECIFIED: MemoryKind
+MEMORY_KIND_OBSERVATION: MemoryKind
+MEMORY_KIND_DIALOGUE: MemoryKind
+MEMORY_KIND_REFLECTION: MemoryKind
+MEMORY_KIND_ESCALATION: MemoryKind
 
 class Persona(_message.Message):
     __slots__ = ("name", "role", "traits", "backstory")
@@ -205,3 +218,82 @@ class PlayResponse(_message.Message):
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
     errors: _containers.RepeatedCompositeFieldContainer[NpcError]
     def __init__(self, seq: _Optional[int] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[NpcError, _Mapping]]] = ...) -> None: ...
+
+class ActionChosen(_message.Message):
+    __slots__ = ("npc_id", "state", "action", "arguments", "escalated", "source", "confidence", "allowed_actions", "latency_ms")
+    class ArgumentsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    ESCALATED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    state: str
+    action: str
+    arguments: _containers.ScalarMap[str, str]
+    escalated: bool
+    source: DecisionSource
+    confidence: float
+    allowed_actions: _containers.RepeatedScalarFieldContainer[str]
+    latency_ms: float
+    def __init__(self, npc_id: _Optional[str] = ..., state: _Optional[str] = ..., action: _Optional[str] = ..., arguments: _Optional[_Mapping[str, str]] = ..., escalated: _Optional[bool] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., confidence: _Optional[float] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+
+class DialogueDelta(_message.Message):
+    __slots__ = ("text", "sentence_end", "latency_ms")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_END_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    sentence_end: bool
+    latency_ms: float
+    def __init__(self, text: _Optional[str] = ..., sentence_end: _Optional[bool] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+
+class StepChunk(_message.Message):
+    __slots__ = ("action", "dialogue", "done")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    DIALOGUE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    action: ActionChosen
+    dialogue: DialogueDelta
+    done: Decision
+    def __init__(self, action: _Optional[_Union[ActionChosen, _Mapping]] = ..., dialogue: _Optional[_Union[DialogueDelta, _Mapping]] = ..., done: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class RecallMemoriesRequest(_message.Message):
+    __slots__ = ("npc_id", "query", "limit")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    query: str
+    limit: int
+    def __init__(self, npc_id: _Optional[str] = ..., query: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class Memory(_message.Message):
+    __slots__ = ("text", "importance", "game_time_s", "kind", "score")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    GAME_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    importance: float
+    game_time_s: float
+    kind: MemoryKind
+    score: float
+    def __init__(self, text: _Optional[str] = ..., importance: _Optional[float] = ..., game_time_s: _Optional[float] = ..., kind: _Optional[_Union[MemoryKind, str]] = ..., score: _Optional[float] = ...) -> None: ...
+
+class RecallMemoriesResponse(_message.Message):
+    __slots__ = ("memories",)
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    memories: _containers.RepeatedCompositeFieldContainer[Memory]
+    def __init__(self, memories: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...

@@ -55,6 +55,16 @@ class NpcAgentStub:
                 request_serializer=npc__proto_dot_v1_dot_agent__pb2.PlayRequest.SerializeToString,
                 response_deserializer=npc__proto_dot_v1_dot_agent__pb2.PlayResponse.FromString,
                 _registered_method=True)
+        self.StepStream = channel.unary_stream(
+                '/npc.v1.NpcAgent/StepStream',
+                request_serializer=npc__proto_dot_v1_dot_agent__pb2.StepRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_agent__pb2.StepChunk.FromString,
+                _registered_method=True)
+        self.RecallMemories = channel.unary_unary(
+                '/npc.v1.NpcAgent/RecallMemories',
+                request_serializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesResponse.FromString,
+                _registered_method=True)
 
 
 class NpcAgentServicer:
@@ -90,6 +100,25 @@ class NpcAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StepStream(self, request, context):
+        """One step whose answer streams, so a game can act and start subtitles / text-to-speech before the
+        whole line is decoded: exactly one StepChunk.action first (the final action: never retracted), then
+        zero or more StepChunk.dialogue text deltas, then exactly one StepChunk.done with the whole Decision
+        (its dialogue equals the concatenated deltas; action and arguments equal the first chunk's).
+        Errors as for Step, raised before the first chunk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecallMemories(self, request, context):
+        """An NPC's memories ranked by the agent's own retrieval score (recency, importance, relevance to the
+        query); an empty query returns the most recent first. For quest logic, debugging tools, save-games.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +141,16 @@ def add_NpcAgentServicer_to_server(servicer, server):
                     servicer.Play,
                     request_deserializer=npc__proto_dot_v1_dot_agent__pb2.PlayRequest.FromString,
                     response_serializer=npc__proto_dot_v1_dot_agent__pb2.PlayResponse.SerializeToString,
+            ),
+            'StepStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.StepStream,
+                    request_deserializer=npc__proto_dot_v1_dot_agent__pb2.StepRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_agent__pb2.StepChunk.SerializeToString,
+            ),
+            'RecallMemories': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecallMemories,
+                    request_deserializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +262,60 @@ class NpcAgent:
             '/npc.v1.NpcAgent/Play',
             npc__proto_dot_v1_dot_agent__pb2.PlayRequest.SerializeToString,
             npc__proto_dot_v1_dot_agent__pb2.PlayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StepStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/npc.v1.NpcAgent/StepStream',
+            npc__proto_dot_v1_dot_agent__pb2.StepRequest.SerializeToString,
+            npc__proto_dot_v1_dot_agent__pb2.StepChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecallMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcAgent/RecallMemories',
+            npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesRequest.SerializeToString,
+            npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -61,21 +61,44 @@ namespace Npc.Proto.V1 {
             "Lm5wYy52MS5TdGVwUmVxdWVzdCI5CghOcGNFcnJvchIOCgZucGNfaWQYASAB",
             "KAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJImIKDFBsYXlSZXNw",
             "b25zZRILCgNzZXEYASABKAQSIwoJZGVjaXNpb25zGAIgAygLMhAubnBjLnYx",
-            "LkRlY2lzaW9uEiAKBmVycm9ycxgDIAMoCzIQLm5wYy52MS5OcGNFcnJvcirA",
-            "AQoORGVjaXNpb25Tb3VyY2USHwobREVDSVNJT05fU09VUkNFX1VOU1BFQ0lG",
-            "SUVEEAASFwoTREVDSVNJT05fU09VUkNFX0ZTTRABEhoKFkRFQ0lTSU9OX1NP",
-            "VVJDRV9QT0xJQ1kQAhIfChtERUNJU0lPTl9TT1VSQ0VfTE9DQUxfTU9ERUwQ",
-            "AxIZChVERUNJU0lPTl9TT1VSQ0VfQ0xPVUQQBBIcChhERUNJU0lPTl9TT1VS",
-            "Q0VfRkFMTEJBQ0sQBTKGAgoITnBjQWdlbnQSRgoLUmVnaXN0ZXJOcGMSGi5u",
-            "cGMudjEuUmVnaXN0ZXJOcGNSZXF1ZXN0GhsubnBjLnYxLlJlZ2lzdGVyTnBj",
-            "UmVzcG9uc2USTAoNVW5yZWdpc3Rlck5wYxIcLm5wYy52MS5VbnJlZ2lzdGVy",
-            "TnBjUmVxdWVzdBodLm5wYy52MS5VbnJlZ2lzdGVyTnBjUmVzcG9uc2USLQoE",
-            "U3RlcBITLm5wYy52MS5TdGVwUmVxdWVzdBoQLm5wYy52MS5EZWNpc2lvbhI1",
-            "CgRQbGF5EhMubnBjLnYxLlBsYXlSZXF1ZXN0GhQubnBjLnYxLlBsYXlSZXNw",
-            "b25zZSgBMAFCEVABqgIMTnBjLlByb3RvLlYxYgZwcm90bzM="));
+            "LkRlY2lzaW9uEiAKBmVycm9ycxgDIAMoCzIQLm5wYy52MS5OcGNFcnJvciKj",
+            "AgoMQWN0aW9uQ2hvc2VuEg4KBm5wY19pZBgBIAEoCRINCgVzdGF0ZRgCIAEo",
+            "CRIOCgZhY3Rpb24YAyABKAkSNgoJYXJndW1lbnRzGAQgAygLMiMubnBjLnYx",
+            "LkFjdGlvbkNob3Nlbi5Bcmd1bWVudHNFbnRyeRIRCgllc2NhbGF0ZWQYBSAB",
+            "KAgSJgoGc291cmNlGAYgASgOMhYubnBjLnYxLkRlY2lzaW9uU291cmNlEhIK",
+            "CmNvbmZpZGVuY2UYByABKAISFwoPYWxsb3dlZF9hY3Rpb25zGAggAygJEhIK",
+            "CmxhdGVuY3lfbXMYCSABKAIaMAoOQXJndW1lbnRzRW50cnkSCwoDa2V5GAEg",
+            "ASgJEg0KBXZhbHVlGAIgASgJOgI4ASJHCg1EaWFsb2d1ZURlbHRhEgwKBHRl",
+            "eHQYASABKAkSFAoMc2VudGVuY2VfZW5kGAIgASgIEhIKCmxhdGVuY3lfbXMY",
+            "AyABKAIiiQEKCVN0ZXBDaHVuaxImCgZhY3Rpb24YASABKAsyFC5ucGMudjEu",
+            "QWN0aW9uQ2hvc2VuSAASKQoIZGlhbG9ndWUYAiABKAsyFS5ucGMudjEuRGlh",
+            "bG9ndWVEZWx0YUgAEiAKBGRvbmUYAyABKAsyEC5ucGMudjEuRGVjaXNpb25I",
+            "AEIHCgVjaHVuayJFChVSZWNhbGxNZW1vcmllc1JlcXVlc3QSDgoGbnBjX2lk",
+            "GAEgASgJEg0KBXF1ZXJ5GAIgASgJEg0KBWxpbWl0GAMgASgNInAKBk1lbW9y",
+            "eRIMCgR0ZXh0GAEgASgJEhIKCmltcG9ydGFuY2UYAiABKAISEwoLZ2FtZV90",
+            "aW1lX3MYAyABKAESIAoEa2luZBgEIAEoDjISLm5wYy52MS5NZW1vcnlLaW5k",
+            "Eg0KBXNjb3JlGAUgASgCIjoKFlJlY2FsbE1lbW9yaWVzUmVzcG9uc2USIAoI",
+            "bWVtb3JpZXMYASADKAsyDi5ucGMudjEuTWVtb3J5KsABCg5EZWNpc2lvblNv",
+            "dXJjZRIfChtERUNJU0lPTl9TT1VSQ0VfVU5TUEVDSUZJRUQQABIXChNERUNJ",
+            "U0lPTl9TT1VSQ0VfRlNNEAESGgoWREVDSVNJT05fU09VUkNFX1BPTElDWRAC",
+            "Eh8KG0RFQ0lTSU9OX1NPVVJDRV9MT0NBTF9NT0RFTBADEhkKFURFQ0lTSU9O",
+            "X1NPVVJDRV9DTE9VRBAEEhwKGERFQ0lTSU9OX1NPVVJDRV9GQUxMQkFDSxAF",
+            "KpgBCgpNZW1vcnlLaW5kEhsKF01FTU9SWV9LSU5EX1VOU1BFQ0lGSUVEEAAS",
+            "GwoXTUVNT1JZX0tJTkRfT0JTRVJWQVRJT04QARIYChRNRU1PUllfS0lORF9E",
+            "SUFMT0dVRRACEhoKFk1FTU9SWV9LSU5EX1JFRkxFQ1RJT04QAxIaChZNRU1P",
+            "UllfS0lORF9FU0NBTEFUSU9OEAQyjwMKCE5wY0FnZW50EkYKC1JlZ2lzdGVy",
+            "TnBjEhoubnBjLnYxLlJlZ2lzdGVyTnBjUmVxdWVzdBobLm5wYy52MS5SZWdp",
+            "c3Rlck5wY1Jlc3BvbnNlEkwKDVVucmVnaXN0ZXJOcGMSHC5ucGMudjEuVW5y",
+            "ZWdpc3Rlck5wY1JlcXVlc3QaHS5ucGMudjEuVW5yZWdpc3Rlck5wY1Jlc3Bv",
+            "bnNlEi0KBFN0ZXASEy5ucGMudjEuU3RlcFJlcXVlc3QaEC5ucGMudjEuRGVj",
+            "aXNpb24SNQoEUGxheRITLm5wYy52MS5QbGF5UmVxdWVzdBoULm5wYy52MS5Q",
+            "bGF5UmVzcG9uc2UoATABEjYKClN0ZXBTdHJlYW0SEy5ucGMudjEuU3RlcFJl",
+            "cXVlc3QaES5ucGMudjEuU3RlcENodW5rMAESTwoOUmVjYWxsTWVtb3JpZXMS",
+            "HS5ucGMudjEuUmVjYWxsTWVtb3JpZXNSZXF1ZXN0Gh4ubnBjLnYxLlJlY2Fs",
+            "bE1lbW9yaWVzUmVzcG9uc2VCEVABqgIMTnBjLlByb3RvLlYxYgZwcm90bzM="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { },
-          new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.DecisionSource), }, null, new pbr::GeneratedClrTypeInfo[] {
+          new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.DecisionSource), typeof(global::Npc.Proto.V1.MemoryKind), }, null, new pbr::GeneratedClrTypeInfo[] {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Persona), global::Npc.Proto.V1.Persona.Parser, new[]{ "Name", "Role", "Traits", "Backstory" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.MemorySeed), global::Npc.Proto.V1.MemorySeed.Parser, new[]{ "Text", "Importance" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RegisterNpcRequest), global::Npc.Proto.V1.RegisterNpcRequest.Parser, new[]{ "NpcId", "Persona", "FsmName", "FsmYaml", "Memories", "Replace" }, new[]{ "Fsm" }, null, null, null),
@@ -88,7 +111,13 @@ namespace Npc.Proto.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Decision), global::Npc.Proto.V1.Decision.Parser, new[]{ "NpcId", "State", "Action", "Arguments", "Dialogue", "Escalated", "Reason", "Confidence", "Source", "AllowedActions", "LatencyMs", "MemoriesWritten", "RejectedAction" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PlayRequest), global::Npc.Proto.V1.PlayRequest.Parser, new[]{ "Seq", "Register", "Steps" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.NpcError), global::Npc.Proto.V1.NpcError.Parser, new[]{ "NpcId", "Code", "Message" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PlayResponse), global::Npc.Proto.V1.PlayResponse.Parser, new[]{ "Seq", "Decisions", "Errors" }, null, null, null, null)
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PlayResponse), global::Npc.Proto.V1.PlayResponse.Parser, new[]{ "Seq", "Decisions", "Errors" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ActionChosen), global::Npc.Proto.V1.ActionChosen.Parser, new[]{ "NpcId", "State", "Action", "Arguments", "Escalated", "Source", "Confidence", "AllowedActions", "LatencyMs" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.DialogueDelta), global::Npc.Proto.V1.DialogueDelta.Parser, new[]{ "Text", "SentenceEnd", "LatencyMs" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.StepChunk), global::Npc.Proto.V1.StepChunk.Parser, new[]{ "Action", "Dialogue", "Done" }, new[]{ "Chunk" }, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RecallMemoriesRequest), global::Npc.Proto.V1.RecallMemoriesRequest.Parser, new[]{ "NpcId", "Query", "Limit" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Memory), global::Npc.Proto.V1.Memory.Parser, new[]{ "Text", "Importance", "GameTimeS", "Kind", "Score" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RecallMemoriesResponse), global::Npc.Proto.V1.RecallMemoriesResponse.Parser, new[]{ "Memories" }, null, null, null, null)
           }));
     }
     #endregion
@@ -120,6 +149,29 @@ namespace Npc.Proto.V1 {
     /// escalation failed or timed out: local decision or FSM default
     /// </summary>
     [pbr::OriginalName("DECISION_SOURCE_FALLBACK")] Fallback = 5,
+  }
+
+  /// <summary>
+  /// Where a memory came from.
+  /// </summary>
+  public enum MemoryKind {
+    [pbr::OriginalName("MEMORY_KIND_UNSPECIFIED")] Unspecified = 0,
+    /// <summary>
+    /// something perceived: an observation, a game event, a seed memory
+    /// </summary>
+    [pbr::OriginalName("MEMORY_KIND_OBSERVATION")] Observation = 1,
+    /// <summary>
+    /// something said: by the player to the NPC, or by the NPC
+    /// </summary>
+    [pbr::OriginalName("MEMORY_KIND_DIALOGUE")] Dialogue = 2,
+    /// <summary>
+    /// an insight the NPC wrote back while reflecting
+    /// </summary>
+    [pbr::OriginalName("MEMORY_KIND_REFLECTION")] Reflection = 3,
+    /// <summary>
+    /// a decision the cloud model made for the NPC
+    /// </summary>
+    [pbr::OriginalName("MEMORY_KIND_ESCALATION")] Escalation = 4,
   }
 
   #endregion
@@ -4048,6 +4100,1905 @@ namespace Npc.Proto.V1 {
           }
           case 26: {
             errors_.AddEntriesFrom(ref input, _repeated_errors_codec);
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// The decision's action, sent before any dialogue. Fields mean what they mean in Decision.
+  /// </summary>
+  public sealed partial class ActionChosen : pb::IMessage<ActionChosen>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<ActionChosen> _parser = new pb::MessageParser<ActionChosen>(() => new ActionChosen());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<ActionChosen> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[13]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ActionChosen() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ActionChosen(ActionChosen other) : this() {
+      npcId_ = other.npcId_;
+      state_ = other.state_;
+      action_ = other.action_;
+      arguments_ = other.arguments_.Clone();
+      escalated_ = other.escalated_;
+      source_ = other.source_;
+      confidence_ = other.confidence_;
+      allowedActions_ = other.allowedActions_.Clone();
+      latencyMs_ = other.latencyMs_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ActionChosen Clone() {
+      return new ActionChosen(this);
+    }
+
+    /// <summary>Field number for the "npc_id" field.</summary>
+    public const int NpcIdFieldNumber = 1;
+    private string npcId_ = "";
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string NpcId {
+      get { return npcId_; }
+      set {
+        npcId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "state" field.</summary>
+    public const int StateFieldNumber = 2;
+    private string state_ = "";
+    /// <summary>
+    /// FSM state after this step.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string State {
+      get { return state_; }
+      set {
+        state_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "action" field.</summary>
+    public const int ActionFieldNumber = 3;
+    private string action_ = "";
+    /// <summary>
+    /// Action to execute; always one of allowed_actions; equal to the final Decision's action.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Action {
+      get { return action_; }
+      set {
+        action_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "arguments" field.</summary>
+    public const int ArgumentsFieldNumber = 4;
+    private static readonly pbc::MapField<string, string>.Codec _map_arguments_codec
+        = new pbc::MapField<string, string>.Codec(pb::FieldCodec.ForString(10, ""), pb::FieldCodec.ForString(18, ""), 34);
+    private readonly pbc::MapField<string, string> arguments_ = new pbc::MapField<string, string>();
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::MapField<string, string> Arguments {
+      get { return arguments_; }
+    }
+
+    /// <summary>Field number for the "escalated" field.</summary>
+    public const int EscalatedFieldNumber = 5;
+    private bool escalated_;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Escalated {
+      get { return escalated_; }
+      set {
+        escalated_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "source" field.</summary>
+    public const int SourceFieldNumber = 6;
+    private global::Npc.Proto.V1.DecisionSource source_ = global::Npc.Proto.V1.DecisionSource.Unspecified;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Npc.Proto.V1.DecisionSource Source {
+      get { return source_; }
+      set {
+        source_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "confidence" field.</summary>
+    public const int ConfidenceFieldNumber = 7;
+    private float confidence_;
+    /// <summary>
+    /// Confidence of the chosen action, 0-1.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public float Confidence {
+      get { return confidence_; }
+      set {
+        confidence_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "allowed_actions" field.</summary>
+    public const int AllowedActionsFieldNumber = 8;
+    private static readonly pb::FieldCodec<string> _repeated_allowedActions_codec
+        = pb::FieldCodec.ForString(66);
+    private readonly pbc::RepeatedField<string> allowedActions_ = new pbc::RepeatedField<string>();
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<string> AllowedActions {
+      get { return allowedActions_; }
+    }
+
+    /// <summary>Field number for the "latency_ms" field.</summary>
+    public const int LatencyMsFieldNumber = 9;
+    private float latencyMs_;
+    /// <summary>
+    /// Server-side time from request to this chunk, milliseconds.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public float LatencyMs {
+      get { return latencyMs_; }
+      set {
+        latencyMs_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as ActionChosen);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(ActionChosen other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (NpcId != other.NpcId) return false;
+      if (State != other.State) return false;
+      if (Action != other.Action) return false;
+      if (!Arguments.Equals(other.Arguments)) return false;
+      if (Escalated != other.Escalated) return false;
+      if (Source != other.Source) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(Confidence, other.Confidence)) return false;
+      if(!allowedActions_.Equals(other.allowedActions_)) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(LatencyMs, other.LatencyMs)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (NpcId.Length != 0) hash ^= NpcId.GetHashCode();
+      if (State.Length != 0) hash ^= State.GetHashCode();
+      if (Action.Length != 0) hash ^= Action.GetHashCode();
+      hash ^= Arguments.GetHashCode();
+      if (Escalated != false) hash ^= Escalated.GetHashCode();
+      if (Source != global::Npc.Proto.V1.DecisionSource.Unspecified) hash ^= Source.GetHashCode();
+      if (Confidence != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(Confidence);
+      hash ^= allowedActions_.GetHashCode();
+      if (LatencyMs != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(LatencyMs);
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (State.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(State);
+      }
+      if (Action.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(Action);
+      }
+      arguments_.WriteTo(output, _map_arguments_codec);
+      if (Escalated != false) {
+        output.WriteRawTag(40);
+        output.WriteBool(Escalated);
+      }
+      if (Source != global::Npc.Proto.V1.DecisionSource.Unspecified) {
+        output.WriteRawTag(48);
+        output.WriteEnum((int) Source);
+      }
+      if (Confidence != 0F) {
+        output.WriteRawTag(61);
+        output.WriteFloat(Confidence);
+      }
+      allowedActions_.WriteTo(output, _repeated_allowedActions_codec);
+      if (LatencyMs != 0F) {
+        output.WriteRawTag(77);
+        output.WriteFloat(LatencyMs);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (State.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(State);
+      }
+      if (Action.Length != 0) {
+        output.WriteRawTag(26);
+        output.WriteString(Action);
+      }
+      arguments_.WriteTo(ref output, _map_arguments_codec);
+      if (Escalated != false) {
+        output.WriteRawTag(40);
+        output.WriteBool(Escalated);
+      }
+      if (Source != global::Npc.Proto.V1.DecisionSource.Unspecified) {
+        output.WriteRawTag(48);
+        output.WriteEnum((int) Source);
+      }
+      if (Confidence != 0F) {
+        output.WriteRawTag(61);
+        output.WriteFloat(Confidence);
+      }
+      allowedActions_.WriteTo(ref output, _repeated_allowedActions_codec);
+      if (LatencyMs != 0F) {
+        output.WriteRawTag(77);
+        output.WriteFloat(LatencyMs);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (NpcId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(NpcId);
+      }
+      if (State.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(State);
+      }
+      if (Action.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Action);
+      }
+      size += arguments_.CalculateSize(_map_arguments_codec);
+      if (Escalated != false) {
+        size += 1 + 1;
+      }
+      if (Source != global::Npc.Proto.V1.DecisionSource.Unspecified) {
+        size += 1 + pb::CodedOutputStream.ComputeEnumSize((int) Source);
+      }
+      if (Confidence != 0F) {
+        size += 1 + 4;
+      }
+      size += allowedActions_.CalculateSize(_repeated_allowedActions_codec);
+      if (LatencyMs != 0F) {
+        size += 1 + 4;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(ActionChosen other) {
+      if (other == null) {
+        return;
+      }
+      if (other.NpcId.Length != 0) {
+        NpcId = other.NpcId;
+      }
+      if (other.State.Length != 0) {
+        State = other.State;
+      }
+      if (other.Action.Length != 0) {
+        Action = other.Action;
+      }
+      arguments_.Add(other.arguments_);
+      if (other.Escalated != false) {
+        Escalated = other.Escalated;
+      }
+      if (other.Source != global::Npc.Proto.V1.DecisionSource.Unspecified) {
+        Source = other.Source;
+      }
+      if (other.Confidence != 0F) {
+        Confidence = other.Confidence;
+      }
+      allowedActions_.Add(other.allowedActions_);
+      if (other.LatencyMs != 0F) {
+        LatencyMs = other.LatencyMs;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            State = input.ReadString();
+            break;
+          }
+          case 26: {
+            Action = input.ReadString();
+            break;
+          }
+          case 34: {
+            arguments_.AddEntriesFrom(input, _map_arguments_codec);
+            break;
+          }
+          case 40: {
+            Escalated = input.ReadBool();
+            break;
+          }
+          case 48: {
+            Source = (global::Npc.Proto.V1.DecisionSource) input.ReadEnum();
+            break;
+          }
+          case 61: {
+            Confidence = input.ReadFloat();
+            break;
+          }
+          case 66: {
+            allowedActions_.AddEntriesFrom(input, _repeated_allowedActions_codec);
+            break;
+          }
+          case 77: {
+            LatencyMs = input.ReadFloat();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            State = input.ReadString();
+            break;
+          }
+          case 26: {
+            Action = input.ReadString();
+            break;
+          }
+          case 34: {
+            arguments_.AddEntriesFrom(ref input, _map_arguments_codec);
+            break;
+          }
+          case 40: {
+            Escalated = input.ReadBool();
+            break;
+          }
+          case 48: {
+            Source = (global::Npc.Proto.V1.DecisionSource) input.ReadEnum();
+            break;
+          }
+          case 61: {
+            Confidence = input.ReadFloat();
+            break;
+          }
+          case 66: {
+            allowedActions_.AddEntriesFrom(ref input, _repeated_allowedActions_codec);
+            break;
+          }
+          case 77: {
+            LatencyMs = input.ReadFloat();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// A piece of the NPC's line, in order; concatenated they are Decision.dialogue.
+  /// </summary>
+  public sealed partial class DialogueDelta : pb::IMessage<DialogueDelta>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<DialogueDelta> _parser = new pb::MessageParser<DialogueDelta>(() => new DialogueDelta());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<DialogueDelta> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[14]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DialogueDelta() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DialogueDelta(DialogueDelta other) : this() {
+      text_ = other.text_;
+      sentenceEnd_ = other.sentenceEnd_;
+      latencyMs_ = other.latencyMs_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public DialogueDelta Clone() {
+      return new DialogueDelta(this);
+    }
+
+    /// <summary>Field number for the "text" field.</summary>
+    public const int TextFieldNumber = 1;
+    private string text_ = "";
+    /// <summary>
+    /// New text since the previous delta (UTF-8, never a partial character).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Text {
+      get { return text_; }
+      set {
+        text_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "sentence_end" field.</summary>
+    public const int SentenceEndFieldNumber = 2;
+    private bool sentenceEnd_;
+    /// <summary>
+    /// True when this delta ends a sentence (. ! ? or the end of the line): a unit for subtitles and TTS.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool SentenceEnd {
+      get { return sentenceEnd_; }
+      set {
+        sentenceEnd_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "latency_ms" field.</summary>
+    public const int LatencyMsFieldNumber = 3;
+    private float latencyMs_;
+    /// <summary>
+    /// Server-side time from request to this chunk, milliseconds.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public float LatencyMs {
+      get { return latencyMs_; }
+      set {
+        latencyMs_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as DialogueDelta);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(DialogueDelta other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Text != other.Text) return false;
+      if (SentenceEnd != other.SentenceEnd) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(LatencyMs, other.LatencyMs)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Text.Length != 0) hash ^= Text.GetHashCode();
+      if (SentenceEnd != false) hash ^= SentenceEnd.GetHashCode();
+      if (LatencyMs != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(LatencyMs);
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Text.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Text);
+      }
+      if (SentenceEnd != false) {
+        output.WriteRawTag(16);
+        output.WriteBool(SentenceEnd);
+      }
+      if (LatencyMs != 0F) {
+        output.WriteRawTag(29);
+        output.WriteFloat(LatencyMs);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Text.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Text);
+      }
+      if (SentenceEnd != false) {
+        output.WriteRawTag(16);
+        output.WriteBool(SentenceEnd);
+      }
+      if (LatencyMs != 0F) {
+        output.WriteRawTag(29);
+        output.WriteFloat(LatencyMs);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Text.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Text);
+      }
+      if (SentenceEnd != false) {
+        size += 1 + 1;
+      }
+      if (LatencyMs != 0F) {
+        size += 1 + 4;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(DialogueDelta other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Text.Length != 0) {
+        Text = other.Text;
+      }
+      if (other.SentenceEnd != false) {
+        SentenceEnd = other.SentenceEnd;
+      }
+      if (other.LatencyMs != 0F) {
+        LatencyMs = other.LatencyMs;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Text = input.ReadString();
+            break;
+          }
+          case 16: {
+            SentenceEnd = input.ReadBool();
+            break;
+          }
+          case 29: {
+            LatencyMs = input.ReadFloat();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Text = input.ReadString();
+            break;
+          }
+          case 16: {
+            SentenceEnd = input.ReadBool();
+            break;
+          }
+          case 29: {
+            LatencyMs = input.ReadFloat();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class StepChunk : pb::IMessage<StepChunk>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<StepChunk> _parser = new pb::MessageParser<StepChunk>(() => new StepChunk());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<StepChunk> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[15]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public StepChunk() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public StepChunk(StepChunk other) : this() {
+      switch (other.ChunkCase) {
+        case ChunkOneofCase.Action:
+          Action = other.Action.Clone();
+          break;
+        case ChunkOneofCase.Dialogue:
+          Dialogue = other.Dialogue.Clone();
+          break;
+        case ChunkOneofCase.Done:
+          Done = other.Done.Clone();
+          break;
+      }
+
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public StepChunk Clone() {
+      return new StepChunk(this);
+    }
+
+    /// <summary>Field number for the "action" field.</summary>
+    public const int ActionFieldNumber = 1;
+    /// <summary>
+    /// Always the first chunk.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Npc.Proto.V1.ActionChosen Action {
+      get { return chunkCase_ == ChunkOneofCase.Action ? (global::Npc.Proto.V1.ActionChosen) chunk_ : null; }
+      set {
+        chunk_ = value;
+        chunkCase_ = value == null ? ChunkOneofCase.None : ChunkOneofCase.Action;
+      }
+    }
+
+    /// <summary>Field number for the "dialogue" field.</summary>
+    public const int DialogueFieldNumber = 2;
+    /// <summary>
+    /// Zero or more, after the action.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Npc.Proto.V1.DialogueDelta Dialogue {
+      get { return chunkCase_ == ChunkOneofCase.Dialogue ? (global::Npc.Proto.V1.DialogueDelta) chunk_ : null; }
+      set {
+        chunk_ = value;
+        chunkCase_ = value == null ? ChunkOneofCase.None : ChunkOneofCase.Dialogue;
+      }
+    }
+
+    /// <summary>Field number for the "done" field.</summary>
+    public const int DoneFieldNumber = 3;
+    /// <summary>
+    /// Always the last chunk: the whole decision, as Step would return it.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Npc.Proto.V1.Decision Done {
+      get { return chunkCase_ == ChunkOneofCase.Done ? (global::Npc.Proto.V1.Decision) chunk_ : null; }
+      set {
+        chunk_ = value;
+        chunkCase_ = value == null ? ChunkOneofCase.None : ChunkOneofCase.Done;
+      }
+    }
+
+    private object chunk_;
+    /// <summary>Enum of possible cases for the "chunk" oneof.</summary>
+    public enum ChunkOneofCase {
+      None = 0,
+      Action = 1,
+      Dialogue = 2,
+      Done = 3,
+    }
+    private ChunkOneofCase chunkCase_ = ChunkOneofCase.None;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ChunkOneofCase ChunkCase {
+      get { return chunkCase_; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void ClearChunk() {
+      chunkCase_ = ChunkOneofCase.None;
+      chunk_ = null;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as StepChunk);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(StepChunk other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (!object.Equals(Action, other.Action)) return false;
+      if (!object.Equals(Dialogue, other.Dialogue)) return false;
+      if (!object.Equals(Done, other.Done)) return false;
+      if (ChunkCase != other.ChunkCase) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (chunkCase_ == ChunkOneofCase.Action) hash ^= Action.GetHashCode();
+      if (chunkCase_ == ChunkOneofCase.Dialogue) hash ^= Dialogue.GetHashCode();
+      if (chunkCase_ == ChunkOneofCase.Done) hash ^= Done.GetHashCode();
+      hash ^= (int) chunkCase_;
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (chunkCase_ == ChunkOneofCase.Action) {
+        output.WriteRawTag(10);
+        output.WriteMessage(Action);
+      }
+      if (chunkCase_ == ChunkOneofCase.Dialogue) {
+        output.WriteRawTag(18);
+        output.WriteMessage(Dialogue);
+      }
+      if (chunkCase_ == ChunkOneofCase.Done) {
+        output.WriteRawTag(26);
+        output.WriteMessage(Done);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (chunkCase_ == ChunkOneofCase.Action) {
+        output.WriteRawTag(10);
+        output.WriteMessage(Action);
+      }
+      if (chunkCase_ == ChunkOneofCase.Dialogue) {
+        output.WriteRawTag(18);
+        output.WriteMessage(Dialogue);
+      }
+      if (chunkCase_ == ChunkOneofCase.Done) {
+        output.WriteRawTag(26);
+        output.WriteMessage(Done);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (chunkCase_ == ChunkOneofCase.Action) {
+        size += 1 + pb::CodedOutputStream.ComputeMessageSize(Action);
+      }
+      if (chunkCase_ == ChunkOneofCase.Dialogue) {
+        size += 1 + pb::CodedOutputStream.ComputeMessageSize(Dialogue);
+      }
+      if (chunkCase_ == ChunkOneofCase.Done) {
+        size += 1 + pb::CodedOutputStream.ComputeMessageSize(Done);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(StepChunk other) {
+      if (other == null) {
+        return;
+      }
+      switch (other.ChunkCase) {
+        case ChunkOneofCase.Action:
+          if (Action == null) {
+            Action = new global::Npc.Proto.V1.ActionChosen();
+          }
+          Action.MergeFrom(other.Action);
+          break;
+        case ChunkOneofCase.Dialogue:
+          if (Dialogue == null) {
+            Dialogue = new global::Npc.Proto.V1.DialogueDelta();
+          }
+          Dialogue.MergeFrom(other.Dialogue);
+          break;
+        case ChunkOneofCase.Done:
+          if (Done == null) {
+            Done = new global::Npc.Proto.V1.Decision();
+          }
+          Done.MergeFrom(other.Done);
+          break;
+      }
+
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            global::Npc.Proto.V1.ActionChosen subBuilder = new global::Npc.Proto.V1.ActionChosen();
+            if (chunkCase_ == ChunkOneofCase.Action) {
+              subBuilder.MergeFrom(Action);
+            }
+            input.ReadMessage(subBuilder);
+            Action = subBuilder;
+            break;
+          }
+          case 18: {
+            global::Npc.Proto.V1.DialogueDelta subBuilder = new global::Npc.Proto.V1.DialogueDelta();
+            if (chunkCase_ == ChunkOneofCase.Dialogue) {
+              subBuilder.MergeFrom(Dialogue);
+            }
+            input.ReadMessage(subBuilder);
+            Dialogue = subBuilder;
+            break;
+          }
+          case 26: {
+            global::Npc.Proto.V1.Decision subBuilder = new global::Npc.Proto.V1.Decision();
+            if (chunkCase_ == ChunkOneofCase.Done) {
+              subBuilder.MergeFrom(Done);
+            }
+            input.ReadMessage(subBuilder);
+            Done = subBuilder;
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            global::Npc.Proto.V1.ActionChosen subBuilder = new global::Npc.Proto.V1.ActionChosen();
+            if (chunkCase_ == ChunkOneofCase.Action) {
+              subBuilder.MergeFrom(Action);
+            }
+            input.ReadMessage(subBuilder);
+            Action = subBuilder;
+            break;
+          }
+          case 18: {
+            global::Npc.Proto.V1.DialogueDelta subBuilder = new global::Npc.Proto.V1.DialogueDelta();
+            if (chunkCase_ == ChunkOneofCase.Dialogue) {
+              subBuilder.MergeFrom(Dialogue);
+            }
+            input.ReadMessage(subBuilder);
+            Dialogue = subBuilder;
+            break;
+          }
+          case 26: {
+            global::Npc.Proto.V1.Decision subBuilder = new global::Npc.Proto.V1.Decision();
+            if (chunkCase_ == ChunkOneofCase.Done) {
+              subBuilder.MergeFrom(Done);
+            }
+            input.ReadMessage(subBuilder);
+            Done = subBuilder;
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class RecallMemoriesRequest : pb::IMessage<RecallMemoriesRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RecallMemoriesRequest> _parser = new pb::MessageParser<RecallMemoriesRequest>(() => new RecallMemoriesRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RecallMemoriesRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[16]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RecallMemoriesRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RecallMemoriesRequest(RecallMemoriesRequest other) : this() {
+      npcId_ = other.npcId_;
+      query_ = other.query_;
+      limit_ = other.limit_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RecallMemoriesRequest Clone() {
+      return new RecallMemoriesRequest(this);
+    }
+
+    /// <summary>Field number for the "npc_id" field.</summary>
+    public const int NpcIdFieldNumber = 1;
+    private string npcId_ = "";
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string NpcId {
+      get { return npcId_; }
+      set {
+        npcId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "query" field.</summary>
+    public const int QueryFieldNumber = 2;
+    private string query_ = "";
+    /// <summary>
+    /// Text the memories should be relevant to, e.g. "the stolen crown"; empty = most recent first.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Query {
+      get { return query_; }
+      set {
+        query_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "limit" field.</summary>
+    public const int LimitFieldNumber = 3;
+    private uint limit_;
+    /// <summary>
+    /// Most memories returned; 0 = 20; at most 1000.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public uint Limit {
+      get { return limit_; }
+      set {
+        limit_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RecallMemoriesRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RecallMemoriesRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (NpcId != other.NpcId) return false;
+      if (Query != other.Query) return false;
+      if (Limit != other.Limit) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (NpcId.Length != 0) hash ^= NpcId.GetHashCode();
+      if (Query.Length != 0) hash ^= Query.GetHashCode();
+      if (Limit != 0) hash ^= Limit.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (Query.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Query);
+      }
+      if (Limit != 0) {
+        output.WriteRawTag(24);
+        output.WriteUInt32(Limit);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (Query.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Query);
+      }
+      if (Limit != 0) {
+        output.WriteRawTag(24);
+        output.WriteUInt32(Limit);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (NpcId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(NpcId);
+      }
+      if (Query.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Query);
+      }
+      if (Limit != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt32Size(Limit);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RecallMemoriesRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.NpcId.Length != 0) {
+        NpcId = other.NpcId;
+      }
+      if (other.Query.Length != 0) {
+        Query = other.Query;
+      }
+      if (other.Limit != 0) {
+        Limit = other.Limit;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            Query = input.ReadString();
+            break;
+          }
+          case 24: {
+            Limit = input.ReadUInt32();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            Query = input.ReadString();
+            break;
+          }
+          case 24: {
+            Limit = input.ReadUInt32();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class Memory : pb::IMessage<Memory>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<Memory> _parser = new pb::MessageParser<Memory>(() => new Memory());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<Memory> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[17]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public Memory() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public Memory(Memory other) : this() {
+      text_ = other.text_;
+      importance_ = other.importance_;
+      gameTimeS_ = other.gameTimeS_;
+      kind_ = other.kind_;
+      score_ = other.score_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public Memory Clone() {
+      return new Memory(this);
+    }
+
+    /// <summary>Field number for the "text" field.</summary>
+    public const int TextFieldNumber = 1;
+    private string text_ = "";
+    /// <summary>
+    /// Plain text, as remembered.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Text {
+      get { return text_; }
+      set {
+        text_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "importance" field.</summary>
+    public const int ImportanceFieldNumber = 2;
+    private float importance_;
+    /// <summary>
+    /// Importance 1-10.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public float Importance {
+      get { return importance_; }
+      set {
+        importance_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "game_time_s" field.</summary>
+    public const int GameTimeSFieldNumber = 3;
+    private double gameTimeS_;
+    /// <summary>
+    /// Game time the memory was written, seconds.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public double GameTimeS {
+      get { return gameTimeS_; }
+      set {
+        gameTimeS_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "kind" field.</summary>
+    public const int KindFieldNumber = 4;
+    private global::Npc.Proto.V1.MemoryKind kind_ = global::Npc.Proto.V1.MemoryKind.Unspecified;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Npc.Proto.V1.MemoryKind Kind {
+      get { return kind_; }
+      set {
+        kind_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "score" field.</summary>
+    public const int ScoreFieldNumber = 5;
+    private float score_;
+    /// <summary>
+    /// The retrieval score it was ranked by (higher first); 0 for an empty query.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public float Score {
+      get { return score_; }
+      set {
+        score_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as Memory);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(Memory other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Text != other.Text) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(Importance, other.Importance)) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.Equals(GameTimeS, other.GameTimeS)) return false;
+      if (Kind != other.Kind) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(Score, other.Score)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Text.Length != 0) hash ^= Text.GetHashCode();
+      if (Importance != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(Importance);
+      if (GameTimeS != 0D) hash ^= pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.GetHashCode(GameTimeS);
+      if (Kind != global::Npc.Proto.V1.MemoryKind.Unspecified) hash ^= Kind.GetHashCode();
+      if (Score != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(Score);
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Text.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Text);
+      }
+      if (Importance != 0F) {
+        output.WriteRawTag(21);
+        output.WriteFloat(Importance);
+      }
+      if (GameTimeS != 0D) {
+        output.WriteRawTag(25);
+        output.WriteDouble(GameTimeS);
+      }
+      if (Kind != global::Npc.Proto.V1.MemoryKind.Unspecified) {
+        output.WriteRawTag(32);
+        output.WriteEnum((int) Kind);
+      }
+      if (Score != 0F) {
+        output.WriteRawTag(45);
+        output.WriteFloat(Score);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Text.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Text);
+      }
+      if (Importance != 0F) {
+        output.WriteRawTag(21);
+        output.WriteFloat(Importance);
+      }
+      if (GameTimeS != 0D) {
+        output.WriteRawTag(25);
+        output.WriteDouble(GameTimeS);
+      }
+      if (Kind != global::Npc.Proto.V1.MemoryKind.Unspecified) {
+        output.WriteRawTag(32);
+        output.WriteEnum((int) Kind);
+      }
+      if (Score != 0F) {
+        output.WriteRawTag(45);
+        output.WriteFloat(Score);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Text.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Text);
+      }
+      if (Importance != 0F) {
+        size += 1 + 4;
+      }
+      if (GameTimeS != 0D) {
+        size += 1 + 8;
+      }
+      if (Kind != global::Npc.Proto.V1.MemoryKind.Unspecified) {
+        size += 1 + pb::CodedOutputStream.ComputeEnumSize((int) Kind);
+      }
+      if (Score != 0F) {
+        size += 1 + 4;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(Memory other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Text.Length != 0) {
+        Text = other.Text;
+      }
+      if (other.Importance != 0F) {
+        Importance = other.Importance;
+      }
+      if (other.GameTimeS != 0D) {
+        GameTimeS = other.GameTimeS;
+      }
+      if (other.Kind != global::Npc.Proto.V1.MemoryKind.Unspecified) {
+        Kind = other.Kind;
+      }
+      if (other.Score != 0F) {
+        Score = other.Score;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Text = input.ReadString();
+            break;
+          }
+          case 21: {
+            Importance = input.ReadFloat();
+            break;
+          }
+          case 25: {
+            GameTimeS = input.ReadDouble();
+            break;
+          }
+          case 32: {
+            Kind = (global::Npc.Proto.V1.MemoryKind) input.ReadEnum();
+            break;
+          }
+          case 45: {
+            Score = input.ReadFloat();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Text = input.ReadString();
+            break;
+          }
+          case 21: {
+            Importance = input.ReadFloat();
+            break;
+          }
+          case 25: {
+            GameTimeS = input.ReadDouble();
+            break;
+          }
+          case 32: {
+            Kind = (global::Npc.Proto.V1.MemoryKind) input.ReadEnum();
+            break;
+          }
+          case 45: {
+            Score = input.ReadFloat();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class RecallMemoriesResponse : pb::IMessage<RecallMemoriesResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RecallMemoriesResponse> _parser = new pb::MessageParser<RecallMemoriesResponse>(() => new RecallMemoriesResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RecallMemoriesResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[18]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RecallMemoriesResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RecallMemoriesResponse(RecallMemoriesResponse other) : this() {
+      memories_ = other.memories_.Clone();
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RecallMemoriesResponse Clone() {
+      return new RecallMemoriesResponse(this);
+    }
+
+    /// <summary>Field number for the "memories" field.</summary>
+    public const int MemoriesFieldNumber = 1;
+    private static readonly pb::FieldCodec<global::Npc.Proto.V1.Memory> _repeated_memories_codec
+        = pb::FieldCodec.ForMessage(10, global::Npc.Proto.V1.Memory.Parser);
+    private readonly pbc::RepeatedField<global::Npc.Proto.V1.Memory> memories_ = new pbc::RepeatedField<global::Npc.Proto.V1.Memory>();
+    /// <summary>
+    /// Best first.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Npc.Proto.V1.Memory> Memories {
+      get { return memories_; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RecallMemoriesResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RecallMemoriesResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if(!memories_.Equals(other.memories_)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      hash ^= memories_.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      memories_.WriteTo(output, _repeated_memories_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      memories_.WriteTo(ref output, _repeated_memories_codec);
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      size += memories_.CalculateSize(_repeated_memories_codec);
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RecallMemoriesResponse other) {
+      if (other == null) {
+        return;
+      }
+      memories_.Add(other.memories_);
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            memories_.AddEntriesFrom(input, _repeated_memories_codec);
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            memories_.AddEntriesFrom(ref input, _repeated_memories_codec);
             break;
           }
         }
