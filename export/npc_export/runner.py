@@ -13,7 +13,9 @@ _NP_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
 
 
 def make_session(path: str | Path, *, threads: int = 0):
-    import onnxruntime as ort
+    from npc_runtime._ort import import_onnxruntime
+
+    ort = import_onnxruntime()  # telemetry off (environment + library call)
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

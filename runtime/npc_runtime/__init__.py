@@ -8,3 +8,6 @@ Layers, bottom up (each knows nothing of the ones above it):
 """
 
 __version__ = "0.1.0"
+
+# First thing: ORT_DISABLE_TELEMETRY=1 before anything in the process imports onnxruntime (see _ort.py).
+from npc_runtime import _ort  # noqa: E402,F401

@@ -63,7 +63,9 @@ class OnnxPolicyModel:
     """A loaded policy package. Thread-safe (ONNX Runtime sessions are), ~tens of µs per batch row."""
 
     def __init__(self, package_dir: str | Path, *, intra_op_threads: int = 1):
-        import onnxruntime as ort
+        from npc_runtime._ort import import_onnxruntime
+
+        ort = import_onnxruntime()
 
         self.package_dir = Path(package_dir)
         spec_path = self.package_dir / "policy.json"

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import onnxruntime as ort
 
+from npc_runtime._ort import import_onnxruntime
 from npc_runtime.decode.package import ModelPackage
 from npc_runtime.errors import InternalError, InvalidArgument, ModelPackageError
+
+ort = import_onnxruntime()  # telemetry off (environment + library call), see npc_runtime._ort
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 _ALIGN = 64   # bytes: a cache line / one AVX-512 vector (numpy's large allocations are only 16-byte aligned)
