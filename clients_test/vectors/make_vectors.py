@@ -7,6 +7,7 @@ Files (JSON, next to this script):
   tokenizer_vectors.json  token ids (tokenizers' encode) and decoded text for given texts, with the tokenizer used
   wire_vectors.json       hex of serialized npc.v1 messages (Python protobuf, deterministic) and their JSON form
   budget_vectors.json     frame-budget slicing traces: which steps run in which frame
+  stream_vectors.json     NpcAgent.StepStream chunk sequences (wire hex) and the events a client raises from them
 The tokenizer is the built-in dialogue tokenizer (export/npc_export/builtin/weights/npc-dialogue/tokenizer.json)
 when it exists; otherwise a small byte-level BPE tokenizer with the same configuration, trained here once on a
 fixed corpus and kept as clients_test/vectors/tokenizer.json.
@@ -135,10 +136,18 @@ def wire_messages() -> list[tuple[str, object]]:
         replace=True)])
     play_response = agent_pb2.PlayResponse(seq=7, decisions=[decision], errors=[
         agent_pb2.NpcError(npc_id="ghost", code=5, message="unknown NPC 'ghost'")])
+    recall = agent_pb2.RecallMemoriesRequest(npc_id="guard-01", query="the stolen crown", limit=5)
+    recalled = agent_pb2.RecallMemoriesResponse(memories=[
+        agent_pb2.Memory(text="The player stole an apple.", importance=7.0, game_time_s=1234.5,
+                         kind=agent_pb2.MEMORY_KIND_OBSERVATION, score=0.875),
+        agent_pb2.Memory(text="Thieves come back to the market at night.", importance=5.5, game_time_s=1300.25,
+                         kind=agent_pb2.MEMORY_KIND_REFLECTION, score=0.5),
+    ])
     return [
         ("TickRequest", tick), ("TickResponse", tick_response), ("OpenSessionRequest", open_session),
         ("GenerateChunk", generate_chunk), ("HandshakeResponse", handshake), ("StepRequest", step),
         ("Decision", decision), ("PlayRequest", play), ("PlayResponse", play_response),
+        ("RecallMemoriesRequest", recall), ("RecallMemoriesResponse", recalled),
     ]
 
 
@@ -187,11 +196,118 @@ def budget_vectors() -> dict:
     }
 
 
+# The rule every client implements when it turns StepStream chunks into events (NpcDialogueStream in C#,
+# StepStreamAssembler in the C++ core); tests/clients/test_vectors.py states it again independently.
+STREAM_RULE = (
+    "The first chunk must be `action`: raise action. Each `dialogue` delta appends its text to a buffer; a delta "
+    "with sentence_end raises the buffer as one sentence (exactly the concatenated text, spaces kept) and clears "
+    "it; an empty buffer raises nothing. `done` raises what is left in the buffer as a last sentence, then done; "
+    "nothing is read after done. A chunk with none of the three set (a newer server's kind) is skipped. Any other "
+    "order (a delta or done before the action, a second action) or a stream that ends before done raises error "
+    "and stops; buffered text is then dropped."
+)
+
+_UNKNOWN_CHUNK = bytes.fromhex("4a00")  # field 9, length 0: a chunk kind this contract does not define yet
+
+
+def _action(**fields) -> agent_pb2.StepChunk:
+    return agent_pb2.StepChunk(action=agent_pb2.ActionChosen(**fields))
+
+
+def _delta(text: str, end: bool, latency_ms: float) -> agent_pb2.StepChunk:
+    return agent_pb2.StepChunk(dialogue=agent_pb2.DialogueDelta(text=text, sentence_end=end, latency_ms=latency_ms))
+
+
+def _done(**fields) -> agent_pb2.StepChunk:
+    return agent_pb2.StepChunk(done=agent_pb2.Decision(**fields))
+
+
+def stream_cases() -> list[tuple[str, list[bytes]]]:
+    guard = dict(npc_id="guard-01", state="alert", arguments={"target": "player"},
+                 allowed_actions=["warn", "chase", "idle"])
+    warn = _action(action="warn", source=agent_pb2.DECISION_SOURCE_LOCAL_MODEL, confidence=0.75, latency_ms=12.5,
+                   **guard)
+    line = "Drop it, thief! The café is closed 🛡️."
+    done_warn = _done(action="warn", dialogue=line, reason="local model: theft witnessed", confidence=0.75,
+                      source=agent_pb2.DECISION_SOURCE_LOCAL_MODEL, latency_ms=35.5, memories_written=2, **guard)
+    idle = _action(npc_id="villager-03", state="idle", action="idle", source=agent_pb2.DECISION_SOURCE_FSM,
+                   confidence=1.0, allowed_actions=["idle", "greet"], latency_ms=0.25)
+    cases = [
+        ("action, two sentences, done", [
+            warn, _delta("Drop it", False, 20.25), _delta(", thief!", True, 24.5), _delta(" The café", False, 30.0),
+            _delta(" is closed 🛡️.", True, 35.5), done_warn]),
+        ("action without a line", [
+            idle, _done(npc_id="villager-03", state="idle", action="idle", reason="fsm: reflex in state 'idle'",
+                        confidence=1.0, source=agent_pb2.DECISION_SOURCE_FSM, allowed_actions=["idle", "greet"],
+                        latency_ms=0.5)]),
+        ("unmarked end of line is raised at done", [
+            idle, _delta("Hmm", False, 3.0), _delta("...", False, 4.0),
+            _done(npc_id="villager-03", state="idle", action="idle", dialogue="Hmm...", confidence=1.0,
+                  source=agent_pb2.DECISION_SOURCE_FSM, allowed_actions=["idle", "greet"], latency_ms=4.5)]),
+        ("empty marks and an unknown chunk kind", [
+            warn, _delta("Halt!", False, 15.0), _delta("", True, 15.5), _UNKNOWN_CHUNK,
+            _delta(" Who goes there?", True, 21.0), _delta("", True, 21.5),
+            _done(action="warn", dialogue="Halt! Who goes there?", confidence=0.75,
+                  source=agent_pb2.DECISION_SOURCE_LOCAL_MODEL, latency_ms=22.0, **guard)]),
+        ("stream ends before done", [warn, _delta("Move", False, 14.0)]),
+        ("dialogue before the action", [_delta("Hi!", True, 1.0), warn]),
+        ("a second action", [warn, _delta("Stop", False, 14.0), warn]),
+    ]
+    return [(name, [c if isinstance(c, bytes) else c.SerializeToString(deterministic=True) for c in chunks])
+            for name, chunks in cases]
+
+
+def stream_events(chunks: list[bytes]) -> list[dict]:
+    """The events STREAM_RULE gives for a chunk sequence."""
+    events: list[dict] = []
+    buffer = ""
+    seen_action = False
+    for raw in chunks:
+        chunk = agent_pb2.StepChunk.FromString(raw)
+        kind = chunk.WhichOneof("chunk")
+        if kind is None:
+            continue
+        if kind == "action" and not seen_action:
+            seen_action = True
+            a = chunk.action
+            events.append({"event": "action", "npc_id": a.npc_id, "state": a.state, "action": a.action,
+                           "arguments": dict(a.arguments)})
+        elif kind == "dialogue" and seen_action:
+            buffer += chunk.dialogue.text
+            if chunk.dialogue.sentence_end and buffer:
+                events.append({"event": "sentence", "text": buffer})
+                buffer = ""
+        elif kind == "done" and seen_action:
+            if buffer:
+                events.append({"event": "sentence", "text": buffer})
+            d = chunk.done
+            events.append({"event": "done", "action": d.action, "dialogue": d.dialogue})
+            return events
+        else:
+            break
+    events.append({"event": "error"})
+    return events
+
+
+def stream_vectors() -> dict:
+    return {
+        "rule": STREAM_RULE,
+        "cases": [
+            {"name": name,
+             "chunks": [{"hex": raw.hex(), "json": json_format.MessageToDict(
+                 agent_pb2.StepChunk.FromString(raw), preserving_proto_field_name=True)} for raw in chunks],
+             "events": stream_events(chunks)}
+            for name, chunks in stream_cases()
+        ],
+    }
+
+
 def render() -> dict[str, str]:
     files = {
         "tokenizer_vectors.json": tokenizer_vectors(),
         "wire_vectors.json": wire_vectors(),
         "budget_vectors.json": budget_vectors(),
+        "stream_vectors.json": stream_vectors(),
     }
     return {name: json.dumps(data, indent=2, ensure_ascii=False) + "\n" for name, data in files.items()}
 

@@ -81,3 +81,66 @@ def test_budget_vectors_follow_the_rule(case):
     for frame in case["frames"]:
         if len(frame) > 1:
             assert sum(case["costs_ms"][s] for s in frame) <= case["budget_ms"] + 1e-9
+
+
+STREAM = load("stream_vectors.json")
+
+
+def _events(chunks: list[agent_pb2.StepChunk]) -> list[dict]:
+    """Independent statement of the StepStream event rule (vectors/README.md), not the generator's code."""
+    out: list[dict] = []
+    pending: list[str] = []
+    state = "want-action"
+    for chunk in chunks:
+        kind = chunk.WhichOneof("chunk")
+        if kind is None:
+            continue  # a chunk kind from a newer contract
+        if (state == "want-action") != (kind == "action"):
+            out.append({"event": "error"})
+            return out
+        if kind == "action":
+            state = "dialogue"
+            out.append({"event": "action", "npc_id": chunk.action.npc_id, "state": chunk.action.state,
+                        "action": chunk.action.action, "arguments": dict(chunk.action.arguments)})
+            continue
+        if kind == "dialogue":
+            pending.append(chunk.dialogue.text)
+        if (kind == "dialogue" and chunk.dialogue.sentence_end) or kind == "done":
+            if "".join(pending):
+                out.append({"event": "sentence", "text": "".join(pending)})
+            pending = []
+        if kind == "done":
+            out.append({"event": "done", "action": chunk.done.action, "dialogue": chunk.done.dialogue})
+            return out
+    out.append({"event": "error"})
+    return out
+
+
+@pytest.mark.parametrize("case", STREAM["cases"], ids=lambda c: c["name"])
+def test_stream_vectors_follow_the_rule(case):
+    chunks = []
+    for recorded in case["chunks"]:
+        chunk = agent_pb2.StepChunk.FromString(bytes.fromhex(recorded["hex"]))
+        assert chunk.SerializeToString(deterministic=True).hex() == recorded["hex"]
+        assert json_format.MessageToDict(chunk, preserving_proto_field_name=True) == recorded["json"]
+        chunks.append(chunk)
+    assert _events(chunks) == case["events"]
+
+
+@pytest.mark.parametrize("case", [c for c in STREAM["cases"] if c["events"][-1]["event"] == "done"],
+                         ids=lambda c: c["name"])
+def test_well_formed_stream_vectors_keep_the_contract(case):
+    """agent.proto: the action first and never retracted; the deltas concatenate to the final dialogue."""
+    events = case["events"]
+    assert events[0]["event"] == "action" and events[-1]["event"] == "done"
+    assert events[-1]["action"] == events[0]["action"]
+    sentences = [e["text"] for e in events if e["event"] == "sentence"]
+    assert "".join(sentences) == events[-1]["dialogue"]
+    assert all(e["event"] == "sentence" for e in events[1:-1])
+
+
+def test_stream_vectors_cover_every_chunk_kind_and_error():
+    kinds = {next(iter(c["json"]), "unknown") for case in STREAM["cases"] for c in case["chunks"]}
+    assert kinds == {"action", "dialogue", "done", "unknown"}
+    assert any(case["events"][-1] == {"event": "error"} for case in STREAM["cases"])
+    assert any(ord(ch) > 0xFFFF for case in STREAM["cases"] for e in case["events"] for ch in e.get("text", ""))

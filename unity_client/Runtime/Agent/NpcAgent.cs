@@ -1,9 +1,11 @@
 using System;
 using System.Collections.Generic;
 using System.Threading.Tasks;
+using Grpc.Core;
 using Npc.Proto.V1;
 using NpcRuntime.Unity.Brain;
 using NpcRuntime.Unity.Decoding;
+using NpcRuntime.Unity.Net;
 using NpcRuntime.Unity.Package;
 using Unity.InferenceEngine;
 using UnityEngine;
@@ -12,12 +14,13 @@ using UnityEngine.Events;
 namespace NpcRuntime.Unity.Agent
 {
     [Serializable] public sealed class NpcActionEvent : UnityEvent<string, string> { }   // (action, reason)
-    [Serializable] public sealed class NpcDialogueEvent : UnityEvent<string> { }         // a line, or a text delta
+    [Serializable] public sealed class NpcDialogueEvent : UnityEvent<string> { }         // a line, a sentence, or a text delta
 
     /// <summary>
     /// An NPC in the scene. Collects what it perceives (numeric values, tags, what the player says, game
     /// events) and, every <c>stepIntervalSeconds</c>, either
-    ///   - Server mode: sends it to the runtime's NpcAgent.Step and raises the decision's action and line, or
+    ///   - Server mode: sends it to the runtime's NpcAgent.StepStream (or Step, with streamDialogue off) and
+    ///     raises the action as soon as it is chosen, each sentence of the line as it is decoded, then the line, or
     ///   - Local mode: runs the on-device policy model for a reflex action (Sentis) and, when the player spoke,
     ///     the on-device dialogue model, frame-sliced, raising the line token by token.
     /// Events: UnityEvents for the Inspector and C# events for code.
@@ -49,13 +52,18 @@ namespace NpcRuntime.Unity.Agent
         [SerializeField] private float stepIntervalSeconds = 0.5f;
         [Tooltip("Wall time the server may take for a decision, ms (0 = server default).")]
         [SerializeField] private float stepDeadlineMs = 150f;
+        [Tooltip("Server mode: stream each decision (action first, then the line sentence by sentence). Turned off by itself when the server has no StepStream.")]
+        [SerializeField] private bool streamDialogue = true;
 
         [Header("Events")]
         public NpcActionEvent onAction = new NpcActionEvent();
         public NpcDialogueEvent onDialogue = new NpcDialogueEvent();
         public NpcDialogueEvent onDialogueDelta = new NpcDialogueEvent();
+        public NpcDialogueEvent onSentence = new NpcDialogueEvent();
 
         public event Action<Decision> DecisionReceived;
+        /// <summary>Server mode with streamDialogue: the action, before the line is decoded.</summary>
+        public event Action<ActionChosen> ActionReceived;
         public event Action<PolicyDecision> ReflexDecided;
         public event Action<Exception> Failed;
 
@@ -67,6 +75,7 @@ namespace NpcRuntime.Unity.Agent
         private bool stepInFlight;
         private SentisNpcBrain dialogueBrain;
         private SentisPolicyBrain policyBrain;
+        private NpcDialogueStream dialogueStream;
 
         public string NpcId { get { return npcId; } }
         public BrainMode Mode { get { return mode; } set { mode = value; } }
@@ -121,10 +130,24 @@ namespace NpcRuntime.Unity.Agent
                 request.Events.Add(pendingEvents);
                 pendingEvents.Clear();
                 pendingUtterance = "";
-                var decision = await connection.Agent.StepAsync(request);
+                Decision decision = null;
+                if (streamDialogue)
+                {
+                    try { decision = await StreamDialogue().Start(request); }
+                    catch (RpcException error) when (error.StatusCode == StatusCode.Unimplemented)
+                    {
+                        // An older server: no StepStream (raised before any chunk, so nothing was raised yet).
+                        Debug.LogWarning("NpcAgent " + npcId + ": the server has no StepStream; using Step");
+                        streamDialogue = false;
+                    }
+                }
+                if (decision == null)
+                {
+                    decision = await connection.Agent.StepAsync(request);
+                    onAction.Invoke(decision.Action, decision.Reason);
+                }
                 LastDecision = decision;
                 if (DecisionReceived != null) DecisionReceived(decision);
-                onAction.Invoke(decision.Action, decision.Reason);
                 if (decision.Dialogue.Length > 0) onDialogue.Invoke(decision.Dialogue);
             }
             catch (Exception error)
@@ -136,6 +159,20 @@ namespace NpcRuntime.Unity.Agent
             {
                 stepInFlight = false;
             }
+        }
+
+        private NpcDialogueStream StreamDialogue()
+        {
+            if (dialogueStream != null) return dialogueStream;
+            dialogueStream = new NpcDialogueStream(connection.Agent);
+            // Raised on the main thread (the stream is started from Update).
+            dialogueStream.OnAction += chosen =>
+            {
+                if (ActionReceived != null) ActionReceived(chosen);
+                onAction.Invoke(chosen.Action, "streamed: " + chosen.Source);
+            };
+            dialogueStream.OnSentence += sentence => onSentence.Invoke(sentence);
+            return dialogueStream;
         }
 
         private void CreateLocalBrains()
@@ -179,6 +216,7 @@ namespace NpcRuntime.Unity.Agent
 
         private void OnDestroy()
         {
+            if (dialogueStream != null) dialogueStream.Dispose();
             if (dialogueBrain != null) dialogueBrain.Dispose();
             if (policyBrain != null) policyBrain.Dispose();
         }

@@ -44,6 +44,9 @@ namespace NpcRuntime.Unity.Net
         public static readonly Method<StepRequest, Decision> Step = Unary(AgentService, "Step", StepRequest.Parser, Decision.Parser);
         public static readonly Method<PlayRequest, PlayResponse> Play = new Method<PlayRequest, PlayResponse>(
             MethodType.DuplexStreaming, AgentService, "Play", MarshallerFor(PlayRequest.Parser), MarshallerFor(PlayResponse.Parser));
+        public static readonly Method<StepRequest, StepChunk> StepStream = new Method<StepRequest, StepChunk>(
+            MethodType.ServerStreaming, AgentService, "StepStream", MarshallerFor(StepRequest.Parser), MarshallerFor(StepChunk.Parser));
+        public static readonly Method<RecallMemoriesRequest, RecallMemoriesResponse> RecallMemories = Unary(AgentService, "RecallMemories", RecallMemoriesRequest.Parser, RecallMemoriesResponse.Parser);
     }
 
     /// <summary>Connection settings shared by both clients.</summary>
@@ -53,7 +56,7 @@ namespace NpcRuntime.Unity.Net
         public string BearerToken = "";
         /// <summary>Deadline of unary calls (Tick, Step...).</summary>
         public TimeSpan UnaryDeadline = TimeSpan.FromSeconds(5);
-        /// <summary>Deadline of streams (Generate, Play); TimeSpan.Zero = none.</summary>
+        /// <summary>Deadline of streams (Generate, Play, StepStream); TimeSpan.Zero = none.</summary>
         public TimeSpan StreamDeadline = TimeSpan.Zero;
         /// <summary>Host override passed to the CallInvoker (null = the channel's).</summary>
         public string Host;
@@ -131,6 +134,28 @@ namespace NpcRuntime.Unity.Net
         {
             var deadline = request.DeadlineMs > 0 ? TimeSpan.FromMilliseconds(request.DeadlineMs) + TimeSpan.FromSeconds(1) : options.UnaryDeadline;
             return Call(NpcGrpc.Step, request, deadline, ct);
+        }
+
+        /// <summary>
+        /// One step whose answer streams: one StepChunk.action first, then dialogue deltas, then StepChunk.done
+        /// with the whole Decision. Read it with <see cref="NpcDialogueStream"/> (action / sentence / done
+        /// events); dispose the call (or cancel `ct`) to stop it. Deadline: NpcClientOptions.StreamDeadline.
+        /// </summary>
+        public AsyncServerStreamingCall<StepChunk> StepStream(StepRequest request, CancellationToken ct = default(CancellationToken))
+        {
+            return invoker.AsyncServerStreamingCall(NpcGrpc.StepStream, options.Host, options.CallOptionsFor(options.StreamDeadline, ct), request);
+        }
+
+        /// <summary>An NPC's memories, best first by the agent's retrieval score; an empty query = most recent first.</summary>
+        public Task<RecallMemoriesResponse> RecallMemoriesAsync(RecallMemoriesRequest request, CancellationToken ct = default(CancellationToken))
+        {
+            return Call(NpcGrpc.RecallMemories, request, options.UnaryDeadline, ct);
+        }
+
+        /// <summary>`limit` 0 = the server's default (20); at most 1000.</summary>
+        public Task<RecallMemoriesResponse> RecallMemoriesAsync(string npcId, string query = "", uint limit = 0, CancellationToken ct = default(CancellationToken))
+        {
+            return RecallMemoriesAsync(new RecallMemoriesRequest { NpcId = npcId, Query = query ?? "", Limit = limit }, ct);
         }
 
         /// <summary>Bidirectional stream: write PlayRequests, read one PlayResponse per request, in order.</summary>

@@ -38,10 +38,23 @@ namespace NpcRuntime.Unity.Tests
             return new AsyncUnaryCall<TResponse>(task, Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
         }
 
+        /// <summary>Server streaming: Handler returns one response or an array of them; its exception surfaces
+        /// from the first MoveNext, as a server's status does.</summary>
         public override AsyncServerStreamingCall<TResponse> AsyncServerStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string host, CallOptions options, TRequest request)
         {
-            var items = new[] { Invoke(method, options, request) };
-            return new AsyncServerStreamingCall<TResponse>(new ListReader<TResponse>(items), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
+            Calls.Add(method.FullName);
+            LastOptions = options;
+            var items = new List<TResponse>();
+            Exception error = null;
+            try
+            {
+                var wireRequest = method.RequestMarshaller.Deserializer(method.RequestMarshaller.Serializer(request));
+                var result = Handler(method.FullName, wireRequest);
+                foreach (var item in result as object[] ?? new[] { result })
+                    items.Add(method.ResponseMarshaller.Deserializer(method.ResponseMarshaller.Serializer((TResponse)item)));
+            }
+            catch (Exception e) { error = e; }
+            return new AsyncServerStreamingCall<TResponse>(new ListReader<TResponse>(items, error), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
         }
 
         public override AsyncClientStreamingCall<TRequest, TResponse> AsyncClientStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string host, CallOptions options)
@@ -118,9 +131,16 @@ namespace NpcRuntime.Unity.Tests
         private sealed class ListReader<T> : IAsyncStreamReader<T>
         {
             private readonly IEnumerator<T> items;
-            public ListReader(IEnumerable<T> items) { this.items = items.GetEnumerator(); }
+            private readonly Exception error;
+            public ListReader(IEnumerable<T> items, Exception error) { this.items = items.GetEnumerator(); this.error = error; }
             public T Current { get { return items.Current; } }
-            public Task<bool> MoveNext(CancellationToken cancellationToken) { return Task.FromResult(items.MoveNext()); }
+            public Task<bool> MoveNext(CancellationToken cancellationToken)
+            {
+                if (error == null) return Task.FromResult(items.MoveNext());
+                var failed = new TaskCompletionSource<bool>();
+                failed.SetException(error);
+                return failed.Task;
+            }
         }
     }
 

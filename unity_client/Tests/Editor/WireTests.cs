@@ -21,6 +21,8 @@ namespace NpcRuntime.Unity.Tests
             { "Decision", b => Decision.Parser.ParseFrom(b) },
             { "PlayRequest", b => PlayRequest.Parser.ParseFrom(b) },
             { "PlayResponse", b => PlayResponse.Parser.ParseFrom(b) },
+            { "RecallMemoriesRequest", b => RecallMemoriesRequest.Parser.ParseFrom(b) },
+            { "RecallMemoriesResponse", b => RecallMemoriesResponse.Parser.ParseFrom(b) },
         };
 
         private static byte[] Vector(string type)
@@ -90,6 +92,20 @@ namespace NpcRuntime.Unity.Tests
             var play = PlayRequest.Parser.ParseFrom(Vector("PlayRequest"));
             Assert.AreEqual(RegisterNpcRequest.FsmOneofCase.FsmName, play.Register[0].FsmCase);
             Assert.AreEqual("merchant", play.Register[0].FsmName);
+        }
+
+        [Test]
+        public void RecallMemoriesMessagesMatchPython()
+        {
+            var request = new RecallMemoriesRequest { NpcId = "guard-01", Query = "the stolen crown", Limit = 5 };
+            Assert.AreEqual(TestVectors.ToHex(Vector("RecallMemoriesRequest")), TestVectors.ToHex(request.ToByteArray()));
+            var response = RecallMemoriesResponse.Parser.ParseFrom(Vector("RecallMemoriesResponse"));
+            Assert.AreEqual(2, response.Memories.Count);
+            Assert.AreEqual(MemoryKind.Observation, response.Memories[0].Kind);
+            Assert.AreEqual(MemoryKind.Reflection, response.Memories[1].Kind);
+            Assert.AreEqual(1300.25, response.Memories[1].GameTimeS);
+            Assert.AreEqual(0.875f, response.Memories[0].Score);
+            Assert.AreEqual(7.0f, response.Memories[0].Importance);
         }
 
         [Test]
