@@ -1,5 +1,5 @@
 // Unit tests of the engine-agnostic core: slicer traces, session bookkeeping, JSON reader, manifest
-// parsing and the fixed-capacity KV state. Prints "N passed, M failed" last.
+// parsing, the fixed-capacity KV state, the StepStream event rule and its cancel token. Prints "N passed, M failed" last.
 #include <string>
 #include <vector>
 
@@ -8,6 +8,7 @@
 #include "npc/mini_json.h"
 #include "npc/model_manifest.h"
 #include "npc/session_book.h"
+#include "npc/step_stream.h"
 #include "test_harness.h"
 
 using namespace npc;
@@ -403,6 +404,83 @@ TEST_CASE("fixed kv: a package without the variant is refused with a hint") {
   FixedKvCache kv;
   CHECK(!kv.Init(m, &error));
   CHECK(error.find("portable") != std::string::npos);
+}
+
+// ---- StepStream -----------------------------------------------------------------------------------------
+
+namespace {
+struct Recorder {
+  std::vector<std::string> events;
+  StepStreamCallbacks Callbacks() {
+    StepStreamCallbacks c;
+    c.on_action = [this](const ActionChosenInfo& a) { events.push_back("action " + a.action); };
+    c.on_sentence = [this](const std::string& s) { events.push_back("sentence [" + s + "]"); };
+    c.on_done = [this](const DecisionInfo& d) { events.push_back("done " + d.dialogue); };
+    return c;
+  }
+};
+
+DialogueDeltaInfo Delta(const std::string& text, bool end) {
+  DialogueDeltaInfo d;
+  d.text = text;
+  d.sentence_end = end;
+  return d;
+}
+}  // namespace
+
+TEST_CASE("step stream: deltas accumulate into sentences, the rest is raised at done") {
+  Recorder r;
+  StepStreamAssembler a(r.Callbacks());
+  ActionChosenInfo action;
+  action.action = "warn";
+  CHECK(a.Action(action).ok());
+  CHECK(a.Dialogue(Delta("Halt", false)).ok());
+  CHECK_EQ(a.pending(), std::string("Halt"));
+  CHECK(a.Dialogue(Delta("!", true)).ok());
+  CHECK(a.Dialogue(Delta("", true)).ok());  // nothing buffered: no empty sentence
+  CHECK(a.Dialogue(Delta(" Go", false)).ok());
+  CHECK(!a.End().ok());
+  DecisionInfo done;
+  done.dialogue = "Halt! Go";
+  CHECK(a.Done(done).ok());
+  CHECK(a.done());
+  CHECK(a.End().ok());
+  const std::vector<std::string> want = {"action warn", "sentence [Halt!]", "sentence [ Go]", "done Halt! Go"};
+  CHECK(r.events == want);
+}
+
+TEST_CASE("step stream: out-of-order chunks are INTERNAL errors naming the chunk") {
+  Recorder r;
+  StepStreamAssembler a(r.Callbacks());
+  Status s = a.Dialogue(Delta("Hi", true));
+  CHECK(s.code == StatusCode::kInternal);
+  CHECK(s.message.find("dialogue chunk before the action") != std::string::npos);
+  CHECK(a.Done(DecisionInfo()).code == StatusCode::kInternal);
+  CHECK(a.End().message.find("before the action") != std::string::npos);
+  CHECK(a.Action(ActionChosenInfo()).ok());
+  s = a.Action(ActionChosenInfo());
+  CHECK(s.message.find("second action") != std::string::npos);
+  CHECK(a.Done(DecisionInfo()).ok());
+  CHECK(a.Dialogue(Delta("late", true)).message.find("after done") != std::string::npos);
+  CHECK_EQ(r.events.size(), 2u);  // the action and done only
+}
+
+TEST_CASE("cancel token: cancels the attached call once, late attachments at once, nothing after detach") {
+  CancelToken token;
+  int calls = 0;
+  token.Attach([&calls] { ++calls; });
+  CHECK(!token.cancelled());
+  token.Cancel();
+  token.Cancel();
+  CHECK(token.cancelled());
+  CHECK_EQ(calls, 2);  // TryCancel is idempotent; the token does not need to count
+  token.Detach();
+  token.Cancel();
+  CHECK_EQ(calls, 2);
+  int late = 0;
+  token.Attach([&late] { ++late; });  // a call that starts after Cancel is cancelled at once
+  CHECK_EQ(late, 1);
+  token.Detach();
 }
 
 int main(int argc, char** argv) { return npc_test::RunAll(argc > 1 ? argv[1] : ""); }

@@ -4,7 +4,9 @@
 //    StepRequest, RegisterNpcRequest) are rebuilt from their JSON through the client's own conversion
 //    code and must serialize to the same bytes; the messages it reads (TickResponse, GenerateChunk,
 //    HandshakeResponse, Decision) decode to the JSON's values;
-//  * budget_vectors.json: the frame rule (PlanFrames) and the slicer give the recorded frames.
+//  * budget_vectors.json: the frame rule (PlanFrames) and the slicer give the recorded frames;
+//  * stream_vectors.json: StepStream chunks, fed through the client's own conversion and StepStreamAssembler,
+//    give the recorded action / sentence / done / error events.
 // Usage: npc_vector_tests VECTORS_DIR [filter]. Prints "N passed, M failed" last.
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/dynamic_message.h>
@@ -20,6 +22,7 @@
 #include "npc/bpe_tokenizer.h"
 #include "npc/frame_budget_slicer.h"
 #include "npc/mini_json.h"
+#include "npc/step_stream.h"
 #include "proto_convert.h"
 #include "test_harness.h"
 
@@ -296,6 +299,113 @@ TEST_CASE("wire: GenerateChunk, HandshakeResponse and Decision decode to the rec
   CHECK_NEAR(d.confidence, dj["confidence"].as_double(), 1e-6);
   CHECK(d.source == DecisionSource::kCloud);
   CHECK(d.escalated);
+}
+
+TEST_CASE("wire: RecallMemories request built by the client matches, the response decodes") {
+  const json::Value* m = FindMessage("RecallMemoriesRequest");
+  if (!m) return;
+  RecallOptions o;
+  o.npc_id = (*m)["json"]["npc_id"].as_string();
+  o.query = (*m)["json"]["query"].as_string();
+  o.limit = static_cast<uint32_t>((*m)["json"]["limit"].as_uint());
+  v1::RecallMemoriesRequest built;
+  convert::ToProto(o, &built);
+  CheckBuiltEquals("RecallMemoriesRequest", built);
+
+  v1::RecallMemoriesResponse response;
+  CHECK(Decode("RecallMemoriesResponse", &response));
+  const json::Value& j = (*FindMessage("RecallMemoriesResponse"))["json"]["memories"];
+  CHECK_EQ(static_cast<size_t>(response.memories_size()), j.size());
+  for (int i = 0; i < response.memories_size() && static_cast<size_t>(i) < j.size(); ++i) {
+    MemoryInfo got;
+    convert::FromProto(response.memories(i), &got);
+    const json::Value& want = j[static_cast<size_t>(i)];
+    CHECK_EQ(got.text, want["text"].as_string());
+    CHECK_NEAR(got.importance, want["importance"].as_double(), 1e-6);
+    CHECK_NEAR(got.game_time_s, want["game_time_s"].as_double(), 1e-9);
+    CHECK_NEAR(got.score, want["score"].as_double(), 1e-6);
+    const std::string kind = want["kind"].as_string();
+    CHECK((kind == "MEMORY_KIND_OBSERVATION" && got.kind == MemoryKind::kObservation) ||
+          (kind == "MEMORY_KIND_REFLECTION" && got.kind == MemoryKind::kReflection));
+  }
+}
+
+// ---- StepStream events ----------------------------------------------------------------------------------------
+
+namespace {
+
+// One line per event, the same shape for the vector's JSON and for what the assembler raised.
+std::string DescribeAction(const std::string& npc_id, const std::string& state, const std::string& action,
+                           const std::map<std::string, std::string>& arguments) {
+  std::string args;
+  for (const auto& kv : arguments) args += (args.empty() ? "" : ",") + kv.first + "=" + kv.second;
+  return "action " + npc_id + " " + state + " " + action + " {" + args + "}";
+}
+
+std::string DescribeEvent(const json::Value& e) {
+  const std::string kind = e["event"].as_string();
+  if (kind == "action") {
+    std::map<std::string, std::string> arguments;
+    for (const auto& kv : e["arguments"].members()) arguments[kv.first] = kv.second.as_string();
+    return DescribeAction(e["npc_id"].as_string(), e["state"].as_string(), e["action"].as_string(), arguments);
+  }
+  if (kind == "sentence") return "sentence [" + e["text"].as_string() + "]";
+  if (kind == "done") return "done " + e["action"].as_string() + " [" + e["dialogue"].as_string() + "]";
+  return kind;
+}
+
+}  // namespace
+
+TEST_CASE("stream: every recorded chunk sequence gives the recorded events") {
+  const json::Value& cases = Load("stream_vectors.json")["cases"];
+  CHECK(cases.size() >= 6u);
+  for (const json::Value& c : cases.items()) {
+    std::vector<std::string> got;
+    StepStreamCallbacks callbacks;
+    callbacks.on_action = [&](const ActionChosenInfo& a) { got.push_back(DescribeAction(a.npc_id, a.state, a.action, a.arguments)); };
+    callbacks.on_sentence = [&](const std::string& s) { got.push_back("sentence [" + s + "]"); };
+    callbacks.on_done = [&](const DecisionInfo& d) { got.push_back("done " + d.action + " [" + d.dialogue + "]"); };
+    StepStreamAssembler assembler(callbacks);
+    Status status;
+    for (const json::Value& recorded : c["chunks"].items()) {
+      v1::StepChunk chunk;
+      const std::string hex = recorded["hex"].as_string();
+      if (!chunk.ParseFromString(FromHex(hex)) || ToHex(Deterministic(chunk)) != hex) {
+        ::npc_test::Fail(__FILE__, __LINE__, c["name"].as_string() + ": chunk does not round-trip: " + hex);
+      }
+      status = convert::Feed(chunk, &assembler);
+      if (!status.ok() || assembler.done()) break;
+    }
+    if (status.ok()) status = assembler.End();
+    if (!status.ok()) {
+      CHECK(status.code == StatusCode::kInternal);
+      got.push_back("error");
+    }
+    std::vector<std::string> want;
+    for (const json::Value& e : c["events"].items()) want.push_back(DescribeEvent(e));
+    if (got != want) {
+      std::string detail = c["name"].as_string() + ":";
+      for (const std::string& g : got) detail += "\n      got  " + g;
+      for (const std::string& w : want) detail += "\n      want " + w;
+      ::npc_test::Fail(__FILE__, __LINE__, detail);
+    }
+  }
+}
+
+TEST_CASE("stream: the action chunk converts every field") {
+  const json::Value& first = Load("stream_vectors.json")["cases"][size_t{0}]["chunks"][size_t{0}];
+  v1::StepChunk chunk;
+  CHECK(chunk.ParseFromString(FromHex(first["hex"].as_string())));
+  CHECK(chunk.has_action());
+  ActionChosenInfo a;
+  convert::FromProto(chunk.action(), &a);
+  const json::Value& j = first["json"]["action"];
+  CHECK_EQ(a.action, j["action"].as_string());
+  CHECK(a.allowed_actions == Strings(j["allowed_actions"]));
+  CHECK_NEAR(a.confidence, j["confidence"].as_double(), 1e-6);
+  CHECK_NEAR(a.latency_ms, j["latency_ms"].as_double(), 1e-6);
+  CHECK(a.source == DecisionSource::kLocalModel);
+  CHECK(!a.escalated);
 }
 
 // ---- tokenizer ----------------------------------------------------------------------------------------------

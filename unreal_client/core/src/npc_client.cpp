@@ -1,5 +1,6 @@
 #include "npc/npc_client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <grpcpp/grpcpp.h>
 
@@ -180,6 +181,61 @@ void FromProto(const v1::Decision& in, DecisionInfo* out) {
   out->rejected_action = in.rejected_action();
 }
 
+void ToProto(const RecallOptions& in, v1::RecallMemoriesRequest* out) {
+  out->set_npc_id(in.npc_id);
+  out->set_query(in.query);
+  out->set_limit(in.limit);
+}
+
+void FromProto(const v1::ActionChosen& in, ActionChosenInfo* out) {
+  out->npc_id = in.npc_id();
+  out->state = in.state();
+  out->action = in.action();
+  out->arguments.clear();
+  for (const auto& kv : in.arguments()) out->arguments[kv.first] = kv.second;
+  out->escalated = in.escalated();
+  out->source = static_cast<DecisionSource>(in.source());
+  out->confidence = in.confidence();
+  out->allowed_actions.assign(in.allowed_actions().begin(), in.allowed_actions().end());
+  out->latency_ms = in.latency_ms();
+}
+
+void FromProto(const v1::DialogueDelta& in, DialogueDeltaInfo* out) {
+  out->text = in.text();
+  out->sentence_end = in.sentence_end();
+  out->latency_ms = in.latency_ms();
+}
+
+void FromProto(const v1::Memory& in, MemoryInfo* out) {
+  out->text = in.text();
+  out->importance = in.importance();
+  out->game_time_s = in.game_time_s();
+  out->kind = static_cast<MemoryKind>(in.kind());
+  out->score = in.score();
+}
+
+Status Feed(const v1::StepChunk& chunk, StepStreamAssembler* assembler) {
+  switch (chunk.chunk_case()) {
+    case v1::StepChunk::kAction: {
+      ActionChosenInfo action;
+      FromProto(chunk.action(), &action);
+      return assembler->Action(action);
+    }
+    case v1::StepChunk::kDialogue: {
+      DialogueDeltaInfo delta;
+      FromProto(chunk.dialogue(), &delta);
+      return assembler->Dialogue(delta);
+    }
+    case v1::StepChunk::kDone: {
+      DecisionInfo decision;
+      FromProto(chunk.done(), &decision);
+      return assembler->Done(decision);
+    }
+    default:
+      return Status::Ok();  // a chunk kind from a newer contract: nothing to raise
+  }
+}
+
 }  // namespace convert
 
 // ---- client ------------------------------------------------------------------------------------------
@@ -351,6 +407,66 @@ Status NpcRuntimeClient::Step(const StepOptions& options, DecisionInfo* out) {
   v1::Decision response;
   const Status status = FromGrpc(impl_->agent->Step(&context, request, &response));
   if (status.ok()) convert::FromProto(response, out);
+  return status;
+}
+
+Status NpcRuntimeClient::StepStream(const StepOptions& options, const StepStreamCallbacks& callbacks,
+                                    CancelToken* cancel) {
+  grpc::ClientContext context;
+  impl_->Prepare(&context, std::max(impl_->options.stream_deadline_ms, static_cast<double>(options.deadline_ms) + 1000.0));
+  v1::StepRequest request;
+  convert::ToProto(options, &request);
+  // Detached before `context` goes away (declared after it, destroyed first).
+  struct Attachment {
+    CancelToken* token;
+    ~Attachment() {
+      if (token) token->Detach();
+    }
+  } attachment{cancel};
+  if (cancel) cancel->Attach([&context] { context.TryCancel(); });
+  const auto cancelled = [cancel] { return cancel && cancel->cancelled(); };
+
+  std::unique_ptr<grpc::ClientReader<v1::StepChunk>> reader(impl_->agent->StepStream(&context, request));
+  StepStreamAssembler assembler(callbacks);
+  v1::StepChunk chunk;
+  Status protocol;
+  while (!cancelled() && reader->Read(&chunk)) {
+    if (cancelled()) break;
+    protocol = convert::Feed(chunk, &assembler);
+    if (!protocol.ok() || assembler.done()) break;
+  }
+  if (cancelled()) {
+    context.TryCancel();
+    reader->Finish();
+    return Status{StatusCode::kCancelled, "StepStream stopped by the caller"};
+  }
+  if (!protocol.ok()) {
+    context.TryCancel();  // stop the server decoding a line nobody reads
+    reader->Finish();
+    return protocol;
+  }
+  if (assembler.done()) {
+    // Nothing is read after done; the server closes the stream right after it (drain to its status).
+    if (reader->Read(&chunk)) context.TryCancel();
+    reader->Finish();
+    return Status::Ok();
+  }
+  const Status status = FromGrpc(reader->Finish());
+  return status.ok() ? assembler.End() : status;
+}
+
+Status NpcRuntimeClient::RecallMemories(const RecallOptions& options, std::vector<MemoryInfo>* out) {
+  if (!out) return MissingOutput("RecallMemories");
+  grpc::ClientContext context;
+  impl_->Prepare(&context, impl_->options.deadline_ms);
+  v1::RecallMemoriesRequest request;
+  convert::ToProto(options, &request);
+  v1::RecallMemoriesResponse response;
+  const Status status = FromGrpc(impl_->agent->RecallMemories(&context, request, &response));
+  if (status.ok()) {
+    out->assign(static_cast<size_t>(response.memories_size()), MemoryInfo());
+    for (int i = 0; i < response.memories_size(); ++i) convert::FromProto(response.memories(i), &(*out)[static_cast<size_t>(i)]);
+  }
   return status;
 }
 

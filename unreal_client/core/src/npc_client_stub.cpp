@@ -34,5 +34,7 @@ Status NpcRuntimeClient::CloseSession(const std::string&, uint32_t*) { return No
 Status NpcRuntimeClient::RegisterNpc(const RegisterNpcOptions&, RegisteredNpc*) { return NoGrpc(); }
 Status NpcRuntimeClient::UnregisterNpc(const std::string&, bool) { return NoGrpc(); }
 Status NpcRuntimeClient::Step(const StepOptions&, DecisionInfo*) { return NoGrpc(); }
+Status NpcRuntimeClient::StepStream(const StepOptions&, const StepStreamCallbacks&, CancelToken*) { return NoGrpc(); }
+Status NpcRuntimeClient::RecallMemories(const RecallOptions&, std::vector<MemoryInfo>*) { return NoGrpc(); }
 
 }  // namespace npc

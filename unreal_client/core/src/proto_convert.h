@@ -3,6 +3,7 @@
 #pragma once
 
 #include "npc/npc_types.h"
+#include "npc/step_stream.h"
 #include "npc_proto/v1/agent.pb.h"
 #include "npc_proto/v1/runtime.pb.h"
 
@@ -17,6 +18,7 @@ void ToProto(const std::vector<TickEntryOptions>& in, ::npc::v1::TickRequest* ou
 void ToProto(const GenerateOptions& in, ::npc::v1::GenerateRequest* out);
 void ToProto(const RegisterNpcOptions& in, ::npc::v1::RegisterNpcRequest* out);
 void ToProto(const StepOptions& in, ::npc::v1::StepRequest* out);
+void ToProto(const RecallOptions& in, ::npc::v1::RecallMemoriesRequest* out);
 
 void FromProto(const ::npc::v1::HandshakeResponse& in, HandshakeInfo* out);
 void FromProto(const ::npc::v1::ModelInfo& in, ModelInfo* out);
@@ -26,6 +28,12 @@ void FromProto(const ::npc::v1::TickResponse& in, TickOutcome* out);
 void FromProto(const ::npc::v1::GenerateChunk& in, GenerateChunkInfo* out);
 void FromProto(const ::npc::v1::RegisterNpcResponse& in, RegisteredNpc* out);
 void FromProto(const ::npc::v1::Decision& in, DecisionInfo* out);
+void FromProto(const ::npc::v1::ActionChosen& in, ActionChosenInfo* out);
+void FromProto(const ::npc::v1::DialogueDelta& in, DialogueDeltaInfo* out);
+void FromProto(const ::npc::v1::Memory& in, MemoryInfo* out);
+
+// Hands one StepStream chunk to the assembler (a chunk of a kind this contract does not define is skipped).
+Status Feed(const ::npc::v1::StepChunk& chunk, StepStreamAssembler* assembler);
 
 }  // namespace convert
 }  // namespace npc

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "npc/npc_types.h"
+#include "npc/step_stream.h"
 
 namespace npc {
 
@@ -22,7 +23,7 @@ struct ClientOptions {
   std::string bearer_token;
   // Deadline of unary calls, milliseconds.
   double deadline_ms = 5000.0;
-  // Deadline of a whole Generate stream, milliseconds.
+  // Deadline of a whole Generate or StepStream stream, milliseconds.
   double stream_deadline_ms = 60000.0;
   // Name reported in Handshake.
   std::string client_name = "unreal npc-client/0.1";
@@ -52,6 +53,14 @@ class NpcRuntimeClient {
   Status RegisterNpc(const RegisterNpcOptions& options, RegisteredNpc* out);
   Status UnregisterNpc(const std::string& npc_id, bool forget);
   Status Step(const StepOptions& options, DecisionInfo* out);
+  // One step whose answer streams (NpcAgent.StepStream): callbacks.on_action as soon as the action is chosen,
+  // on_sentence per sentence of the line as it is decoded, on_done with the whole decision; all on the
+  // calling thread, in order (run it on a worker). Returns OK after on_done; the server's status when the
+  // call fails (NOT_FOUND for an unknown NPC, before any callback); INTERNAL on a protocol error;
+  // CANCELLED when `cancel` (optional) was cancelled, which also stops the decoding on the server.
+  Status StepStream(const StepOptions& options, const StepStreamCallbacks& callbacks, CancelToken* cancel = nullptr);
+  // An NPC's memories, best first by the agent's own retrieval score (empty query: most recent first).
+  Status RecallMemories(const RecallOptions& options, std::vector<MemoryInfo>* out);
 
  private:
   struct Impl;

@@ -169,4 +169,40 @@ struct DecisionInfo {
   uint32_t memories_written = 0;
 };
 
+// --- NpcAgent.StepStream: the action first, then dialogue deltas, then the whole DecisionInfo ---------------
+// The decision's action, before any dialogue (npc.v1.ActionChosen); equal to the final decision's action.
+struct ActionChosenInfo {
+  std::string npc_id, state, action;
+  std::map<std::string, std::string> arguments;
+  bool escalated = false;
+  DecisionSource source = DecisionSource::kUnspecified;
+  float confidence = 0.0f;
+  std::vector<std::string> allowed_actions;
+  float latency_ms = 0.0f;  // server-side, request to this chunk
+};
+
+// A piece of the line (npc.v1.DialogueDelta): UTF-8, never a partial character.
+struct DialogueDeltaInfo {
+  std::string text;
+  bool sentence_end = false;
+  float latency_ms = 0.0f;
+};
+
+// --- NpcAgent.RecallMemories ------------------------------------------------------------------------------
+enum class MemoryKind : int { kUnspecified = 0, kObservation = 1, kDialogue = 2, kReflection = 3, kEscalation = 4 };
+
+struct RecallOptions {
+  std::string npc_id;
+  std::string query;   // empty = most recent first
+  uint32_t limit = 0;  // 0 = server default (20); at most 1000
+};
+
+struct MemoryInfo {
+  std::string text;
+  float importance = 0.0f;  // 1-10
+  double game_time_s = 0.0;
+  MemoryKind kind = MemoryKind::kUnspecified;
+  float score = 0.0f;  // retrieval score it was ranked by (0 for an empty query)
+};
+
 }  // namespace npc
