@@ -169,23 +169,23 @@ def test_provider_selection(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "k")
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     assert make_provider("openai").name == "openai"
-    from npc_runtime.agent.config import AgentConfig
-    assert AgentConfig.from_mapping({}, env={"NPCRT_ESCALATION_PROVIDER": "anthropic"}).escalation.provider == "anthropic"
-    with pytest.raises(InvalidArgument, match="unknown setting"):
-        AgentConfig.from_mapping({"escalation": {"thresold": 1}}, env={})
+    from npc_runtime.settings import load_settings
+    assert load_settings(env={"NPCRT_ESCALATION_PROVIDER": "anthropic"}).agent.escalation.provider == "anthropic"
+    with pytest.raises(InvalidArgument, match="unknown key"):
+        load_settings(env={}, flags={"escalation.thresold": 1})
 
 
 @pytest.mark.parametrize("prices", [{"gpt-4o-mini": [0.15]}, {"gpt-4o-mini": "cheap"}, ["not", "a", "map"]])
 def test_malformed_price_table_is_a_clear_error(prices):
-    from npc_runtime.agent.config import AgentConfig
     from npc_runtime.errors import InvalidArgument
+    from npc_runtime.settings import load_settings
 
-    with pytest.raises(InvalidArgument, match="agent.escalation.prices"):
-        AgentConfig.from_mapping({"escalation": {"prices": prices}}, env={})
+    with pytest.raises(InvalidArgument, match=r"\[escalation\] prices"):
+        load_settings(env={}, flags={"escalation.prices": prices})
 
 
 def test_price_table_in_usd_per_million_tokens():
-    from npc_runtime.agent.config import AgentConfig
+    from npc_runtime.settings import load_settings
 
-    config = AgentConfig.from_mapping({"escalation": {"prices": {"m": [0.15, "0.6"]}}}, env={})
+    config = load_settings(env={}, flags={"escalation.prices": {"m": [0.15, "0.6"]}}).agent
     assert config.escalation.prices == {"m": (0.15, 0.6)}

@@ -46,6 +46,8 @@ class FsmDefinition:
     states: Mapping[str, StateSpec]
     reflexes: tuple[Reflex, ...] = ()
     source: str = "<fsm>"
+    # the YAML it was parsed from (kept so a registered NPC can be persisted and rebuilt after a restart)
+    text: str = field(default="", repr=False, compare=False)
 
     def allowed(self, state: str) -> tuple[str, ...]:
         return self.states[state].allowed

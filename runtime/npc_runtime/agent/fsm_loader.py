@@ -184,7 +184,8 @@ def parse_fsm(text: str, *, source_name: str = "<fsm>") -> FsmDefinition:
             raise src.fail(_line(r, "arguments"), "reflex: 'arguments' must be a mapping")
         reflexes.append(Reflex(states=frozenset(in_states), guard=guard, action=action,
                                arguments={str(k): str(v) for k, v in args.items()}, line=rline))
-    return FsmDefinition(name=name, initial=initial, states=states, reflexes=tuple(reflexes), source=source_name)
+    return FsmDefinition(name=name, initial=initial, states=states, reflexes=tuple(reflexes), source=source_name,
+                         text=text)
 
 
 def load_fsm_file(path: str | Path) -> FsmDefinition:

@@ -1,10 +1,15 @@
-"""`npcrt serve`: the gRPC server (+ OpenAI-compatible HTTP API, /metrics) over one or more model packages.
+"""`npcrt serve`: the whole product: NpcRuntime (decoding) and NpcAgent (NPC brains with escalation, persistent
+memory) over gRPC, the OpenAI-compatible HTTP API and /metrics, built by `npc_runtime.assembly.build_system`
+from one configuration (npc_runtime.settings: defaults <- --config FILE <- environment <- flags).
 
-    npcrt serve --model models/npc-dialogue [--model DIR ...] [--port 50051] [--http-port 8000]
-                [--config server.toml] [--token T] [--tls-cert F --tls-key F]
+    npcrt serve                                  # the built-in models, 127.0.0.1, data in ./npcrt-data
+    npcrt serve --model pkgs/my-npc --config npcrt.toml --data-dir /var/lib/npcrt
+    npcrt serve --host 0.0.0.0 --token SECRET     # other machines: a token (or TLS) is required
+    npcrt serve --print-config                   # the effective configuration, secrets masked; starts nothing
 
-Flags override the config file. Bad input (a missing package, a bad config) prints one line and exits 2.
-When it is listening it prints one line on stdout:
+Bad input (a missing package, a bad config, an exposed address without auth) prints one line and exits 2.
+At start it prints what it uses on stderr (data dir, restored NPCs, escalation provider) and, when it is
+listening, one line on stdout:
     npcrt serve: listening grpc=HOST:PORT http=HOST:PORT models=a,b
 """
 
@@ -16,29 +21,52 @@ import logging
 import os
 import socket
 import sys
-from pathlib import Path
 
 from npc_runtime.errors import NpcRuntimeError
 
 EXIT_BAD_INPUT = 2
 log = logging.getLogger("npc_runtime.serving")
 
+# flag dest -> "section.key@--flag" of the one configuration
+FLAG_KEYS = {
+    "model": "server.models@--model", "host": "server.host@--host", "port": "server.port@--port",
+    "http_port": "server.http_port@--http-port", "token": "server.token@--token",
+    "tls_cert": "server.tls_cert@--tls-cert", "tls_key": "server.tls_key@--tls-key",
+    "grace_s": "server.grace_s@--grace", "log_format": "server.log_format@--log-format",
+    "log_level": "server.log_level@--log-level", "data_dir": "server.data_dir@--data-dir",
+    "insecure": "server.insecure@--insecure", "agent_service": "server.agent_service@--no-agent",
+    "max_sessions": "engine.max_sessions@--max-sessions", "policy_model": "agent.policy_model@--policy",
+    "escalation_provider": "escalation.provider@--escalation-provider",
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", metavar="DIR", default=None,
-                        help="model package directory (repeatable; the first is the default model)")
-    parser.add_argument("--config", metavar="FILE", help="TOML/YAML/JSON config file ([server], [engine] tables)")
-    parser.add_argument("--host", help="listen address (default 0.0.0.0)")
+                        help="model package directory (repeatable; the first is the default model; "
+                             "default: the built-in npc-dialogue package)")
+    parser.add_argument("--config", metavar="FILE", help="TOML or YAML config file (see examples/npcrt.toml)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where memories and registered NPCs are kept "
+                                                          "(default ./npcrt-data; env NPCRT_DATA_DIR)")
+    parser.add_argument("--host", help="listen address (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 = any free port)")
     parser.add_argument("--http-port", type=int, help="HTTP port (default 8000; 0 = any free port, -1 = off)")
     parser.add_argument("--token", help="require 'authorization: Bearer TOKEN' (or set NPCRT_TOKEN)")
     parser.add_argument("--tls-cert", metavar="FILE", help="TLS certificate chain (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="TLS private key (PEM)")
+    parser.add_argument("--insecure", action="store_true", default=None,
+                        help="allow a non-loopback --host without --token or TLS")
     parser.add_argument("--max-sessions", type=int, help="engine: concurrent sessions per model")
+    parser.add_argument("--policy", dest="policy_model", metavar="DIR",
+                        help="policy model package (default: the built-in npc-policy package)")
+    parser.add_argument("--escalation-provider", choices=("local", "openai", "anthropic"),
+                        help="where hard decisions go (default local; env NPCRT_ESCALATION_PROVIDER)")
     parser.add_argument("--grace", type=float, dest="grace_s", help="seconds in-flight work gets at shutdown")
-    parser.add_argument("--no-agent", action="store_true", help="serve NpcRuntime only, without the NpcAgent service")
+    parser.add_argument("--no-agent", dest="agent_service", action="store_false", default=None,
+                        help="serve NpcRuntime only, without the NpcAgent service")
     parser.add_argument("--log-format", choices=("json", "text"), help="log format on stderr (default json)")
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING...")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the effective configuration (secrets masked) and exit")
 
 
 def _fail(message: str) -> int:
@@ -46,16 +74,12 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _check_model_dirs(models: tuple[str, ...]) -> str | None:
-    if not models:
-        return "no model given: pass --model DIR (a package made by `npcrt export`) or models in --config"
-    for model in models:
-        path = Path(model)
-        if not path.is_dir():
-            return f"model package {model!r} does not exist or is not a directory"
-        if not (path / "manifest.json").is_file():
-            return f"{model!r} is not a model package (no manifest.json); export one with `npcrt export`"
-    return None
+def load_serve_settings(args: argparse.Namespace):
+    """The one configuration from --config, the environment and the flags (raises InvalidArgument)."""
+    from npc_runtime.settings import load_settings
+
+    flags = {spec: getattr(args, dest, None) for dest, spec in FLAG_KEYS.items()}
+    return load_settings(args.config, flags=flags)
 
 
 def _port_problem(host: str, port: int) -> str | None:
@@ -72,93 +96,75 @@ def _port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def _exposure_problem(server) -> str | None:
+    if not server.exposed or server.protected:
+        return None
+    if server.insecure:
+        print(f"npcrt serve: warning: listening on {server.host} without --token or TLS (--insecure): anyone who "
+              "reaches these ports controls your NPCs", file=sys.stderr)
+        return None
+    return (f"refusing to listen on {server.host} without --token or TLS: anyone who reaches the port could drive "
+            "your NPCs; add --token SECRET (or NPCRT_TOKEN), or --tls-cert/--tls-key, or --insecure, "
+            "or listen on 127.0.0.1")
+
+
 def run(args: argparse.Namespace) -> int:
-    from npc_runtime.serving.config import load_config
     from npc_runtime.serving.logs import setup_logging
+    from npc_runtime.settings import to_toml
 
     try:
-        config = load_config(
-            args.config, models=tuple(args.model) if args.model else None, host=args.host, port=args.port,
-            http_port=args.http_port, token=args.token or os.environ.get("NPCRT_TOKEN") or None,
-            tls_cert=args.tls_cert, tls_key=args.tls_key, grace_s=args.grace_s,
-            log_format=args.log_format, log_level=args.log_level, agent=False if args.no_agent else None)
+        settings = load_serve_settings(args)
     except NpcRuntimeError as exc:
         return _fail(str(exc))
-    problem = _check_model_dirs(config.models)
+    if args.print_config:
+        print(f"# npcrt serve: effective configuration (defaults <- {args.config or 'no config file'} <- "
+              "environment <- flags); secrets masked")
+        print(to_toml(settings.to_tables()))
+        for name, value in settings.environment_view().items():
+            print(f"# environment {name} = {value}")
+        return 0
+    server = settings.server
+    for name in ("tls_cert", "tls_key"):
+        file = getattr(server, name)
+        if file is not None and not os.path.isfile(file):
+            return _fail(f"--{name.replace('_', '-')} {file!r} is not a readable file")
+    problem = _exposure_problem(server)
     if problem:
         return _fail(problem)
-    for name in ("tls_cert", "tls_key"):
-        file = getattr(config, name)
-        if file is not None and not Path(file).is_file():
-            return _fail(f"--{name.replace('_', '-')} {file!r} is not a readable file")
-    for flag, port in (("--port", config.port), ("--http-port", config.http_port)):
-        problem = _port_problem(config.host, port)
+    for flag, port in (("--port", server.port), ("--http-port", server.http_port)):
+        problem = _port_problem(server.host, port)
         if problem:
-            return _fail(f"cannot listen on {config.host}:{port} ({problem}); choose another {flag}")
+            return _fail(f"cannot listen on {server.host}:{port} ({problem}); choose another {flag}")
     try:
-        setup_logging(fmt=config.log_format, level=config.log_level)
+        setup_logging(fmt=server.log_format, level=server.log_level)
     except ValueError as exc:
         return _fail(f"--log-level: {exc}")
+    from npc_runtime.assembly import build_system
+
     try:
-        engine = _load_engine(config, max_sessions=args.max_sessions)
+        system = build_system(settings)
     except NpcRuntimeError as exc:
         return _fail(str(exc))
+    for line in system.startup:
+        print(f"npcrt serve: {line}", file=sys.stderr, flush=True)
     try:
-        return asyncio.run(_serve(engine, config))
+        return asyncio.run(_serve(system))
     except NpcRuntimeError as exc:  # e.g. the port is taken
         return _fail(str(exc))
+    finally:
+        system.close()
 
 
-def _load_engine(config, *, max_sessions: int | None):
-    from npc_runtime.config import EngineConfig, SessionLimits
-    from npc_runtime.decode.sampling import SamplingParams
-    from npc_runtime.serving.engine_port import EnginePort
-    from npc_runtime.sessions.engine import Engine
-    from npc_runtime.errors import InvalidArgument
-
-    engine_values = dict(config.engine)
-    if max_sessions is not None:
-        engine_values["max_sessions"] = max_sessions
-    try:
-        # nested tables [engine.default_sampling] / [engine.default_limits] become their dataclasses
-        for key, cls in (("default_sampling", SamplingParams), ("default_limits", SessionLimits)):
-            if isinstance(engine_values.get(key), dict):
-                engine_values[key] = cls(**engine_values[key])
-        engine_config = EngineConfig(**engine_values).validate()
-    except TypeError as exc:
-        raise InvalidArgument(f"config [engine]: {exc}") from exc
-    engine = Engine.from_packages(list(config.models), config=engine_config)
-    return EnginePort.from_engine(engine)
-
-
-async def _serve(engine, config) -> int:
+async def _serve(system) -> int:
     from npc_runtime.serving.server import serve
 
+    config = system.settings.server
+
     def ready(server) -> None:
+        system.attach_metrics(server.metrics)
         http = f"{config.host}:{server.http_port}" if server.http_port is not None else "off"
-        names = ",".join(m.name for m in engine.list_models_now())
+        names = ",".join(m.name for m in system.engine.list_models_now())
         print(f"npcrt serve: listening grpc={config.host}:{server.grpc_port} http={http} models={names}", flush=True)
 
-    hooks, closers = _agent_service(engine) if config.agent else ((), ())
-    try:
-        return await serve(engine, config=config, extra_servicers=hooks, on_ready=ready,
-                           capabilities=("agent",) if hooks else ())
-    finally:
-        for close in closers:
-            close()
-
-
-def _agent_service(engine):
-    """The NpcAgent service over the default model (serving/agent_servicer.py), when the agent layer is
-    installed; its memory is in-process SQLite unless the agent config says otherwise."""
-    try:
-        from npc_runtime.agent.brain import AgentRuntime
-        from npc_runtime.agent.engine_dialogue import EngineDialogueModel
-        from npc_runtime.serving.agent_servicer import agent_hook
-    except ImportError as exc:
-        log.warning("NpcAgent service not available: %s", exc)
-        return (), ()
-    dialogue = EngineDialogueModel(engine.async_engine, engine.default_model)
-    runtime = AgentRuntime(dialogue=dialogue)
-    closers = [c for c in (getattr(runtime, "close", None), getattr(dialogue, "close", None)) if c]
-    return (agent_hook(runtime),), closers
+    return await serve(system.engine, config=config, extra_servicers=system.servicer_hooks(), on_ready=ready,
+                       capabilities=("agent",) if system.agent is not None else ())

@@ -1,26 +1,11 @@
-"""Server configuration: a keyword-only dataclass, loadable from a TOML or YAML file.
-
-File layout (TOML shown; YAML has the same keys):
-
-    [server]            # ServerConfig fields
-    port = 50051
-    http_port = 8000
-    token = "secret"
-    models = ["models/npc-dialogue"]
-
-    [engine]            # npc_runtime.config.EngineConfig fields, passed through unchanged
-    max_sessions = 256
-
-Command-line flags override the file; the file overrides the defaults below.
+"""The [server] table of the one configuration (npc_runtime.settings): listen address, ports, auth, TLS,
+request limits, data directory and model packages. Keyword-only, with named defaults; checks itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import tomllib
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from npc_runtime.errors import InvalidArgument
@@ -34,7 +19,12 @@ MiB = 1 << 20
 class ServerConfig:
     # model package directories to serve; the first one is the default model
     models: tuple[str, ...] = ()
-    host: str = "0.0.0.0"
+    # listen address; loopback by default. A non-loopback address needs a token or TLS, or insecure = true
+    host: str = "127.0.0.1"
+    # allow a non-loopback host without token and TLS (anyone who reaches the port controls the NPCs)
+    insecure: bool = False
+    # where the server keeps what must survive a restart (agent memory, registered NPCs); created if missing
+    data_dir: str = "npcrt-data"
     # gRPC port; 0 = any free port (reported in the startup log line)
     port: int = DEFAULT_GRPC_PORT
     # HTTP port (OpenAI-compatible API, /metrics, /healthz); 0 = any free port, -1 = no HTTP server
@@ -62,12 +52,10 @@ class ServerConfig:
     # concurrent RPCs served (grpc.aio maximum_concurrent_rpcs); None = unbounded
     max_concurrent_rpcs: int | None = None
     # also serve the NpcAgent service (NPC brains over the default model)
-    agent: bool = True
+    agent_service: bool = True
     # "json" (one JSON object per line) or "text"
     log_format: str = "json"
     log_level: str = "INFO"
-    # extra fields passed to EngineConfig (the [engine] table of the config file)
-    engine: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("port", "http_port"):
@@ -90,70 +78,31 @@ class ServerConfig:
             raise InvalidArgument("server config: grace_s must be >= 0")
         if self.log_format not in ("json", "text"):
             raise InvalidArgument("server config: log_format must be 'json' or 'text'")
+        if not self.host:
+            raise InvalidArgument("server config: host must not be empty (127.0.0.1 for this machine only)")
+        if not self.data_dir:
+            raise InvalidArgument("server config: data_dir must not be empty")
+
+    @property
+    def exposed(self) -> bool:
+        """True when the address is reachable from other machines."""
+        return not is_loopback(self.host)
+
+    @property
+    def protected(self) -> bool:
+        return self.token is not None or self.tls_cert is not None
 
     def replace(self, **changes: Any) -> "ServerConfig":
         """A copy with `changes` applied; None values are ignored (unset CLI flags)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-_FIELDS = {f.name for f in dataclasses.fields(ServerConfig)}
+def is_loopback(host: str) -> bool:
+    import ipaddress
 
-
-def _read_file(path: Path) -> dict[str, Any]:
+    if host == "localhost":
+        return True
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"config file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from exc
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-        elif suffix == ".json":
-            data = json.loads(text)
-        else:
-            raise InvalidArgument(f"config file {path}: unknown format, use .toml, .yaml/.yml or .json")
-    except InvalidArgument:
-        raise
-    except Exception as exc:  # noqa: BLE001 - parser errors of three libraries
-        raise InvalidArgument(f"config file {path}: not valid {suffix[1:].upper()} ({exc})") from exc
-    if not isinstance(data, dict):
-        raise InvalidArgument(f"config file {path}: the top level must be a table/mapping")
-    return data
-
-
-def load_config(path: str | Path | None = None, **overrides: Any) -> ServerConfig:
-    """Defaults <- file ([server] and [engine] tables, or server keys at top level) <- overrides."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        data = _read_file(path)
-        server = data.get("server", {k: v for k, v in data.items() if k != "engine"})
-        if not isinstance(server, dict):
-            raise InvalidArgument(f"config file {path}: [server] must be a table")
-        unknown = sorted(set(server) - _FIELDS - {"engine"})
-        if unknown:
-            raise InvalidArgument(f"config file {path}: unknown server keys {unknown}; "
-                                  f"known: {sorted(_FIELDS - {'engine'})}")
-        values.update(server)
-        engine = data.get("engine", {})
-        if not isinstance(engine, dict):
-            raise InvalidArgument(f"config file {path}: [engine] must be a table")
-        values["engine"] = dict(engine)
-        if "models" in values:
-            models = values["models"]
-            if isinstance(models, str):
-                models = [models]
-            # relative model paths are relative to the config file
-            values["models"] = tuple(str((path.parent / m) if not Path(m).is_absolute() else Path(m))
-                                     for m in models)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if "models" in values:
-        values["models"] = tuple(values["models"])
-    try:
-        return ServerConfig(**values)
-    except TypeError as exc:
-        raise InvalidArgument(f"server config: {exc}") from exc
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

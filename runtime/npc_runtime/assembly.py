@@ -1,0 +1,191 @@
+"""One function builds the running system from one validated configuration; `npcrt serve` and `npcrt demo`
+both use it, so whatever the demo does, a game server can do over gRPC.
+
+    settings = load_settings("npcrt.toml")           # npc_runtime.settings: defaults <- file <- env <- flags
+    system = build_system(settings)                  # engine, agent runtime, escalation, memory, policy, NPCs
+    server = system.server()                         # NpcRuntime + NpcAgent + health + HTTP + /metrics
+    await server.start(); ...; await server.stop(); system.close()
+
+What it builds, in order (a failure at any step closes what was built and raises one NpcRuntimeError):
+  data_dir        created if missing; holds memory.sqlite3 (WAL): memories, escalation records, registered NPCs
+  engine          the dialogue model packages (server.models; default the built-in npc-dialogue package)
+  policy          the policy package (agent.policy_model; default the built-in npc-policy package)
+  agent runtime   dialogue model over the engine, escalation manager with its provider, budgets and
+                  circuit breaker, memory store, NPC store; NPCs registered before the restart come back
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from npc_runtime.errors import InvalidArgument, NpcRuntimeError
+from npc_runtime.settings import Settings
+
+log = logging.getLogger("npc_runtime.assembly")
+
+
+@dataclass(frozen=True)
+class BuiltinModels:
+    dialogue: Path | None
+    policy: Path | None
+
+
+def builtin_models() -> BuiltinModels:
+    """The built-in packages shipped with (or exported once for) this installation; never downloads."""
+    from npc_runtime.demo.models import default_cache_dir, ensure_packages
+
+    found = ensure_packages(default_cache_dir(), progress=False, export=False)
+    return BuiltinModels(dialogue=found.dialogue, policy=found.policy)
+
+
+@dataclass
+class System:
+    settings: Settings
+    engine: Any                      # serving.engine_port.EnginePort over the dialogue packages
+    agent: Any | None                # agent.brain.AgentRuntime (None with server.agent_service = false)
+    models: tuple[str, ...]          # package directories served
+    policy_package: str | None
+    startup: list[str] = field(default_factory=list)   # what a person should read at start (data dir, NPCs...)
+    _closers: list = field(default_factory=list, repr=False)
+
+    def servicer_hooks(self) -> list:
+        if self.agent is None:
+            return []
+        from npc_runtime.serving.agent_servicer import agent_hook
+
+        return [agent_hook(self.agent, workers=self.settings.agent.step_workers)]
+
+    def server(self):
+        """The NpcServer (gRPC + HTTP) over this system, not started; agent metrics on its /metrics."""
+        from npc_runtime.serving.server import NpcServer
+
+        server = NpcServer(self.engine, config=self.settings.server, extra_servicers=self.servicer_hooks(),
+                           capabilities=("agent",) if self.agent is not None else ())
+        self.attach_metrics(server.metrics)
+        return server
+
+    def attach_metrics(self, metrics) -> None:
+        if self.agent is not None:
+            from npc_runtime.serving.agent_metrics import AgentCollector
+
+            metrics.registry.register(AgentCollector(self.agent))
+
+    async def shutdown(self) -> None:
+        """Drain the engine (in-flight turns finish), then close the agent's parts. Call after the server stopped."""
+        await self.engine.shutdown(drain=True)
+        self.close()
+
+    def close(self) -> None:
+        """Close the agent's parts (memory, NPC store, escalation, dialogue thread); idempotent."""
+        for close in reversed(self._closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing the rest matters more than one failure
+                log.exception("closing %s failed", getattr(close, "__qualname__", close))
+        self._closers.clear()
+
+
+def build_system(settings: Settings) -> System:
+    """Everything `npcrt serve` runs, built from `settings`. Raises NpcRuntimeError (with its cause) on a
+    missing or corrupt package, an unusable data directory, a provider without its key..."""
+    closers: list = []
+    try:
+        return _build(settings, closers)
+    except BaseException:
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+
+
+def _build(settings: Settings, closers: list) -> System:
+    builtin = None
+    models = tuple(settings.server.models)
+    if not models:
+        builtin = builtin_models()
+        if builtin.dialogue is None:
+            raise InvalidArgument("no model given and the built-in npc-dialogue package is missing: pass --model DIR "
+                                  "(a package made by `npcrt export`)")
+        models = (str(builtin.dialogue),)
+    for model in models:
+        path = Path(model)
+        if not path.is_dir():
+            raise InvalidArgument(f"model package {model!r} does not exist or is not a directory")
+        if not (path / "manifest.json").is_file():
+            raise InvalidArgument(f"{model!r} is not a model package (no manifest.json); export one with `npcrt export`")
+
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".npcrt-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InvalidArgument(f"data dir {data_dir}: not writable ({exc.strerror or exc}); "
+                              "choose another with --data-dir") from exc
+    startup = [f"data dir {data_dir.resolve()} (memories and registered NPCs are kept there)"]
+
+    from npc_runtime.serving.engine_port import EnginePort
+    from npc_runtime.sessions.engine import Engine
+
+    engine = EnginePort.from_engine(Engine.from_packages(list(models), config=settings.engine))
+    system = System(settings=settings, engine=engine, agent=None, models=models, policy_package=None,
+                    startup=startup, _closers=closers)
+    if not settings.server.agent_service:
+        return system
+
+    agent_cfg = settings.agent
+    policy_package = agent_cfg.policy_model
+    if policy_package is None:
+        builtin = builtin or builtin_models()
+        policy_package = str(builtin.policy) if builtin.policy else None
+        if policy_package is None:
+            startup.append("no policy package (the built-in npc-policy is missing): every allowed action is "
+                           "equally likely, so most interactions escalate")
+    dialogue_model = agent_cfg.dialogue_model or engine.default_model
+    if dialogue_model not in {m.name for m in engine.list_models_now()}:
+        raise InvalidArgument(f"[agent] dialogue_model {dialogue_model!r} is not served; served: "
+                              f"{', '.join(m.name for m in engine.list_models_now())}")
+    system.agent = _build_agent(settings, engine, dialogue_model, policy_package, closers)
+    system.policy_package = policy_package
+    restored, problems = system.agent.restore_npcs()
+    startup.append(f"{restored} NPC(s) restored from {settings.memory_db}" if restored else
+                   f"no NPCs registered yet (they will be kept in {settings.memory_db})")
+    startup.extend(problems)
+    provider = system.agent.escalation.provider
+    startup.append(f"escalation provider {provider.name}:{provider.model}; budget "
+                   f"${agent_cfg.escalation.budget.global_cost_per_hour_usd}/h, "
+                   f"{agent_cfg.escalation.budget.global_calls_per_min} calls/min")
+    return system
+
+
+def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package: str | None, closers: list):
+    from npc_runtime.agent.brain import AgentRuntime
+    from npc_runtime.agent.engine_dialogue import EngineDialogueModel
+    from npc_runtime.agent.escalation import EscalationManager
+    from npc_runtime.agent.memory import MemoryStore
+    from npc_runtime.agent.npc_store import NpcStore
+    from npc_runtime.agent.policy_model import OnnxPolicyModel, UniformPolicy
+    from npc_runtime.agent.providers import make_provider
+
+    config = settings.agent
+    memory = MemoryStore(settings.memory_db, weights=config.retrieval)
+    closers.append(memory.close)
+    npc_store = NpcStore(settings.memory_db)
+    closers.append(npc_store.close)
+    policy = OnnxPolicyModel(policy_package) if policy_package else UniformPolicy()
+    dialogue = EngineDialogueModel(engine.async_engine, dialogue_model)
+    closers.append(dialogue.close)
+    try:
+        provider = make_provider(config.escalation.provider, config.escalation.provider_options, dialogue=dialogue)
+    except NpcRuntimeError as exc:
+        raise type(exc)(f"[escalation] provider {config.escalation.provider!r}: {exc}") from exc
+    escalation = EscalationManager(provider, config=config.escalation, memory=memory)
+    closers.append(escalation.close)
+    return AgentRuntime(config=config, memory=memory, policy=policy, dialogue=dialogue, escalation=escalation,
+                        npc_store=npc_store)
