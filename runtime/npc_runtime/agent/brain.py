@@ -3,7 +3,10 @@
 `AgentRuntime` owns the shared parts (memory store, policy model, dialogue model, escalation manager,
 counters) and a `NpcBrain` per registered NPC (persona, FSM instance, reflection accumulator).
 `AgentRuntime.step(npc_id, percept, events, deadline_ms=...)` is synchronous and thread-safe; one NPC's
-steps are serialised by its own lock, different NPCs run in parallel.
+steps are serialised by its own lock, different NPCs run in parallel. `step_stream` is the same step
+with its answer delivered as it is made: the final action first, then the spoken line as text deltas
+(streamed from the engine when the local model speaks), then the whole decision. `recall` ranks an NPC's
+memories by the retrieval score without touching them.
 """
 
 from __future__ import annotations
@@ -12,22 +15,26 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from npc_runtime.agent.actions import ACTIONS
 from npc_runtime.agent.config import AgentConfig
-from npc_runtime.agent.dialogue import MOOD_BY_STATE, DialogueModel, DialoguePrompt, TemplateDialogue, sanitize_player_text
+from npc_runtime.agent.dialogue import (MOOD_BY_STATE, DialogueModel, DialoguePrompt, DialogueReply, SentenceDeltas,
+                                        TemplateDialogue, parse_reply, sanitize_player_text, split_sentences)
 from npc_runtime.agent.escalation import SYSTEM_PROMPT, EscalationManager, PendingEscalation, build_request_payload
 from npc_runtime.agent.expressions import GuardContext
 from npc_runtime.agent.fsm import FsmDefinition, FsmInstance
 from npc_runtime.agent.importance import HeuristicImportance, ImportanceScorer
-from npc_runtime.agent.memory import MemoryStore
-from npc_runtime.agent.planner import LocalDecision, decide_quiet, decide_with_dialogue, order_allowed
+from npc_runtime.agent.memory import Memory, MemoryStore
+from npc_runtime.agent.npc_store import NpcStore
+from npc_runtime.agent.planner import (LocalDecision, decide_from_reply, decide_quiet, decide_with_dialogue,
+                                       dialogue_failed, order_allowed)
 from npc_runtime.agent.policy_model import Policy, UniformPolicy
 from npc_runtime.agent.providers.base import EscalationRequest
 from npc_runtime.agent.reflection import reflect
 from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
-from npc_runtime.errors import AlreadyExists, InternalError, InvalidArgument, NotFound, ResourceExhausted
+from npc_runtime.errors import (AlreadyExists, InternalError, InvalidArgument, NotFound, NpcRuntimeError,
+                                ResourceExhausted)
 
 ROLE_TITLES: Mapping[str, str] = {
     "guard": "the village guard", "merchant": "the market merchant", "villager": "a villager",
@@ -38,6 +45,35 @@ ROLE_FEATURES: Mapping[str, Mapping[str, float]] = {
 }
 MAX_EVENTS_PER_STEP = 32
 MAX_NPC_ID = 128
+MAX_RECALL = 1000
+# a decision the escalation provider made is remembered (kind "decision") with this importance
+DECISION_IMPORTANCE = 5.0
+
+
+class StepOutput:
+    """Where `step_stream` sends its answer: `on_action(decision)` once, then `on_delta(text, sentence_end)`.
+
+    The action goes out only once it is final (escalation settled, allowlist checked), so it is never
+    retracted; `latency_ms` of the partial decision is the time to action."""
+
+    def __init__(self, on_action: Callable[[AgentDecision], None], on_delta: Callable[[str, bool], None],
+                 started: float):
+        self._on_action, self._on_delta, self._started = on_action, on_delta, started
+        self.action_sent = False
+
+    def action(self, decision: AgentDecision) -> None:
+        _check_allowed(decision)
+        decision.latency_ms = (time.monotonic() - self._started) * 1000.0
+        self.action_sent = True
+        self._on_action(decision)
+
+    def delta(self, text: str, sentence_end: bool) -> None:
+        self._on_delta(text, sentence_end)
+
+
+def _check_allowed(d: AgentDecision) -> None:
+    if d.action not in d.allowed_actions or d.action not in ACTIONS:   # the safety invariant; never expected
+        raise InternalError(f"bug: {d.action!r} chosen outside the allowed actions {d.allowed_actions}")
 
 
 @dataclass
@@ -76,7 +112,8 @@ class AgentStats:
 class AgentRuntime:
     def __init__(self, *, config: AgentConfig = AgentConfig(), memory: MemoryStore | None = None,
                  policy: Policy | None = None, dialogue: DialogueModel | None = None,
-                 escalation: EscalationManager | None = None, importance: ImportanceScorer | None = None):
+                 escalation: EscalationManager | None = None, importance: ImportanceScorer | None = None,
+                 npc_store: "NpcStore | None" = None):
         self.config = config
         self.memory = memory or MemoryStore(config.memory_db, weights=config.retrieval)
         self.policy: Policy = policy or UniformPolicy()
@@ -86,6 +123,9 @@ class AgentRuntime:
         self.stats = AgentStats()
         self._npcs: dict[str, NpcBrain] = {}
         self._lock = threading.Lock()
+        # registered NPCs persisted here (None: they live as long as the process)
+        self.npc_store = npc_store
+        self._saved_state: dict[str, str] = {}
 
     # ---- registry -------------------------------------------------------------------------------------
     def register(self, npc_id: str, persona: Persona, fsm: FsmDefinition, *,
@@ -100,6 +140,9 @@ class AgentRuntime:
             if npc_id not in self._npcs and len(self._npcs) >= self.config.max_npcs:
                 raise ResourceExhausted(f"too many NPCs ({self.config.max_npcs}); unregister some first")
             self._npcs[npc_id] = brain
+        if self.npc_store is not None:
+            self.npc_store.save(npc_id, persona, fsm, state=brain.fsm.state, entered_s=game_time_s)
+            self._saved_state[npc_id] = brain.fsm.state
         for text, importance in memories:
             score = importance if importance > 0 else self.importance.score(text)
             self.memory.add(npc_id, text, kind="seed", importance=min(10.0, max(1.0, score)), game_time_s=game_time_s)
@@ -109,8 +152,34 @@ class AgentRuntime:
         with self._lock:
             if self._npcs.pop(npc_id, None) is None:
                 raise NotFound(f"no NPC registered as {npc_id!r}")
+            self._saved_state.pop(npc_id, None)
+        if self.npc_store is not None:
+            self.npc_store.delete(npc_id)
         if forget:
             self.memory.forget(npc_id)
+
+    def restore_npcs(self) -> tuple[int, list[str]]:
+        """Re-register the NPCs of `npc_store` (after a restart), each in the FSM state it was in.
+        Returns how many came back and one line per NPC that could not."""
+        if self.npc_store is None:
+            return 0, []
+        stored, problems = self.npc_store.load_all()
+        with self._lock:
+            for npc in stored:
+                fsm = FsmInstance(npc.fsm, now_s=npc.state_entered_s)
+                fsm.state = npc.state
+                self._npcs[npc.npc_id] = NpcBrain(npc_id=npc.npc_id, persona=npc.persona, fsm=fsm)
+                self._saved_state[npc.npc_id] = npc.state
+        return len(stored), problems
+
+    def _persist_state(self, d: AgentDecision) -> None:
+        """Write the FSM state when it changed (rare next to ticks: one small UPDATE)."""
+        if self.npc_store is None or self._saved_state.get(d.npc_id, d.state) == d.state:
+            return
+        brain = self._npcs.get(d.npc_id)
+        if brain is not None:
+            self._saved_state[d.npc_id] = d.state
+            self.npc_store.save_state(d.npc_id, d.state, brain.fsm.entered_s)
 
     def get(self, npc_id: str) -> NpcBrain:
         brain = self._npcs.get(npc_id)
@@ -124,11 +193,7 @@ class AgentRuntime:
     # ---- the loop -------------------------------------------------------------------------------------
     def step(self, npc_id: str, percept: Percept, events: Sequence[Event] = (), *,
              deadline_ms: float = 0.0) -> AgentDecision:
-        if deadline_ms < 0 or deadline_ms > self.config.max_deadline_ms:
-            raise InvalidArgument(f"deadline_ms must be 0-{self.config.max_deadline_ms:.0f}, got {deadline_ms}")
-        if len(events) > MAX_EVENTS_PER_STEP:
-            raise InvalidArgument(f"at most {MAX_EVENTS_PER_STEP} events per step, got {len(events)}")
-        brain = self.get(npc_id)
+        brain = self._check_step(npc_id, events, deadline_ms)
         started = time.monotonic()
         deadline = started + (deadline_ms or self.config.default_deadline_ms) / 1000.0
         with brain.lock:
@@ -136,6 +201,50 @@ class AgentRuntime:
         decision.latency_ms = (time.monotonic() - started) * 1000.0
         self._count(decision)
         return decision
+
+    def step_stream(self, npc_id: str, percept: Percept, events: Sequence[Event] = (), *,
+                    deadline_ms: float = 0.0, on_action: Callable[[AgentDecision], None],
+                    on_delta: Callable[[str, bool], None], cancelled: threading.Event | None = None) -> AgentDecision:
+        """`step`, answered as it is made: `on_action` once with the final action, then `on_delta` for each
+        piece of the line (sentence ends marked, the last piece always marked), then the whole decision is
+        returned (its dialogue = the pieces joined). Bad input raises before `on_action`.
+
+        When the local model speaks, the line streams from the engine as it decodes; the deadline bounds the
+        time to the action (tag decoded, escalation settled), the line after it may run to
+        `max_deadline_ms`. Otherwise (FSM reflex, quiet policy step, cloud decision, a model that cannot
+        stream) the action is sent when the decision is made and the line follows cut into sentences.
+        `cancelled` set (the client went away) stops the decoding; the step itself still counts."""
+        brain = self._check_step(npc_id, events, deadline_ms)
+        started = time.monotonic()
+        deadline = started + (deadline_ms or self.config.default_deadline_ms) / 1000.0
+        out = StepOutput(on_action, on_delta, started)
+        with brain.lock:
+            decision = self._step_locked(brain, percept, events, deadline, out=out, cancelled=cancelled)
+        if not out.action_sent:
+            out.action(decision)
+            for sentence in split_sentences(decision.dialogue):
+                out.delta(sentence, True)
+        decision.latency_ms = (time.monotonic() - started) * 1000.0
+        self._count(decision)
+        return decision
+
+    def _check_step(self, npc_id: str, events: Sequence[Event], deadline_ms: float) -> NpcBrain:
+        if deadline_ms < 0 or deadline_ms > self.config.max_deadline_ms:
+            raise InvalidArgument(f"deadline_ms must be 0-{self.config.max_deadline_ms:.0f}, got {deadline_ms}")
+        if len(events) > MAX_EVENTS_PER_STEP:
+            raise InvalidArgument(f"at most {MAX_EVENTS_PER_STEP} events per step, got {len(events)}")
+        return self.get(npc_id)
+
+    def recall(self, npc_id: str, query: str = "", *, limit: int = 20) -> list[Memory]:
+        """The NPC's memories ranked by the retrieval score the agent uses (recency, importance, relevance to
+        `query`), best first; an empty query gives the newest first (score 0). A recall is not an access:
+        it leaves `last_access_s` alone, so it never changes what the agent retrieves later."""
+        if not 1 <= limit <= MAX_RECALL:
+            raise InvalidArgument(f"limit must be 1-{MAX_RECALL} (0 = 20), got {limit}")
+        self.get(npc_id)
+        if not query.strip():
+            return self.memory.most_recent(npc_id, limit=limit)
+        return self.memory.rank(npc_id, query, limit=limit)
 
     @staticmethod
     def is_quiet(percept: Percept, events: Sequence[Event]) -> bool:
@@ -190,8 +299,8 @@ class AgentRuntime:
                              escalated=False, reason=f"fsm: reflex in state {tick.state!r} ({tick.reflex.guard.text})",
                              confidence=1.0, source="fsm", memories_written=written, **base)
 
-    def _step_locked(self, brain: NpcBrain, percept: Percept, events: Sequence[Event],
-                     deadline: float) -> AgentDecision:
+    def _step_locked(self, brain: NpcBrain, percept: Percept, events: Sequence[Event], deadline: float, *,
+                     out: StepOutput | None = None, cancelled: threading.Event | None = None) -> AgentDecision:
         now_s = percept.game_time_s
         said = sanitize_player_text(percept.player_utterance) if percept.player_utterance else ""
         novelty, written = None, 0
@@ -228,27 +337,83 @@ class AgentRuntime:
                                 situation=self._situation(percept, events), player_text=said)
         pending = self._maybe_escalate(brain, proposal, prompt, events, novelty, tick.state, allowed, said,
                                        deadline, now_s)
-        local = decide_with_dialogue(self.dialogue, prompt, proposal, allowed=allowed, default=default,
-                                     max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id,
-                                     timeout_s=deadline - time.monotonic())
-        decision = self._decision(base, local, written)
-        if pending is not None:
-            trigger, handle = pending
-            result = handle.result()
-            decision.escalated = result.attempted
-            decision.escalation_outcome = result.outcome
-            if result.outcome == "ok" and result.decision is not None and result.decision.action in allowed:
-                d = result.decision
-                decision.action, decision.arguments, decision.dialogue = d.action, dict(d.arguments), d.dialogue
-                decision.source, decision.confidence = "cloud", 1.0
-                decision.rejected_action = False
-                decision.reason = f"escalated ({trigger}): {self.escalation.provider.name} chose {d.action}"
-            else:
-                decision.source = "fallback"
-                decision.rejected_action = decision.rejected_action or result.outcome == "rejected"
-                decision.reason = (f"escalated ({trigger}) but {result.outcome}: {result.detail[:120]}; "
-                                   f"local decision ({local.reason})")
+        if out is not None and hasattr(self.dialogue, "reply_stream"):
+            decision = self._speak_streamed(brain, base, prompt, proposal, pending, written, deadline, now_s, out,
+                                            cancelled)
+        else:
+            local = decide_with_dialogue(self.dialogue, prompt, proposal, allowed=allowed, default=default,
+                                         max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id,
+                                         timeout_s=deadline - time.monotonic())
+            decision = self._decision(base, local, written)
+            self._settle(brain, decision, pending, local, now_s)
         decision.memories_written += self._reflect(brain, now_s)
+        return decision
+
+    def _settle(self, brain: NpcBrain, decision: AgentDecision, pending: tuple[str, PendingEscalation] | None,
+                local: LocalDecision, now_s: float) -> None:
+        """Waits for the escalation (until the deadline) and lets a valid cloud decision replace the local one."""
+        if pending is None:
+            return
+        trigger, handle = pending
+        result = handle.result()
+        allowed = decision.allowed_actions
+        decision.escalated = result.attempted
+        decision.escalation_outcome = result.outcome
+        if result.outcome == "ok" and result.decision is not None and result.decision.action in allowed:
+            d = result.decision
+            decision.action, decision.arguments, decision.dialogue = d.action, dict(d.arguments), d.dialogue
+            decision.source, decision.confidence = "cloud", 1.0
+            decision.rejected_action = False
+            decision.reason = f"escalated ({trigger}): {self.escalation.provider.name} chose {d.action}"
+            # remembered, so later retrieval (and RecallMemories) sees what was decided for the NPC
+            said = f' and said: "{d.dialogue[:300]}"' if d.dialogue else ""
+            self.memory.add(brain.npc_id, f"I chose to {d.action}{said}", kind="decision",
+                            importance=DECISION_IMPORTANCE, game_time_s=now_s)
+            decision.memories_written += 1
+        else:
+            decision.source = "fallback"
+            decision.rejected_action = decision.rejected_action or result.outcome == "rejected"
+            decision.reason = (f"escalated ({trigger}) but {result.outcome}: {result.detail[:120]}; "
+                               f"local decision ({local.reason})")
+
+    def _speak_streamed(self, brain: NpcBrain, base: dict, prompt: DialoguePrompt, proposal,
+                        pending: tuple[str, PendingEscalation] | None, written: int, deadline: float, now_s: float,
+                        out: StepOutput, cancelled: threading.Event | None) -> AgentDecision:
+        """The local model's turn for `step_stream`: the action once the tag is decoded and any escalation is
+        settled, then the rest of the line straight from the engine. Decides exactly as `decide_with_dialogue`
+        + `_settle` do for `step` (same tokens, same rules)."""
+        allowed, default = base["allowed_actions"], brain.fsm.spec.default
+        stream = self.dialogue.reply_stream(prompt, allowed_actions=order_allowed(allowed, proposal),
+                                            max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id)
+        try:
+            action, probs, tag = stream.action(timeout_s=deadline - time.monotonic())
+        except NpcRuntimeError as exc:
+            local = dialogue_failed(exc, proposal)
+            decision = self._decision(base, local, written)
+            self._settle(brain, decision, pending, local, now_s)
+            return decision
+        if action is None:   # malformed tag: the whole text is the line, as parse_reply reads it (not streamed)
+            rest = "".join(stream.pieces(timeout_s=deadline - time.monotonic(), cancelled=cancelled))
+            local = decide_from_reply(parse_reply(tag + rest, tokens=stream.tokens, action_probs=probs), proposal,
+                                      allowed=allowed, default=default)
+            decision = self._decision(base, local, written)
+            self._settle(brain, decision, pending, local, now_s)
+            return decision
+        local = decide_from_reply(DialogueReply(action=action, line="", raw=tag, tokens=stream.tokens,
+                                                action_probs=probs), proposal, allowed=allowed, default=default)
+        decision = self._decision(base, local, written)
+        self._settle(brain, decision, pending, local, now_s)
+        if decision.source == "cloud":   # the cloud's line is whole: the caller sends it by sentences
+            stream.cancel()
+            return decision
+        out.action(decision)
+        sentences = SentenceDeltas()
+        for piece in stream.pieces(timeout_s=self.config.max_deadline_ms / 1000.0, cancelled=cancelled):
+            for text, end in sentences.feed(piece):
+                out.delta(text, end)
+        for text, end in sentences.finish():
+            out.delta(text, end)
+        decision.dialogue, decision.tokens = sentences.text, stream.tokens
         return decision
 
     # ---- parts ----------------------------------------------------------------------------------------
@@ -327,8 +492,7 @@ class AgentRuntime:
                              memories_written=written, rejected_action=local.rejected, tokens=local.tokens, **base)
 
     def _count(self, d: AgentDecision) -> None:
-        if d.action not in d.allowed_actions or d.action not in ACTIONS:   # the safety invariant; never expected
-            raise InternalError(f"bug: {d.action!r} chosen outside the allowed actions {d.allowed_actions}")
+        _check_allowed(d)
         with self._lock:
             s = self.stats
             s.decisions += 1
@@ -344,8 +508,11 @@ class AgentRuntime:
                 s.escalations += int(attempted)
                 s.escalations_denied += int(not attempted)
                 s.escalation_failures += int(d.escalation_outcome in ("timeout", "error", "rejected"))
+        self._persist_state(d)
 
     def close(self) -> None:
         if self.escalation is not None:
             self.escalation.close()
         self.memory.close()
+        if self.npc_store is not None:
+            self.npc_store.close()

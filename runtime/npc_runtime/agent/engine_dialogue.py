@@ -14,17 +14,20 @@ from which `action_probabilities` derives P(action) for the decision's confidenc
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
-from npc_runtime.agent.dialogue import END, EOS, DialoguePrompt, DialogueReply, parse_reply
+from npc_runtime.agent.dialogue import END, EOS, DialoguePrompt, DialogueReply, parse_reply, tag_action
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import DeadlineExceeded
+from npc_runtime.errors import DeadlineExceeded, InternalError, NpcRuntimeError
 
 TAG_MAX_TOKENS = 16
+_POLL_S = 0.05   # how often a waiting stream consumer looks at its cancel flag
 
 
 def action_probabilities(steps: Sequence[tuple[int, Mapping[int, float] | None]],
@@ -82,16 +85,56 @@ class EngineDialogueModel:
             future.cancel()   # the coroutine's `finally` closes the engine session
             raise DeadlineExceeded(f"dialogue model {self.model}: no reply within {timeout * 1000:.0f} ms") from exc
 
-    async def _reply(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
-                     seed: int | None) -> DialogueReply:
+    def reply_stream(self, prompt: DialoguePrompt, *, allowed_actions: Sequence[str], max_tokens: int,
+                     npc_id: str, seed: int | None = None) -> "EngineDialogueStream":
+        """Starts decoding now; the tag, then the line's text deltas as the engine decodes them (the same
+        session and sampling as `reply`, so the same tokens for the same arguments)."""
+        stream = EngineDialogueStream(self.call_timeout_s)
+        stream._future = asyncio.run_coroutine_threadsafe(
+            self._stream(prompt, tuple(allowed_actions), max_tokens, npc_id, seed, stream._items), self._loop)
+        return stream
+
+    async def _open(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
+                    seed: int | None) -> tuple[str, list[int]]:
         ids = self._tokenizer.encode(prompt.text(), add_special_tokens=False)
         sampled = seed is not None or self.temperature > 0
         sampling = SamplingParams(temperature=(self.temperature or 0.8) if sampled else 0.0,
                                   top_p=0.95 if sampled else 1.0, seed=seed, stop=(END, EOS), logprobs=True)
+        sid = await self.engine.open_session(self.model, npc_id=npc_id, prompt=ids, sampling=sampling,
+                                             limits=SessionLimits(max_new_tokens=max(max_tokens, TAG_MAX_TOKENS)),
+                                             constraint=ConstraintSpec.one_of(sorted(f"[{a}]" for a in allowed)))  # sorted: cache hits
+        return sid, ids
+
+    async def _stream(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
+                      seed: int | None, out: queue.SimpleQueue) -> None:
+        """Runs on the private loop; reports to the consumer thread through `out`. Cancelling the task (the
+        consumer's `cancel()`) stops the engine turn and closes the session."""
         ae = self.engine
-        sid = await ae.open_session(self.model, npc_id=npc_id, prompt=ids, sampling=sampling,
-                                    limits=SessionLimits(max_new_tokens=max(max_tokens, TAG_MAX_TOKENS)),
-                                    constraint=ConstraintSpec.one_of(sorted(f"[{a}]" for a in allowed)))  # sorted: cache hits
+        try:
+            sid, ids = await self._open(prompt, allowed, max_tokens, npc_id, seed)
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            out.put(("error", exc))
+            return
+        try:
+            tag, steps, tokens = [], [], 0
+            async for chunk in ae.generate(sid, max_tokens=TAG_MAX_TOKENS):
+                tag.append(chunk.text_delta)
+                tokens += len(chunk.token_ids)
+                steps += zip(chunk.token_ids, chunk.choice_probs or [None] * len(chunk.token_ids))
+            tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
+            out.put(("tag", "".join(tag), action_probabilities(steps, tags) if steps else None, tokens, len(ids)))
+            async for chunk in ae.generate(sid, [], max_tokens=max_tokens):   # [] = continue after the tag
+                out.put(("text", chunk.text_delta, len(chunk.token_ids)))
+            out.put(("end",))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
+            out.put(("error", exc))
+        finally:
+            await ae.close_session(sid)
+
+    async def _reply(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
+                     seed: int | None) -> DialogueReply:
+        ae = self.engine
+        sid, ids = await self._open(prompt, allowed, max_tokens, npc_id, seed)
         tokens = 0
         steps: list[tuple[int, Mapping[int, float] | None]] = []
         try:
@@ -111,3 +154,55 @@ class EngineDialogueModel:
         reply = parse_reply("".join(tag) + "".join(line), tokens=tokens, action_probs=probs)
         return DialogueReply(action=reply.action, line=reply.line, raw=reply.raw, tokens=tokens,
                              action_probs=reply.action_probs, prefill_tokens=len(ids))
+
+
+class EngineDialogueStream:
+    """The consumer side of `EngineDialogueModel.reply_stream` (a `DialogueStream`), used by one thread."""
+
+    def __init__(self, call_timeout_s: float):
+        self._items: queue.SimpleQueue = queue.SimpleQueue()
+        self._future = None
+        self._ends = time.monotonic() + call_timeout_s   # the model's own bound on one reply
+        self.tokens = 0
+        self.prefill_tokens = 0
+        self.error: Exception | None = None   # what ended the line early, if anything did
+
+    def action(self, *, timeout_s: float) -> tuple[str | None, Mapping[str, float] | None, str]:
+        timeout = max(0.0, min(timeout_s, self._ends - time.monotonic()))
+        try:
+            item = self._items.get(timeout=timeout)
+        except queue.Empty:
+            self.cancel()
+            raise DeadlineExceeded(f"dialogue model: no action tag within {timeout * 1000:.0f} ms") from None
+        if item[0] == "error":
+            self.cancel()
+            exc = item[1]
+            if isinstance(exc, NpcRuntimeError):
+                raise exc
+            raise InternalError(f"dialogue model failed: {type(exc).__name__}: {exc}") from exc
+        _, tag, probs, self.tokens, self.prefill_tokens = item
+        return tag_action(tag), probs, tag
+
+    def pieces(self, *, timeout_s: float, cancelled: threading.Event | None = None) -> Iterator[str]:
+        ends = min(time.monotonic() + timeout_s, self._ends)
+        while True:
+            remaining = ends - time.monotonic()
+            if remaining <= 0 or (cancelled is not None and cancelled.is_set()):
+                self.cancel()
+                return
+            try:
+                item = self._items.get(timeout=min(remaining, _POLL_S))
+            except queue.Empty:
+                continue
+            if item[0] == "end":
+                return
+            if item[0] == "error":
+                self.error = item[1]
+                return
+            self.tokens += item[2]
+            if item[1]:
+                yield item[1]
+
+    def cancel(self) -> None:
+        if self._future is not None:
+            self._future.cancel()   # the coroutine's `finally` closes the engine session

@@ -5,6 +5,10 @@ Retrieval (Generative Agents style) scores each memory of an NPC as
 (each term min-max normalised over the candidates), then fills a token budget in rank order and marks
 what it returned as accessed. Times are game time in seconds.
 
+`rank()` is the same score without the token budget and without marking anything accessed: what
+`NpcAgent.RecallMemories` returns, so reading an NPC's memories (a debugger, quest logic) never changes
+what the agent itself retrieves later.
+
 Every write commits at once: in WAL mode a killed process (SIGTERM, crash) loses no committed memory.
 """
 
@@ -27,7 +31,7 @@ CREATE TABLE IF NOT EXISTS memories (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     npc_id TEXT NOT NULL,
     text TEXT NOT NULL,
-    kind TEXT NOT NULL,                 -- observation | event | utterance | reflection | seed | decision
+    kind TEXT NOT NULL,                 -- observation | event:<kind> | utterance | reflection | seed | decision
     importance REAL NOT NULL,           -- 1..10
     created_s REAL NOT NULL,            -- game time, seconds
     last_access_s REAL NOT NULL,        -- game time, seconds
@@ -53,6 +57,23 @@ CREATE TABLE IF NOT EXISTS escalations (
 );
 CREATE INDEX IF NOT EXISTS escalations_npc ON escalations(npc_id, wall_time_unix);
 """
+
+
+# the one table from stored kinds to the kinds a recall reports (MemoryKind on the wire): perceived,
+# said, reflected, or decided by the escalation provider. `event:<kind>` rows map by their prefix.
+RECALL_KINDS: dict[str, str] = {
+    "observation": "observation", "event": "observation", "seed": "observation",
+    "utterance": "dialogue", "dialogue": "dialogue",
+    "reflection": "reflection",
+    "decision": "escalation", "escalation": "escalation",
+}
+# candidates the agent's retrieval scores: the NPC's newest memories
+RETRIEVAL_WINDOW = 500
+
+
+def recall_kind(stored: str) -> str:
+    """The recall kind of a stored kind; an unknown kind (a newer writer) reads as an observation."""
+    return RECALL_KINDS.get(stored.split(":", 1)[0], "observation")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,36 +211,58 @@ class MemoryStore:
         return [EscalationRecord(*row) for row in rows]
 
     def retrieve(self, npc_id: str, query: str, *, now_s: float, token_budget: int = 200,
-                 limit: int = 500, touch: bool = True) -> list[Memory]:
-        """The best memories for `query` that fit in `token_budget` tokens, best first."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, npc_id, text, kind, importance, created_s, last_access_s, embedding FROM memories "
-                "WHERE npc_id = ? ORDER BY id DESC LIMIT ?", (npc_id, limit)).fetchall()
-        if not rows:
-            return []
-        w = self.weights
-        emb = np.frombuffer(b"".join(r[7] for r in rows), dtype=np.float32).reshape(len(rows), EMBEDDING_DIM)
-        relevance = emb @ embed(query)                                            # [n] cosine
-        hours = np.maximum(0.0, (now_s - np.array([r[6] for r in rows])) / 3600.0)
-        recency = np.power(w.decay_per_hour, hours)
-        importance = np.array([r[4] for r in rows]) / 10.0
-        score = (w.recency * _minmax(recency) + w.importance * _minmax(importance)
-                 + w.relevance * _minmax(relevance))
+                 limit: int = RETRIEVAL_WINDOW, touch: bool = True) -> list[Memory]:
+        """The best memories for `query` that fit in `token_budget` tokens, best first; marks them accessed."""
         chosen: list[Memory] = []
         used = 0
-        for i in np.argsort(-score, kind="stable"):
-            r = rows[i]
-            cost = estimate_tokens(r[2])
+        for m in self._scored(npc_id, query, now_s=now_s, window=limit):
+            cost = estimate_tokens(m.text)
             if used + cost > token_budget:
                 continue
             used += cost
-            chosen.append(Memory(*r[:7], score=float(score[i]), relevance=float(relevance[i])))
+            chosen.append(m)
         if touch and chosen:
             with self._lock:
                 self._db.executemany("UPDATE memories SET last_access_s = ? WHERE id = ?",
                                      [(now_s, m.id) for m in chosen])
         return chosen
+
+    def rank(self, npc_id: str, query: str, *, now_s: float | None = None, limit: int = 20,
+             window: int = RETRIEVAL_WINDOW) -> list[Memory]:
+        """The `limit` best memories for `query` by the retrieval score, best first, over the newest
+        max(window, limit) memories; marks nothing accessed. `now_s` None: the NPC's latest memory time
+        (recency is min-max normalised, so any later clock gives the same order and scores)."""
+        return self._scored(npc_id, query, now_s=now_s, window=max(window, limit))[:limit]
+
+    def most_recent(self, npc_id: str, *, limit: int = 20) -> list[Memory]:
+        """The newest `limit` memories, newest (last written) first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, npc_id, text, kind, importance, created_s, last_access_s FROM memories "
+                "WHERE npc_id = ? ORDER BY id DESC LIMIT ?", (npc_id, limit)).fetchall()
+        return [Memory(*row) for row in rows]
+
+    def _scored(self, npc_id: str, query: str, *, now_s: float | None, window: int) -> list[Memory]:
+        """Every candidate (the newest `window`) with its score, best first (ties: newer first)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, npc_id, text, kind, importance, created_s, last_access_s, embedding FROM memories "
+                "WHERE npc_id = ? ORDER BY id DESC LIMIT ?", (npc_id, window)).fetchall()
+        if not rows:
+            return []
+        w = self.weights
+        emb = np.frombuffer(b"".join(r[7] for r in rows), dtype=np.float32).reshape(len(rows), EMBEDDING_DIM)
+        relevance = emb @ embed(query)                                            # [n] cosine
+        last_access = np.array([r[6] for r in rows])
+        if now_s is None:
+            now_s = float(np.max(last_access))
+        hours = np.maximum(0.0, (now_s - last_access) / 3600.0)
+        recency = np.power(w.decay_per_hour, hours)
+        importance = np.array([r[4] for r in rows]) / 10.0
+        score = (w.recency * _minmax(recency) + w.importance * _minmax(importance)
+                 + w.relevance * _minmax(relevance))
+        return [Memory(*rows[i][:7], score=float(score[i]), relevance=float(relevance[i]))
+                for i in np.argsort(-score, kind="stable")]
 
     def max_relevance(self, npc_id: str, query: str, *, limit: int = 500) -> float:
         """Cosine similarity of the closest memory to `query` (0 when the NPC has none): novelty = low."""

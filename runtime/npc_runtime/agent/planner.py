@@ -55,9 +55,20 @@ def decide_with_dialogue(dialogue: DialogueModel, prompt: DialoguePrompt, propos
     try:
         reply: DialogueReply = dialogue.reply(prompt, allowed_actions=ordered, max_tokens=max_tokens, npc_id=npc_id,
                                               timeout_s=timeout_s)
-    except NpcRuntimeError as exc:   # engine busy, session limit, timeout: act on the policy, say nothing
-        return LocalDecision(proposal.action, "", proposal.confidence, proposal.margin, "policy", False,
-                             f"dialogue model failed ({exc}); policy: {proposal.action}")
+    except NpcRuntimeError as exc:
+        return dialogue_failed(exc, proposal)
+    return decide_from_reply(reply, proposal, allowed=allowed, default=default)
+
+
+def dialogue_failed(exc: NpcRuntimeError, proposal: PolicyProposal) -> LocalDecision:
+    """Engine busy, session limit, timeout: act on the policy, say nothing."""
+    return LocalDecision(proposal.action, "", proposal.confidence, proposal.margin, "policy", False,
+                         f"dialogue model failed ({exc}); policy: {proposal.action}")
+
+
+def decide_from_reply(reply: DialogueReply, proposal: PolicyProposal, *, allowed: Sequence[str],
+                      default: str) -> LocalDecision:
+    """The local model's reply (whole, or its tag alone while the line still streams) -> the decision."""
     if reply.action is None or reply.action not in allowed:
         return LocalDecision(default, reply.line, proposal.probs.get(default, 0.0), proposal.margin, "local_model",
                              True, f"local model proposed {reply.action!r} (not allowed or malformed): state default",

@@ -2,7 +2,9 @@
 
 Translation only: protobuf <-> agent dataclasses here, errors through `serving/status.py`. Agent steps
 block (local model, escalation wait bounded by the step deadline), so they run on a thread pool; the
-steps of one `PlayRequest` run concurrently and are answered in request order.
+steps of one `PlayRequest` run concurrently and are answered in request order. A `StepStream` runs its
+step on that pool too; the step hands each chunk to the event loop as it is made (action, text deltas),
+and a client cancel sets a flag that stops the decoding.
 Register it with `create_server(..., extra_servicers=[agent_hook(runtime)])`.
 """
 
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -21,6 +25,7 @@ from npc_proto.v1 import agent_pb2_grpc
 from npc_runtime.agent.brain import AgentRuntime
 from npc_runtime.agent.fsm import FsmDefinition
 from npc_runtime.agent.fsm_loader import BUILTIN_FSMS, load_builtin_fsm, parse_fsm
+from npc_runtime.agent.memory import Memory, recall_kind
 from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving import status
@@ -31,6 +36,7 @@ SERVICE_NAME = "npc.v1.NpcAgent"
 MAX_FSM_YAML_CHARS = 64 * 1024
 MAX_TEXT_CHARS = 2_000
 MAX_STEPS_PER_PLAY = 4_096
+DEFAULT_RECALL = 20
 
 SOURCE_TO_PB = {
     "fsm": pb.DECISION_SOURCE_FSM, "policy": pb.DECISION_SOURCE_POLICY, "local_model": pb.DECISION_SOURCE_LOCAL_MODEL,
@@ -82,6 +88,17 @@ def decision_to_pb(d: AgentDecision) -> pb.Decision:
                        source=SOURCE_TO_PB[d.source], allowed_actions=list(d.allowed_actions),
                        latency_ms=d.latency_ms, memories_written=d.memories_written,
                        rejected_action=d.rejected_action)
+
+
+def action_to_pb(d: AgentDecision, latency_ms: float) -> pb.ActionChosen:
+    return pb.ActionChosen(npc_id=d.npc_id, state=d.state, action=d.action, arguments=d.arguments,
+                           escalated=d.escalated, source=SOURCE_TO_PB[d.source], confidence=d.confidence,
+                           allowed_actions=list(d.allowed_actions), latency_ms=latency_ms)
+
+
+def memory_to_pb(m: Memory) -> pb.Memory:
+    return pb.Memory(text=m.text, importance=m.importance, game_time_s=m.created_s, score=m.score,
+                     kind=pb.MemoryKind.Value(f"MEMORY_KIND_{recall_kind(m.kind).upper()}"))
 
 
 # ---- servicer ---------------------------------------------------------------------------------------
@@ -149,6 +166,50 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
     @_unary
     async def Step(self, request, context):
         return await self._run(self._step, request)
+
+    async def StepStream(self, request, context):
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        chunks: asyncio.Queue = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def put(chunk: pb.StepChunk) -> None:   # called on the step's worker thread
+            loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+
+        def since_start() -> float:
+            return (time.monotonic() - started) * 1000.0
+
+        def work() -> pb.Decision:
+            percept, events, deadline_ms = step_from_pb(request)
+            decision = self.runtime.step_stream(
+                request.npc_id, percept, events, deadline_ms=deadline_ms, cancelled=cancelled,
+                on_action=lambda d: put(pb.StepChunk(action=action_to_pb(d, since_start()))),
+                on_delta=lambda text, end: put(pb.StepChunk(dialogue=pb.DialogueDelta(
+                    text=text, sentence_end=end, latency_ms=since_start()))))
+            return decision_to_pb(decision)
+
+        future = loop.run_in_executor(self._pool, work)
+        # the future settles after every chunk the worker queued (both go through call_soon_threadsafe, FIFO)
+        future.add_done_callback(lambda _: chunks.put_nowait(None))
+        try:
+            while (chunk := await chunks.get()) is not None:
+                yield chunk
+            try:
+                decision = future.result()
+            except Exception as exc:  # noqa: BLE001 - bad input / unknown NPC come before any chunk
+                st = status.status_for(exc, where="NpcAgent.StepStream")
+                await context.abort(st.grpc_code, st.message)
+            yield pb.StepChunk(done=decision)
+        finally:
+            cancelled.set()   # a no-op once the step is done; otherwise the client went away: stop decoding
+
+    @_unary
+    async def RecallMemories(self, request, context):
+        if len(request.query) > MAX_TEXT_CHARS:
+            raise InvalidArgument(f"query: at most {MAX_TEXT_CHARS} characters")
+        memories = await self._run(self.runtime.recall, request.npc_id, request.query,
+                                   limit=request.limit or DEFAULT_RECALL)
+        return pb.RecallMemoriesResponse(memories=[memory_to_pb(m) for m in memories])
 
     async def Play(self, request_iterator, context):
         async for update in request_iterator:
