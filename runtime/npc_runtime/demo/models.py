@@ -1,4 +1,6 @@
-"""The demo's models: the built-in packages, exported once into a cache directory (with progress)."""
+"""The demo's models: the built-in packages shipped with npc-runtime (npc_runtime.builtin_packages), so neither
+torch nor an export step is needed; a package missing from the installation is exported once into a cache
+directory (needs the `export` extra)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from npc_runtime import builtin_packages
 
 BUILTINS = ("npc-dialogue", "npc-policy")
 
@@ -23,10 +27,15 @@ class Packages:
 
 
 def ensure_packages(cache_dir: Path, *, progress: bool = True, export: bool = True) -> Packages:
-    """Use cached packages; export missing ones from `builtin:NAME` (needs the exporter extra, once)."""
+    """The shipped packages first; then packages cached in `cache_dir`; export the rest from `builtin:NAME`
+    (needs the exporter extra, once)."""
     found: dict[str, Path | None] = {}
     notes: list[str] = []
     for name in BUILTINS:
+        shipped = builtin_packages.package_dir(name)
+        if shipped is not None:
+            found[name] = shipped
+            continue
         out = cache_dir / name
         if (out / "manifest.json").is_file():
             found[name] = out
@@ -45,7 +54,8 @@ def ensure_packages(cache_dir: Path, *, progress: bool = True, export: bool = Tr
         print(f"npcrt demo: exporting builtin:{name} to {out} (first run only)...", file=sys.stderr, flush=True)
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)
-            export_model(f"builtin:{name}", out, precision="fp32", target="ort", progress=progress)
+            # the shipped options, so a cached export is what a full installation would have shipped
+            export_model(f"builtin:{name}", out, progress=progress, **builtin_packages.SHIPPED[name])
             found[name] = out
         except Exception as exc:  # noqa: BLE001 - the exporter's own errors; the demo goes on without the model
             notes.append(f"{name}: export failed ({type(exc).__name__}: {exc})")
