@@ -3,7 +3,8 @@
 1. Builds tiny random-weight model packages once (tests/helpers/tiny_models.py -> npc_export, fp32):
    the `ort` one the server serves and the `portable` one (model.fixed.onnx) the C++ side reads the way
    the Unreal NNE brain does; cached under the build directory.
-2. Starts `npcrt serve --model PKG --host 127.0.0.1 --port 0 --http-port -1` and reads the port from its
+2. Starts `npcrt serve --model PKG --host 127.0.0.1 --port 0 --http-port -1 --data-dir TMP` (a fresh data
+   directory per run: the NpcAgent memory and NPC registry) and reads the port from its
    "npcrt serve: listening grpc=HOST:PORT ..." line.
 3. Runs the C++ test binary with that target; stops the server; exits with the binary's status.
 
@@ -41,11 +42,11 @@ def make_packages(cache_dir: Path) -> dict[str, Path]:
     return packages
 
 
-def start_server(package: Path) -> tuple[subprocess.Popen, str]:
+def start_server(package: Path, data_dir: Path) -> tuple[subprocess.Popen, str]:
     npcrt = Path(sys.executable).with_name("npcrt")
     command = [str(npcrt) if npcrt.exists() else sys.executable, *([] if npcrt.exists() else ["-m", "npc_runtime.cli"]),
                "serve", "--model", str(package), "--host", "127.0.0.1", "--port", "0", "--http-port", "-1",
-               "--log-format", "text", "--log-level", "WARNING"]
+               "--data-dir", str(data_dir), "--log-format", "text", "--log-level", "WARNING"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     assert proc.stdout is not None
@@ -68,16 +69,17 @@ def main() -> int:
     parser.add_argument("build_dir", help="where to cache the model package")
     args = parser.parse_args()
     packages = make_packages(Path(args.build_dir) / "packages")
-    proc, target = start_server(packages["ort"])
-    try:
-        return subprocess.run([args.binary, target, str(packages["portable"])], check=False).returncode
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryDirectory(prefix="npc-unreal-data-") as data_dir:
+        proc, target = start_server(packages["ort"], Path(data_dir))
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            return subprocess.run([args.binary, target, str(packages["portable"])], check=False).returncode
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 if __name__ == "__main__":

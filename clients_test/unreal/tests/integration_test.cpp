@@ -1,6 +1,7 @@
 // Integration test: the core's C++ gRPC client against a live Python server (started by
 // run_integration.py, which passes "host:port"). Handshake, models, sessions driven by frame-budgeted
-// Ticks through the SessionBook, streaming Generate, cancel/close, and the status codes of bad input.
+// Ticks through the SessionBook, streaming Generate, cancel/close, and the status codes of bad input;
+// NpcAgent: register/step, StepStream (event order, cancel) and RecallMemories.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -57,6 +58,61 @@ OpenSessionOptions GreedyPrompt(const std::string& npc_id, uint32_t max_new_toke
   o.prompt = " \"Steel does not lie,\" he says.";
   o.max_new_tokens = max_new_tokens;
   return o;
+}
+
+// Registers a guard with one seed memory on the server (replacing an earlier one of that id).
+void RegisterGuard(const std::string& npc_id) {
+  RegisterNpcOptions reg;
+  reg.npc_id = npc_id;
+  reg.persona.name = "Bram";
+  reg.persona.role = "guard";
+  reg.fsm_name = "guard";
+  reg.memories.emplace_back("The merchant owes the guard three coins.", 6.0f);
+  reg.replace = true;
+  RegisteredNpc registered;
+  CHECK_OK(Client().RegisterNpc(reg, &registered));
+}
+
+StepOptions Greeting(const std::string& npc_id) {
+  StepOptions step;
+  step.npc_id = npc_id;
+  step.game_time_s = 5.0;
+  step.values["player_distance"] = 2.0;
+  step.player_utterance = "Hello there, guard. Any news?";
+  step.deadline_ms = 5000.0f;
+  return step;
+}
+
+// What a StepStream raised, in order, with when (ms since the call started).
+struct StreamLog {
+  std::vector<std::string> kinds;  // "action", "sentence", "done"
+  ActionChosenInfo action;
+  std::vector<std::string> sentences;
+  DecisionInfo done;
+  double action_ms = -1.0, first_sentence_ms = -1.0, done_ms = -1.0;
+};
+
+StepStreamCallbacks Record(StreamLog* log, std::chrono::steady_clock::time_point start) {
+  const auto since = [start] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  };
+  StepStreamCallbacks c;
+  c.on_action = [log, since](const ActionChosenInfo& a) {
+    log->kinds.push_back("action");
+    log->action = a;
+    log->action_ms = since();
+  };
+  c.on_sentence = [log, since](const std::string& s) {
+    log->kinds.push_back("sentence");
+    log->sentences.push_back(s);
+    if (log->first_sentence_ms < 0) log->first_sentence_ms = since();
+  };
+  c.on_done = [log, since](const DecisionInfo& d) {
+    log->kinds.push_back("done");
+    log->done = d;
+    log->done_ms = since();
+  };
+  return c;
 }
 
 // Ticks the book until every session is idle (or `max_frames`), as a game loop would, one Tick per
@@ -309,6 +365,97 @@ TEST_CASE("agent: register, step, unregister when the server offers NpcAgent") {
   CHECK(allowed);  // the action is always one the FSM allows
   std::printf("     state %s, action %s (%s)\n", decision.state.c_str(), decision.action.c_str(), decision.reason.c_str());
   CHECK_OK(Client().UnregisterNpc("guard-int", true));
+}
+
+TEST_CASE("agent stream: the action first, then sentences, then done; the sentences are the whole line") {
+  RegisterGuard("guard-stream");
+  StreamLog log;
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_OK(Client().StepStream(Greeting("guard-stream"), Record(&log, start)));
+  CHECK(log.kinds.size() >= 2u);
+  if (log.kinds.size() < 2u) return;
+  CHECK_EQ(log.kinds.front(), std::string("action"));
+  CHECK_EQ(log.kinds.back(), std::string("done"));
+  for (size_t i = 1; i + 1 < log.kinds.size(); ++i) CHECK_EQ(log.kinds[i], std::string("sentence"));
+  CHECK_EQ(log.done.action, log.action.action);  // the action is final: never retracted
+  CHECK(log.done.arguments == log.action.arguments);
+  CHECK_EQ(log.done.npc_id, std::string("guard-stream"));
+  std::string joined;
+  for (const std::string& s : log.sentences) joined += s;
+  CHECK_EQ(joined, log.done.dialogue);
+  bool allowed = false;
+  for (const auto& a : log.action.allowed_actions) allowed |= a == log.action.action;
+  CHECK(allowed);
+  CHECK(log.action_ms <= log.done_ms);
+  std::printf("     action %s after %.1f ms (server %.1f ms); %zu sentences, first after %.1f ms; done after %.1f ms\n",
+              log.action.action.c_str(), log.action_ms, log.action.latency_ms, log.sentences.size(),
+              log.first_sentence_ms, log.done_ms);
+  std::printf("     line: \"%s\"\n", log.done.dialogue.c_str());
+  CHECK_OK(Client().UnregisterNpc("guard-stream", true));
+}
+
+TEST_CASE("agent stream: unknown NPC is NOT_FOUND before any callback; a cancelled stream stops") {
+  StreamLog log;
+  const auto start = std::chrono::steady_clock::now();
+  CHECK_CODE(Client().StepStream(Greeting("no-such-npc"), Record(&log, start)), StatusCode::kNotFound);
+  CHECK(log.kinds.empty());
+
+  RegisterGuard("guard-cancel");
+  // Cancelled from the action callback: nothing more is raised and the call says CANCELLED.
+  CancelToken token;
+  StepStreamCallbacks callbacks = Record(&log, start);
+  const auto on_action = callbacks.on_action;
+  callbacks.on_action = [&token, on_action](const ActionChosenInfo& a) {
+    on_action(a);
+    token.Cancel();
+  };
+  CHECK_CODE(Client().StepStream(Greeting("guard-cancel"), callbacks, &token), StatusCode::kCancelled);
+  CHECK(log.kinds == std::vector<std::string>{"action"});
+
+  // Cancelled from another thread before the call starts: no callback at all.
+  CancelToken early;
+  std::thread([&early] { early.Cancel(); }).join();
+  StreamLog none;
+  CHECK_CODE(Client().StepStream(Greeting("guard-cancel"), Record(&none, start), &early), StatusCode::kCancelled);
+  CHECK(none.kinds.empty());
+
+  // The NPC is still usable: a whole streamed step runs.
+  StreamLog again;
+  CHECK_OK(Client().StepStream(Greeting("guard-cancel"), Record(&again, start)));
+  CHECK(!again.kinds.empty() && again.kinds.back() == "done");
+  CHECK_OK(Client().UnregisterNpc("guard-cancel", true));
+}
+
+TEST_CASE("agent memory: RecallMemories returns the seed and what the steps wrote; NOT_FOUND when unknown") {
+  RegisterGuard("guard-memory");
+  DecisionInfo decision;
+  CHECK_OK(Client().Step(Greeting("guard-memory"), &decision));
+  RecallOptions recent;
+  recent.npc_id = "guard-memory";
+  std::vector<MemoryInfo> memories;
+  CHECK_OK(Client().RecallMemories(recent, &memories));
+  CHECK(!memories.empty());
+  bool seed = false;
+  for (const MemoryInfo& m : memories) {
+    seed |= m.text.find("three coins") != std::string::npos;
+    CHECK(m.kind != MemoryKind::kUnspecified);
+    CHECK(m.importance >= 0.0f && m.importance <= 10.0f);
+  }
+  CHECK(seed);
+  RecallOptions query;
+  query.npc_id = "guard-memory";
+  query.query = "coins the merchant owes";
+  query.limit = 1;
+  std::vector<MemoryInfo> best;
+  CHECK_OK(Client().RecallMemories(query, &best));
+  CHECK_EQ(best.size(), 1u);
+  std::printf("     %zu memories; best for \"%s\": \"%s\" (score %.3f, kind %d)\n", memories.size(),
+              query.query.c_str(), best.empty() ? "" : best[0].text.c_str(), best.empty() ? 0.0 : best[0].score,
+              best.empty() ? 0 : static_cast<int>(best[0].kind));
+  RecallOptions ghost;
+  ghost.npc_id = "no-such-npc";
+  CHECK_CODE(Client().RecallMemories(ghost, &memories), StatusCode::kNotFound);
+  CHECK_OK(Client().UnregisterNpc("guard-memory", true));
 }
 
 TEST_CASE("status: an unreachable server is UNAVAILABLE or DEADLINE_EXCEEDED, not a crash") {

@@ -107,7 +107,31 @@ void UNpcBrainComponent::Perceive(const FNpcObservation& Observation)
 {
 	if (UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem())
 	{
-		Runtime->RequestDecision(this, Observation);
+		if (bStreamDecisions)
+		{
+			Runtime->StreamDecision(this, Observation);
+		}
+		else
+		{
+			Runtime->RequestDecision(this, Observation);
+		}
+	}
+}
+
+void UNpcBrainComponent::CancelStreamedDecision()
+{
+	if (UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem())
+	{
+		Runtime->CancelDecisionStream(this);
+	}
+}
+
+void UNpcBrainComponent::RecallMemories(const FString& Query, int32 Limit)
+{
+	UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem();
+	if (!Runtime || !Runtime->RecallMemories(this, Query, Limit))
+	{
+		HandleError(TEXT("RecallMemories: not connected to an npc-runtime server (call Connect on the subsystem)"));
 	}
 }
 
@@ -162,6 +186,31 @@ void UNpcBrainComponent::HandleDecision(const FNpcDecision& Decision)
 	{
 		OnDialogue.Broadcast(Decision.Dialogue, true, Decision.Dialogue);
 	}
+}
+
+void UNpcBrainComponent::HandleStreamAction(const FNpcDecision& Action)
+{
+	OnNpcAction.Broadcast(Action);
+	OnAction.Broadcast(Action);
+}
+
+void UNpcBrainComponent::HandleStreamSentence(const FString& Sentence)
+{
+	OnNpcSentence.Broadcast(Sentence);
+}
+
+void UNpcBrainComponent::HandleStreamDone(const FNpcDecision& Decision)
+{
+	OnNpcDialogueDone.Broadcast(Decision);
+	if (!Decision.Dialogue.IsEmpty())
+	{
+		OnDialogue.Broadcast(Decision.Dialogue, true, Decision.Dialogue);
+	}
+}
+
+void UNpcBrainComponent::HandleMemories(const TArray<FNpcMemory>& Memories)
+{
+	OnNpcMemoriesRecalled.Broadcast(Memories);
 }
 
 void UNpcBrainComponent::HandleError(const FString& Message)

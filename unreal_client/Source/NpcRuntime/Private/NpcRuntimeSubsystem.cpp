@@ -5,6 +5,7 @@
 #include "NpcRuntimeModule.h"
 
 #include <string>
+#include <utility>
 
 namespace
 {
@@ -38,11 +39,54 @@ namespace
 		Out.Reason = FromUtf8(In.reason);
 		return Out;
 	}
+
+	/** A streamed action as a decision without its line (Dialogue and Reason come with done). */
+	FNpcDecision ToDecision(const npc::ActionChosenInfo& In)
+	{
+		FNpcDecision Out;
+		Out.State = FromUtf8(In.state);
+		Out.Action = FromUtf8(In.action);
+		for (const auto& Pair : In.arguments)
+		{
+			Out.Arguments.Add(FromUtf8(Pair.first), FromUtf8(Pair.second));
+		}
+		Out.Confidence = In.confidence;
+		Out.bEscalated = In.escalated;
+		return Out;
+	}
+
+	FNpcMemory ToMemory(const npc::MemoryInfo& In)
+	{
+		FNpcMemory Out;
+		Out.Text = FromUtf8(In.text);
+		Out.Importance = In.importance;
+		Out.GameTimeSeconds = In.game_time_s;
+		const int32 Kind = static_cast<int32>(In.kind);
+		// A kind from a newer contract reads as Unspecified.
+		Out.Kind = (Kind >= 0 && Kind <= static_cast<int32>(ENpcMemoryKind::Escalation)) ? static_cast<ENpcMemoryKind>(Kind) : ENpcMemoryKind::Unspecified;
+		Out.Score = In.score;
+		return Out;
+	}
+}
+
+void FNpcStreamInbox::Push(FNpcStreamEvent Event)
+{
+	std::lock_guard<std::mutex> Lock(Mutex);
+	Events.push_back(std::move(Event));
+}
+
+std::vector<FNpcStreamEvent> FNpcStreamInbox::TakeAll()
+{
+	std::lock_guard<std::mutex> Lock(Mutex);
+	std::vector<FNpcStreamEvent> Taken;
+	Taken.swap(Events);
+	return Taken;
 }
 
 void UNpcRuntimeSubsystem::Initialize(FSubsystemCollectionBase& Collection)
 {
 	Super::Initialize(Collection);
+	StreamInbox = MakeShared<FNpcStreamInbox>();
 }
 
 void UNpcRuntimeSubsystem::Deinitialize()
@@ -52,6 +96,11 @@ void UNpcRuntimeSubsystem::Deinitialize()
 		TickInFlight.Wait();
 		bTickInFlight = false;
 	}
+	for (const TPair<FString, FNpcActiveStream>& Pair : ActiveStreams)
+	{
+		Pair.Value.Cancel->Cancel();  // the workers return at once; their queued events are dropped
+	}
+	ActiveStreams.Reset();
 	TArray<FString> NpcIds;
 	Brains.GetKeys(NpcIds);
 	for (const FString& NpcId : NpcIds)
@@ -83,7 +132,7 @@ ETickableTickType UNpcRuntimeSubsystem::GetTickableTickType() const
 
 bool UNpcRuntimeSubsystem::IsTickable() const
 {
-	return bConnected || bTickInFlight;
+	return bConnected || bTickInFlight || ActiveStreams.Num() > 0;
 }
 
 void UNpcRuntimeSubsystem::Connect(const FString& Target, const FString& BearerToken)
@@ -187,12 +236,8 @@ bool UNpcRuntimeSubsystem::SendPlayerLine(UNpcBrainComponent* Brain, const FStri
 	return Brain && Book.QueueInput(ToUtf8(Brain->GetNpcId()), ToUtf8(Line));
 }
 
-void UNpcRuntimeSubsystem::RequestDecision(UNpcBrainComponent* Brain, const FNpcObservation& Observation)
+npc::StepOptions UNpcRuntimeSubsystem::StepOptionsFor(UNpcBrainComponent* Brain, const FNpcObservation& Observation) const
 {
-	if (!Brain || !HasClient())
-	{
-		return;
-	}
 	npc::StepOptions Options;
 	Options.npc_id = ToUtf8(Brain->GetNpcId());
 	Options.game_time_s = Observation.GameTimeSeconds;
@@ -214,7 +259,16 @@ void UNpcRuntimeSubsystem::RequestDecision(UNpcBrainComponent* Brain, const FNpc
 		Options.events.push_back(Event);
 	}
 	Options.deadline_ms = Brain->DecisionDeadlineMs;
+	return Options;
+}
 
+void UNpcRuntimeSubsystem::RequestDecision(UNpcBrainComponent* Brain, const FNpcObservation& Observation)
+{
+	if (!Brain || !HasClient())
+	{
+		return;
+	}
+	const npc::StepOptions Options = StepOptionsFor(Brain, Observation);
 	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
 	TWeakObjectPtr<UNpcBrainComponent> WeakBrain(Brain);
 	UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, WeakBrain, Options]()
@@ -238,12 +292,185 @@ void UNpcRuntimeSubsystem::RequestDecision(UNpcBrainComponent* Brain, const FNpc
 	});
 }
 
+void UNpcRuntimeSubsystem::StreamDecision(UNpcBrainComponent* Brain, const FNpcObservation& Observation)
+{
+	if (!Brain || !HasClient())
+	{
+		return;
+	}
+	CancelDecisionStream(Brain);  // a new decision replaces the line still streaming
+	FNpcActiveStream Stream;
+	Stream.Serial = NextStreamSerial++;
+	Stream.Cancel = MakeShared<npc::CancelToken>();
+	Stream.Brain = Brain;
+	Stream.Observation = Observation;
+	ActiveStreams.Add(Brain->GetNpcId(), Stream);
+
+	const npc::StepOptions Options = StepOptionsFor(Brain, Observation);
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	TSharedPtr<FNpcStreamInbox> Inbox = StreamInbox;
+	TSharedPtr<npc::CancelToken> Cancel = Stream.Cancel;
+	const uint64 Serial = Stream.Serial;
+	UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, Inbox, Cancel, Options, Serial]()
+	{
+		const auto MakeEvent = [&Options, Serial](FNpcStreamEvent::EKind Kind)
+		{
+			FNpcStreamEvent Event;
+			Event.Kind = Kind;
+			Event.NpcId = Options.npc_id;
+			Event.Serial = Serial;
+			return Event;
+		};
+		npc::StepStreamCallbacks Callbacks;
+		Callbacks.on_action = [&](const npc::ActionChosenInfo& Action)
+		{
+			FNpcStreamEvent Event = MakeEvent(FNpcStreamEvent::EKind::Action);
+			Event.Action = Action;
+			Inbox->Push(std::move(Event));
+		};
+		Callbacks.on_sentence = [&](const std::string& Sentence)
+		{
+			FNpcStreamEvent Event = MakeEvent(FNpcStreamEvent::EKind::Sentence);
+			Event.Sentence = Sentence;
+			Inbox->Push(std::move(Event));
+		};
+		Callbacks.on_done = [&](const npc::DecisionInfo& Decision)
+		{
+			FNpcStreamEvent Event = MakeEvent(FNpcStreamEvent::EKind::Done);
+			Event.Decision = Decision;
+			Inbox->Push(std::move(Event));
+		};
+		const npc::Status Status = Worker->StepStream(Options, Callbacks, Cancel.Get());
+		if (!Status.ok() && Status.code != npc::StatusCode::kCancelled)
+		{
+			FNpcStreamEvent Event = MakeEvent(FNpcStreamEvent::EKind::Failed);
+			Event.Status = Status;
+			Inbox->Push(std::move(Event));
+		}
+	});
+}
+
+void UNpcRuntimeSubsystem::CancelDecisionStream(UNpcBrainComponent* Brain)
+{
+	if (!Brain)
+	{
+		return;
+	}
+	const FString NpcId = Brain->GetNpcId();
+	if (FNpcActiveStream* Active = ActiveStreams.Find(NpcId))
+	{
+		Active->Cancel->Cancel();
+		ActiveStreams.Remove(NpcId);
+	}
+}
+
+void UNpcRuntimeSubsystem::DispatchStreamEvents()
+{
+	if (!StreamInbox.IsValid())
+	{
+		return;
+	}
+	for (FNpcStreamEvent& Event : StreamInbox->TakeAll())
+	{
+		const FString NpcId = FromUtf8(Event.NpcId);
+		FNpcActiveStream* Active = ActiveStreams.Find(NpcId);
+		if (!Active || Active->Serial != Event.Serial)
+		{
+			continue;  // stopped or replaced since: its late events are dropped
+		}
+		UNpcBrainComponent* Brain = Active->Brain.Get();
+		switch (Event.Kind)
+		{
+		case FNpcStreamEvent::EKind::Action:
+			if (Brain)
+			{
+				Brain->HandleStreamAction(ToDecision(Event.Action));
+			}
+			break;
+		case FNpcStreamEvent::EKind::Sentence:
+			if (Brain)
+			{
+				Brain->HandleStreamSentence(FromUtf8(Event.Sentence));
+			}
+			break;
+		case FNpcStreamEvent::EKind::Done:
+			ActiveStreams.Remove(NpcId);
+			if (Brain)
+			{
+				Brain->HandleStreamDone(ToDecision(Event.Decision));
+			}
+			break;
+		case FNpcStreamEvent::EKind::Failed:
+		{
+			const FNpcObservation Observation = Active->Observation;
+			ActiveStreams.Remove(NpcId);
+			if (!Brain)
+			{
+				break;
+			}
+			if (Event.Status.code == npc::StatusCode::kUnimplemented)
+			{
+				// A server without StepStream (raised before any chunk): decide with Step from now on.
+				UE_LOG(LogNpcRuntime, Warning, TEXT("%s: the server has no StepStream (%s); using Step"), *NpcId, *Describe(Event.Status));
+				Brain->bStreamDecisions = false;
+				RequestDecision(Brain, Observation);
+			}
+			else
+			{
+				Brain->HandleError(FString::Printf(TEXT("StepStream failed: %s"), *Describe(Event.Status)));
+			}
+			break;
+		}
+		}
+	}
+}
+
+bool UNpcRuntimeSubsystem::RecallMemories(UNpcBrainComponent* Brain, const FString& Query, int32 Limit)
+{
+	if (!Brain || !HasClient())
+	{
+		return false;
+	}
+	npc::RecallOptions Options;
+	Options.npc_id = ToUtf8(Brain->GetNpcId());
+	Options.query = ToUtf8(Query);
+	Options.limit = static_cast<uint32>(FMath::Max(0, Limit));
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	TWeakObjectPtr<UNpcBrainComponent> WeakBrain(Brain);
+	UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, WeakBrain, Options]()
+	{
+		std::vector<npc::MemoryInfo> Memories;
+		const npc::Status Status = Worker->RecallMemories(Options, &Memories);
+		AsyncTask(ENamedThreads::GameThread, [WeakBrain, Status, Memories]()
+		{
+			UNpcBrainComponent* Brain = WeakBrain.Get();
+			if (!Brain)
+			{
+				return;
+			}
+			if (!Status.ok())
+			{
+				Brain->HandleError(FString::Printf(TEXT("RecallMemories failed: %s"), *Describe(Status)));
+				return;
+			}
+			TArray<FNpcMemory> Out;
+			for (const npc::MemoryInfo& Memory : Memories)
+			{
+				Out.Add(ToMemory(Memory));
+			}
+			Brain->HandleMemories(Out);
+		});
+	});
+	return true;
+}
+
 void UNpcRuntimeSubsystem::Release(UNpcBrainComponent* Brain)
 {
 	if (!Brain)
 	{
 		return;
 	}
+	CancelDecisionStream(Brain);
 	const FString NpcId = Brain->GetNpcId();
 	Brains.Remove(NpcId);
 	const std::string SessionId = Book.Remove(ToUtf8(NpcId));
@@ -256,6 +483,7 @@ void UNpcRuntimeSubsystem::Release(UNpcBrainComponent* Brain)
 
 void UNpcRuntimeSubsystem::Tick(float /*DeltaTime*/)
 {
+	DispatchStreamEvents();
 	if (bTickInFlight)
 	{
 		if (!TickInFlight.IsCompleted())

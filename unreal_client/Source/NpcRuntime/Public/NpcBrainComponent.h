@@ -2,7 +2,10 @@
 //
 // Server mode (default): the UNpcRuntimeSubsystem opens a session on the npc-runtime server for this
 // NPC; Say() queues a player line, the reply streams in through OnDialogue, frame-sliced by the
-// subsystem's once-per-frame Tick; Perceive() asks the NpcAgent service for a decision (OnAction).
+// subsystem's once-per-frame Tick; Perceive() asks the NpcAgent service for a decision. Streamed (default,
+// NpcAgent.StepStream): OnNpcAction as soon as the action is chosen, OnNpcSentence per sentence of the line
+// as it is decoded (subtitles, text-to-speech), OnNpcDialogueDone with the whole decision; OnAction and
+// OnDialogue fire too, as for an unstreamed decision. RecallMemories() answers through OnNpcMemoriesRecalled.
 // Local mode (bUseLocalBrain): an on-device FNpcNneBrain (NNE, ONNX Runtime CPU) decodes token ids on a
 // worker thread under a per-frame token budget and raises OnLocalTokens.
 #pragma once
@@ -51,6 +54,11 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC")
 	float DecisionDeadlineMs = 150.f;
 
+	/** Stream decisions (NpcAgent.StepStream): the action first, then the line sentence by sentence. Turned off
+	 *  by itself (falling back to Step) when the server has no StepStream. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC")
+	bool bStreamDecisions = true;
+
 	/** Decode on the device with NNE instead of the server. */
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC|Local")
 	bool bUseLocalBrain = false;
@@ -79,9 +87,36 @@ public:
 	UPROPERTY(BlueprintAssignable, Category = "NPC")
 	FNpcBrainErrorSignature OnBrainError;
 
-	/** Sends what the NPC perceives; the decision arrives through OnAction (and OnDialogue if it speaks). */
+	/** Streamed decision: the action, before any of the line (Dialogue and Reason empty). Final: never retracted. */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|Stream")
+	FNpcActionSignature OnNpcAction;
+
+	/** Streamed decision: one sentence of the line as soon as it is decoded. */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|Stream")
+	FNpcSentenceSignature OnNpcSentence;
+
+	/** Streamed decision: the whole decision (its Dialogue is the sentences joined), last. */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|Stream")
+	FNpcActionSignature OnNpcDialogueDone;
+
+	/** Answer of RecallMemories(). */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|Memory")
+	FNpcMemoriesSignature OnNpcMemoriesRecalled;
+
+	/** Sends what the NPC perceives; the decision arrives through OnAction (and OnDialogue if it speaks), streamed
+	 *  through OnNpcAction / OnNpcSentence / OnNpcDialogueDone when bStreamDecisions. A new streamed decision
+	 *  stops the one still streaming. */
 	UFUNCTION(BlueprintCallable, Category = "NPC")
 	void Perceive(const FNpcObservation& Observation);
+
+	/** Stops the streamed decision in progress (the server stops decoding its line); nothing more is raised for it. */
+	UFUNCTION(BlueprintCallable, Category = "NPC|Stream")
+	void CancelStreamedDecision();
+
+	/** Asks the server for this NPC's memories relevant to Query (empty: most recent), at most Limit (0 = 20);
+	 *  they arrive through OnNpcMemoriesRecalled. */
+	UFUNCTION(BlueprintCallable, Category = "NPC|Memory")
+	void RecallMemories(const FString& Query, int32 Limit);
 
 	/** A player line for this NPC; the reply streams through OnDialogue (server, or the local brain when
 	 *  bUseLocalBrain and the package has a tokenizer.json). */
@@ -99,6 +134,10 @@ public:
 	void HandleDialogue(const FString& TextDelta, bool bFinished, const FString& FullText);
 	void HandleDecision(const FNpcDecision& Decision);
 	void HandleError(const FString& Message);
+	void HandleStreamAction(const FNpcDecision& Action);
+	void HandleStreamSentence(const FString& Sentence);
+	void HandleStreamDone(const FNpcDecision& Decision);
+	void HandleMemories(const TArray<FNpcMemory>& Memories);
 
 	virtual void TickComponent(float DeltaTime, ELevelTick TickType, FActorComponentTickFunction* ThisTickFunction) override;
 

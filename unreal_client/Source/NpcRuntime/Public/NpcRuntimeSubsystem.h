@@ -4,7 +4,9 @@
 // "one call per frame for every NPC"), built by the core's npc::SessionBook, on a worker task; the
 // response is applied on the game thread the next frame and routed to each UNpcBrainComponent.
 // Sessions are opened, decisions (NpcAgent.Step) requested and sessions closed on worker tasks too:
-// the game thread never waits on the network.
+// the game thread never waits on the network. A streamed decision (NpcAgent.StepStream) is read on a
+// worker task; its events (action, sentences, done) are queued and handed to the brain on the game
+// thread at the start of the next frame's Tick, in stream order.
 #pragma once
 
 #include "CoreMinimal.h"
@@ -15,6 +17,11 @@
 
 #include "npc/npc_client.h"
 #include "npc/session_book.h"
+#include "npc/step_stream.h"
+
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "NpcRuntimeSubsystem.generated.h"
 
@@ -26,6 +33,42 @@ struct FNpcTickJob
 	npc::TickPlan Plan;
 	npc::TickOutcome Outcome;
 	npc::Status Status;
+};
+
+/** A StepStream event, from the worker reading the stream to the game thread. */
+struct FNpcStreamEvent
+{
+	enum class EKind : uint8 { Action, Sentence, Done, Failed };
+	EKind Kind = EKind::Failed;
+	std::string NpcId;
+	/** Which stream of that NPC (a newer one replaces it). */
+	uint64 Serial = 0;
+	npc::ActionChosenInfo Action;
+	std::string Sentence;
+	npc::DecisionInfo Decision;
+	npc::Status Status;
+};
+
+/** Worker tasks push; the game thread takes everything once per frame, in push order. */
+class FNpcStreamInbox
+{
+public:
+	void Push(FNpcStreamEvent Event);
+	std::vector<FNpcStreamEvent> TakeAll();
+
+private:
+	std::mutex Mutex;
+	std::vector<FNpcStreamEvent> Events;
+};
+
+/** The streamed decision in progress for one NPC. */
+struct FNpcActiveStream
+{
+	uint64 Serial = 0;
+	TSharedPtr<npc::CancelToken> Cancel;
+	TWeakObjectPtr<UNpcBrainComponent> Brain;
+	/** Kept to fall back to Step when the server has no StepStream. */
+	FNpcObservation Observation;
 };
 
 UCLASS()
@@ -65,11 +108,20 @@ public:
 	bool SendPlayerLine(UNpcBrainComponent* Brain, const FString& Line);
 	/** Asks the NpcAgent service for a decision (perceive -> plan -> act). */
 	void RequestDecision(UNpcBrainComponent* Brain, const FNpcObservation& Observation);
-	/** Forgets the brain and closes its session on the server. */
+	/** Streams a decision (NpcAgent.StepStream) for the brain, stopping the one it may still be streaming; the
+	 *  brain's HandleStream* run on the game thread, in order. */
+	void StreamDecision(UNpcBrainComponent* Brain, const FNpcObservation& Observation);
+	/** Stops the brain's streamed decision, if any: the server stops decoding, nothing more is raised for it. */
+	void CancelDecisionStream(UNpcBrainComponent* Brain);
+	/** Asks for the brain's memories (NpcAgent.RecallMemories); false when there is no client. */
+	bool RecallMemories(UNpcBrainComponent* Brain, const FString& Query, int32 Limit);
+	/** Forgets the brain, stops its stream and closes its session on the server. */
 	void Release(UNpcBrainComponent* Brain);
 
 private:
 	void ApplyTickJob(FNpcTickJob& Job);
+	void DispatchStreamEvents();
+	npc::StepOptions StepOptionsFor(UNpcBrainComponent* Brain, const FNpcObservation& Observation) const;
 	void StartTickJob();
 	bool HasClient() const { return Client.IsValid(); }
 
@@ -82,4 +134,8 @@ private:
 	UE::Tasks::TTask<FNpcTickJob> TickInFlight;
 	bool bTickInFlight = false;
 	uint32 MaxTickEntries = 0;
+
+	TSharedPtr<FNpcStreamInbox> StreamInbox;
+	TMap<FString, FNpcActiveStream> ActiveStreams;
+	uint64 NextStreamSerial = 1;
 };

@@ -69,7 +69,52 @@ struct NPCRUNTIME_API FNpcDecision
 	FString Reason;
 };
 
+/** Where a memory came from (npc.v1.MemoryKind). */
+UENUM(BlueprintType)
+enum class ENpcMemoryKind : uint8
+{
+	Unspecified = 0,
+	/** Something perceived: an observation, a game event, a seed memory. */
+	Observation = 1,
+	/** Something said, by the player to the NPC or by the NPC. */
+	Dialogue = 2,
+	/** An insight the NPC wrote back while reflecting. */
+	Reflection = 3,
+	/** A decision the cloud model made for the NPC. */
+	Escalation = 4,
+};
+
+/** One of an NPC's memories (npc.v1.Memory), as NpcAgent.RecallMemories ranks them. */
+USTRUCT(BlueprintType)
+struct NPCRUNTIME_API FNpcMemory
+{
+	GENERATED_BODY()
+
+	UPROPERTY(BlueprintReadOnly, Category = "NPC")
+	FString Text;
+
+	/** Importance 1-10. */
+	UPROPERTY(BlueprintReadOnly, Category = "NPC")
+	float Importance = 0.f;
+
+	/** Game time the memory was written, seconds. */
+	UPROPERTY(BlueprintReadOnly, Category = "NPC")
+	double GameTimeSeconds = 0.0;
+
+	UPROPERTY(BlueprintReadOnly, Category = "NPC")
+	ENpcMemoryKind Kind = ENpcMemoryKind::Unspecified;
+
+	/** The retrieval score it was ranked by (higher first); 0 for an empty query. */
+	UPROPERTY(BlueprintReadOnly, Category = "NPC")
+	float Score = 0.f;
+};
+
+/** A decision, or (streamed) its action before the line: then Dialogue and Reason are empty. */
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcActionSignature, const FNpcDecision&, Decision);
+/** One sentence of a streamed line, exactly as decoded (leading space kept): the sentences concatenate to the line. */
+DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcSentenceSignature, const FString&, Sentence);
+/** An NPC's memories, best first. */
+DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcMemoriesSignature, const TArray<FNpcMemory>&, Memories);
 /** Text produced since the last event; bFinished on the last piece of a turn (FullText then holds it all). */
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_ThreeParams(FNpcDialogueSignature, const FString&, TextDelta, bool, bFinished, const FString&, FullText);
 /** Token ids decoded by the local (on-device) brain this frame. */
