@@ -41,6 +41,7 @@ namespace NpcRuntime.Unity.Samples
             if (hello.MaxTickEntries > 0) connection.Batcher.MaxEntriesPerTick = (int)hello.MaxTickEntries;
 
             guard.onAction.AddListener((action, reason) => Debug.Log("guard does " + action + " (" + reason + ")"));
+            guard.onSentence.AddListener(sentence => Debug.Log("guard says (sentence): " + sentence));  // streamed, before the whole line
             guard.onDialogue.AddListener(line => Debug.Log("guard says: " + line));
             guard.Perceive("player_distance", 3.5);
             guard.SetTag("location", "gate");
