@@ -56,8 +56,11 @@ namespace NpcRuntime.Unity.Net
         public string BearerToken = "";
         /// <summary>Deadline of unary calls (Tick, Step...).</summary>
         public TimeSpan UnaryDeadline = TimeSpan.FromSeconds(5);
-        /// <summary>Deadline of streams (Generate, Play, StepStream); TimeSpan.Zero = none.</summary>
+        /// <summary>Deadline of streams (Generate, Play); TimeSpan.Zero = none.</summary>
         public TimeSpan StreamDeadline = TimeSpan.Zero;
+        /// <summary>Deadline of a whole StepStream (the action and the whole line; at least the step's
+        /// deadline_ms plus a second); TimeSpan.Zero = none. A server that stalls then ends it with DEADLINE_EXCEEDED.</summary>
+        public TimeSpan StepStreamDeadline = TimeSpan.FromSeconds(60);
         /// <summary>Host override passed to the CallInvoker (null = the channel's).</summary>
         public string Host;
 
@@ -139,11 +142,14 @@ namespace NpcRuntime.Unity.Net
         /// <summary>
         /// One step whose answer streams: one StepChunk.action first, then dialogue deltas, then StepChunk.done
         /// with the whole Decision. Read it with <see cref="NpcDialogueStream"/> (action / sentence / done
-        /// events); dispose the call (or cancel `ct`) to stop it. Deadline: NpcClientOptions.StreamDeadline.
+        /// events); dispose the call (or cancel `ct`) to stop it. Deadline: NpcClientOptions.StepStreamDeadline.
         /// </summary>
         public AsyncServerStreamingCall<StepChunk> StepStream(StepRequest request, CancellationToken ct = default(CancellationToken))
         {
-            return invoker.AsyncServerStreamingCall(NpcGrpc.StepStream, options.Host, options.CallOptionsFor(options.StreamDeadline, ct), request);
+            var deadline = options.StepStreamDeadline;
+            var stepDeadline = TimeSpan.FromMilliseconds(Math.Max(0f, request.DeadlineMs)) + TimeSpan.FromSeconds(1);
+            if (deadline > TimeSpan.Zero && deadline < stepDeadline) deadline = stepDeadline;
+            return invoker.AsyncServerStreamingCall(NpcGrpc.StepStream, options.Host, options.CallOptionsFor(deadline, ct), request);
         }
 
         /// <summary>An NPC's memories, best first by the agent's retrieval score; an empty query = most recent first.</summary>

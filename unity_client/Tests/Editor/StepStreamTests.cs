@@ -114,6 +114,8 @@ namespace NpcRuntime.Unity.Tests
             var decision = stream.Start(new StepRequest { NpcId = "guard-01", DeadlineMs = 150 }).Result;
 
             Assert.AreEqual("/npc.v1.NpcAgent/StepStream", invoker.Calls.Single());
+            var left = invoker.LastOptions.Deadline.Value - DateTime.UtcNow;
+            Assert.IsTrue(left > TimeSpan.FromSeconds(50) && left <= TimeSpan.FromSeconds(60), "StepStream deadline in " + left);
             Assert.AreEqual(MethodType.ServerStreaming, NpcGrpc.StepStream.Type);
             CollectionAssert.AreEqual(new[] { "action warn", "sentence [Drop it, thief!]", "sentence [ The café is closed 🛡️.]", "done warn" }, events);
             Assert.AreEqual("Drop it, thief! The café is closed 🛡️.", decision.Dialogue);
