@@ -137,3 +137,28 @@ def test_json_schema_rejects_unsupported(tiny_package):
                    {"type": "object", "properties": {}, "required": ["x"]}):
         with pytest.raises(InvalidArgument):
             compile_constraint(ConstraintSpec.json(schema), tok, vocab_size=tok.vocab_size)
+
+
+def _byte_tokenizer() -> TextTokenizer:
+    """One token per byte (byte-level BPE without merges): a character of several bytes spans tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return TextTokenizer(tok, bos=None, eos=())
+
+
+def test_detokenizer_drops_a_character_cut_off_at_the_end():
+    tok = _byte_tokenizer()
+    ids = tok.encode("hé 🙂")                  # é: 2 bytes, 🙂: 4 bytes
+    assert len(ids) == 1 + 2 + 1 + 4
+    detok = tok.detokenizer()
+    deltas = [detok.push(i) for i in ids[:-2]]   # the turn ends two bytes into the emoji
+    tail = detok.flush()
+    assert "".join(deltas) + tail == "hé " and "\ufffd" not in tail
+    # a complete character held with the cut-off one still comes out
+    detok = tok.detokenizer()
+    deltas = [detok.push(i) for i in tok.encode("a")] + [detok.push(i) for i in tok.encode("é")[:1]]
+    assert "".join(deltas) + detok.flush() == "a"

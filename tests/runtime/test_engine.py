@@ -11,7 +11,7 @@ from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                                 ResourceExhausted)
-from npc_runtime.sessions import TickRequest
+from npc_runtime.sessions import FinishReason, TickRequest
 
 PROMPTS = ["Hello traveller, welcome to", "The blacksmith sells", "I am the guard of the northern gate.",
            "Would you like to trade?", "The dragon"]
@@ -77,7 +77,7 @@ def test_min_progress_mode_runs_one_step_over_budget(tiny_engine_factory):
 def test_cancel_and_finish_reasons(engine, model_name):
     sid = engine.open_session(model_name, prompt=PROMPTS[0], limits=SessionLimits(max_new_tokens=5))
     results = [engine.tick([TickRequest(sid, 1e6, 10)])[0]]
-    assert results[0].finished and results[0].finish_reason == "length" and len(results[0].token_ids) == 5
+    assert results[0].finished and results[0].finish_reason is FinishReason.LENGTH and len(results[0].token_ids) == 5
     assert isinstance(engine.tick([TickRequest(sid, 1e6, 1)])[0].error, FailedPrecondition)
     engine.append_input(sid, " more")
     engine.tick([TickRequest(sid, 1e6, 1)])
@@ -132,7 +132,7 @@ def test_stop_sequences(engine, model_name):
     assert len(stop) == 3
     sid = engine.open_session(model_name, prompt=PROMPTS[2], sampling=SamplingParams(stop=(stop,)))
     chunks = list(engine.generate(sid, max_tokens=30))
-    assert chunks[-1].finish_reason == "stop"
+    assert chunks[-1].finish_reason is FinishReason.STOP
     assert "".join(c.text_delta for c in chunks) == text[: text.index(stop)]
 
 
@@ -155,7 +155,7 @@ def test_context_full_error_and_sliding_window(tiny_engine_factory):
     sid = e.open_session(name, prompt=PROMPTS[0], limits=SessionLimits(max_new_tokens=200),
                          sampling=SamplingParams(ignore_eos=True))
     chunks = list(e.generate(sid, max_tokens=200))
-    assert chunks[-1].finish_reason == "context_full"
+    assert chunks[-1].finish_reason is FinishReason.CONTEXT_FULL
     with pytest.raises(ResourceExhausted, match="context full"):
         e.append_input(sid, long_prompt)
 

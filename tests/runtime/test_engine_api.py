@@ -41,7 +41,7 @@ def test_tick_stats_max_batch_and_pending_prefill():
     e, _ = fake_engine(max_prefill_chunk=16)
     long = e.open_session("fake", prompt=list(range(1, 41)))
     assert e.session_info(long)["pending_prefill_tokens"] == 40
-    (r,) = e.step([TickRequest(long, 0.0, 1)])                     # one pass: one 16-token chunk
+    (r,) = e.step({long: 1})                     # one pass: one 16-token chunk
     assert r.stats.pending_prefill_tokens == 24 and r.stats.max_batch == 1
     sids = [e.open_session("fake", prompt=[9]) for _ in range(3)]
     results = e.tick([TickRequest(s, 1e6, 2) for s in [long, *sids]])
@@ -132,3 +132,42 @@ def test_choice_probs_renormalised_over_allowed(engine, model_name):
     assert first is not None and abs(sum(first.values()) - 1.0) < 1e-6
     chosen = chunks[0].token_ids[0]
     assert max(first, key=first.get) == chosen                     # greedy takes the likeliest allowed token
+
+
+class _ScriptedDecoder(FakeDecoder):
+    """Greedy decoding emits `script[k]` as the k-th generated token."""
+
+    def __init__(self, script, prompt_len, **kw):
+        super().__init__(**kw)
+        self.script, self.prompt_len = list(script), prompt_len
+
+    def _logits(self, history):
+        logits = np.zeros(self.vocab_size, np.float32)
+        logits[self.script[min(len(history) - self.prompt_len, len(self.script) - 1)]] = 1.0
+        return logits
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_turn_ending_mid_character_has_no_replacement_character(stream):
+    """max_new_tokens ends the turn two bytes into a 4-byte character: the text ends before it (it used to
+    end with U+FFFD, the held-back bytes flushed as an invalid character), over generate and the facade."""
+    from test_decode_units import _byte_tokenizer
+
+    from npc_runtime.sessions import EngineFacade, GenerateRequest, OpenRequest
+
+    tok = _byte_tokenizer()
+    prompt = tok.encode("Hi")
+    script = tok.encode("ok 🙂")
+    decoder = _ScriptedDecoder(script, len(prompt), vocab_size=tok.vocab_size)
+    e = Engine.from_decoder("bytes", decoder, tok, config=EngineConfig(max_context=64, warmup=False))
+    limits = SessionLimits(max_new_tokens=len(script) - 2)
+    if not stream:
+        sid = e.open_session("bytes", prompt=prompt, limits=limits)
+        chunks = list(e.generate(sid))
+    else:
+        facade = EngineFacade(e)
+        chunks = [c async for c in await facade.generate(GenerateRequest(open=OpenRequest(prompt=prompt,
+                                                                                         limits=limits)))]
+        await facade.shutdown()
+    text = "".join(c.text_delta for c in chunks)
+    assert text == "ok " and chunks[-1].finished

@@ -6,7 +6,7 @@ import numpy as np
 
 from conftest import FakeDecoder
 from npc_runtime.config import EngineConfig, SessionLimits
-from npc_runtime.sessions import Engine, TickRequest
+from npc_runtime.sessions import Engine, FinishReason, TickRequest
 from npc_runtime.sessions.cost_model import StepCostModel
 from npc_runtime.sessions.scheduler import Scheduler
 
@@ -80,7 +80,7 @@ def test_tick_respects_max_tokens_and_limits():
         assert len(r.token_ids) <= k
         total += len(r.token_ids)
         if r.finished:
-            assert r.finish_reason == "length" and total == 10
+            assert r.finish_reason is FinishReason.LENGTH and total == 10
             break
 
 

@@ -139,7 +139,7 @@ async def test_disconnect_mid_stream_frees_the_session(stub, server):
             break
         await asyncio.sleep(0.02)
     assert stats.sessions_generating == 0
-    info = await server.engine.async_engine.session_info(sid)
+    info = await server.engine.session_info(sid)
     assert info["finish_reason"] == "cancelled" and info["generated_total"] < 200
     (result,) = (await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid)]))).results
     assert result.error_code == grpc.StatusCode.FAILED_PRECONDITION.value[0]  # its turn was cancelled
@@ -201,12 +201,27 @@ async def test_tick_that_waited_past_its_deadline_does_no_work(stub, server):
     import time
 
     from npc_runtime.errors import DeadlineExceeded
-    from npc_runtime.serving.engine_port import TickEntryError, TickItem
+    from npc_runtime.sessions import TickRequest
 
     sid = await _open(stub)
-    (late,) = await server.engine.tick([TickItem(session_id=sid, budget_ms=50, max_tokens=1)],
+    (late,) = await server.engine.tick([TickRequest(sid, budget_ms=50, max_tokens=1)],
                                        deadline=time.perf_counter() - 0.001)
-    assert isinstance(late, TickEntryError) and isinstance(late.error, DeadlineExceeded)
-    info = await server.engine.async_engine.session_info(sid)
+    assert isinstance(late.error, DeadlineExceeded) and not late.token_ids
+    info = await server.engine.session_info(sid)
     assert info["generated_total"] == 0
     await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
+
+
+async def test_each_rpc_is_one_engine_submission(stub, server):
+    hops = server.engine.submissions
+    before = dict(hops)
+    sid = await _open(stub, max_new_tokens=6)
+    await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=50, max_tokens=2),
+                                            pb.TickEntry(session_id="ghost")]))
+    chunks = [c async for c in stub.Generate(pb.GenerateRequest(
+        session_id=sid, input=" Choose:", constraint=pb.Constraint(allowed=pb.AllowedSequences(sequences=["[a]"]))))]
+    assert chunks[-1].finish_reason == pb.FINISH_REASON_STOP
+    await stub.Cancel(pb.CancelRequest(session_id=sid))
+    await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
+    delta = {k: v - before.get(k, 0) for k, v in hops.items() if v != before.get(k, 0)}
+    assert delta == {"open": 1, "tick": 1, "generate": 1, "cancel": 1, "close": 1}

@@ -70,7 +70,6 @@ async def test_stream_disconnect_closes_the_session(server):
         if server.engine.active_sessions() == 0:
             break
         await asyncio.sleep(0.02)
-    print("waited", _)
     assert server.engine.active_sessions() == 0
 
 
@@ -88,3 +87,37 @@ async def test_health_metrics_and_auth(tiny_package):
             assert 'npc_tokens_generated_total{api="http"} 3.0' in metrics
             assert "npc_tick_latency_seconds_bucket" in metrics and "npc_active_sessions 0.0" in metrics
             assert 'npc_errors_total{code="UNAUTHENTICATED",method="http"}' in metrics
+
+
+@pytest.mark.parametrize("http_fields,grpc_sampling", [
+    ({"temperature": 9.0}, {"temperature": 9.0}),
+    ({"stop": ["a", ""]}, {"stop": ["a", ""]}),
+    ({"top_p": 1.5}, {"top_p": 1.5}),
+])
+async def test_a_bad_field_gives_the_same_message_over_grpc_and_http(server, http_fields, grpc_sampling):
+    """One validation: the engine checks the field whichever API carried it."""
+    import grpc
+
+    from npc_proto.v1 import runtime_pb2 as pb
+    from tests.serving.conftest import runtime_stub
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}") as http:
+        reply = await http.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "hi"}], **{"temperature": 0.5, **http_fields}})
+    assert reply.status_code == 400
+    http_message = reply.json()["error"]["message"]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await runtime_stub(channel).OpenSession(pb.OpenSessionRequest(
+                prompt="hi", sampling=pb.SamplingParams(**{"temperature": 0.5, **grpc_sampling})))
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == http_message and http_message.startswith("sampling.")
+
+
+async def test_chat_completion_is_one_engine_submission(server):
+    hops = server.engine.submissions
+    before = sum(hops.values())
+    reply = await _client(server).chat.completions.create(
+        model="tiny-llama", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+    assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
+    assert sum(hops.values()) == before + 1 and server.engine.active_sessions() == 0

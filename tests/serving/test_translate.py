@@ -1,4 +1,5 @@
-"""Request validation in `serving.translate` and the one status table in `serving.status`."""
+"""Proto mapping (`serving.translate`), the engine's one request validation (`sessions.requests`) on mapped
+requests, and the one status table in `serving.status`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from npc_proto.v1 import runtime_pb2 as pb
 from npc_runtime import errors
 from npc_runtime.serving import status, translate
 from npc_runtime.serving.config import ServerConfig
+from npc_runtime.serving.server import request_limits
+from npc_runtime.sessions import requests
+from npc_runtime.sessions.session import FinishReason
 
 CFG = ServerConfig(port=0, http_port=-1, max_text_chars=1000)
+LIMITS = request_limits(CFG)
 
 
 @pytest.mark.parametrize("field,value", [
@@ -23,64 +28,74 @@ CFG = ServerConfig(port=0, http_port=-1, max_text_chars=1000)
 ])
 def test_sampling_out_of_range_names_the_field(field, value):
     with pytest.raises(errors.InvalidArgument, match=f"sampling.{field}"):
-        translate.sampling_from_proto(pb.SamplingParams(**{field: value}), CFG)
+        _check_open(pb.OpenSessionRequest(sampling=pb.SamplingParams(**{field: value})))
+
+
+def _check_open(msg: pb.OpenSessionRequest):
+    """What the engine does with an OpenSessionRequest before opening: map (translate), validate (requests)."""
+    request = translate.open_request(msg)
+    requests.check_open(request, LIMITS)
+    return request
 
 
 def test_sampling_zero_values_mean_defaults():
-    params = translate.sampling_from_proto(pb.SamplingParams(), CFG)
+    params = translate.sampling_from_proto(pb.SamplingParams())
     assert params.temperature == 0.0 and params.top_p == 1.0 and params.repetition_penalty == 1.0
     assert params.seed is None and params.stop == ()
-    params = translate.sampling_from_proto(pb.SamplingParams(temperature=0.7, top_k=5, top_p=0.9, seed=7,
-                                                             stop=["\n"]), CFG)
+    params = translate.sampling_from_proto(pb.SamplingParams(temperature=0.7, top_k=5, top_p=0.9, seed=7, stop=["\n"]))
     assert (params.top_k, params.seed, params.stop) == (5, 7, ("\n",))
     assert math.isclose(params.temperature, 0.7, rel_tol=1e-6)
 
 
 def test_stop_sequences_checked():
     with pytest.raises(errors.InvalidArgument, match=r"sampling.stop\[1\] is empty"):
-        translate.sampling_from_proto(pb.SamplingParams(stop=["a", ""]), CFG)
+        _check_open(pb.OpenSessionRequest(sampling=pb.SamplingParams(stop=["a", ""])))
     with pytest.raises(errors.InvalidArgument, match="at most"):
-        translate.sampling_from_proto(pb.SamplingParams(stop=["x"] * 17), CFG)
+        _check_open(pb.OpenSessionRequest(sampling=pb.SamplingParams(stop=["x"] * 17)))
     with pytest.raises(errors.InvalidArgument, match="limit is 1000"):
-        translate.sampling_from_proto(pb.SamplingParams(stop=["x" * 1001]), CFG)
+        _check_open(pb.OpenSessionRequest(sampling=pb.SamplingParams(stop=["x" * 1001])))
 
 
 def test_constraints():
-    assert translate.constraint_from_proto(pb.Constraint(), CFG) is None
-    spec = translate.constraint_from_proto(pb.Constraint(allowed=pb.AllowedSequences(sequences=["[a]", "[b]"])), CFG)
+    assert translate.constraint_from_proto(pb.Constraint()) is None
+    spec = translate.constraint_from_proto(pb.Constraint(allowed=pb.AllowedSequences(sequences=["[a]", "[b]"])))
     assert spec.choices == ("[a]", "[b]")
-    spec = translate.constraint_from_proto(pb.Constraint(json_schema='{"type": "object"}'), CFG)
-    assert spec.json_schema
+    spec = translate.constraint_from_proto(pb.Constraint(json_schema='{"type": "object"}'))
+    requests.check_constraint(spec, LIMITS)
     with pytest.raises(errors.InvalidArgument, match="constraint.allowed.sequences is empty"):
-        translate.constraint_from_proto(pb.Constraint(allowed=pb.AllowedSequences()), CFG)
+        _check_open(pb.OpenSessionRequest(constraint=pb.Constraint(allowed=pb.AllowedSequences())))
     with pytest.raises(errors.InvalidArgument, match="constraint.json_schema is not valid JSON"):
-        translate.constraint_from_proto(pb.Constraint(json_schema="{nope"), CFG)
+        _check_open(pb.OpenSessionRequest(constraint=pb.Constraint(json_schema="{nope")))
     with pytest.raises(errors.InvalidArgument, match="must be a JSON object"):
-        translate.constraint_from_proto(pb.Constraint(json_schema="[1]"), CFG)
+        _check_open(pb.OpenSessionRequest(constraint=pb.Constraint(json_schema="[1]")))
 
 
 def test_tick_entry_checks():
-    ok = translate.tick_entry_from_proto(pb.TickEntry(session_id="s"), CFG, "entries[0]")
-    assert ok.budget_ms == CFG.default_budget_ms and ok.new_input is None
+    def check(entry, field="entries[0]"):
+        return requests.check_tick_entry(translate.tick_request(entry), LIMITS, field)
+
+    budget, cap = check(pb.TickEntry(session_id="s"))
+    assert budget == CFG.default_budget_ms and cap == requests.UNBOUNDED_TOKENS   # 0 = unset
+    assert translate.tick_request(pb.TickEntry(session_id="s")).new_input is None
     with pytest.raises(errors.InvalidArgument, match=r"entries\[2\].session_id is empty"):
-        translate.tick_entry_from_proto(pb.TickEntry(), CFG, "entries[2]")
+        check(pb.TickEntry(), "entries[2]")
     with pytest.raises(errors.InvalidArgument, match=r"entries\[0\].budget_ms"):
-        translate.tick_entry_from_proto(pb.TickEntry(session_id="s", budget_ms=float("nan")), CFG, "entries[0]")
+        check(pb.TickEntry(session_id="s", budget_ms=float("nan")))
     with pytest.raises(errors.InvalidArgument, match=r"entries\[0\].constraint needs"):
-        translate.tick_entry_from_proto(
-            pb.TickEntry(session_id="s", constraint=pb.Constraint(json_schema="{}")), CFG, "entries[0]")
+        check(pb.TickEntry(session_id="s", constraint=pb.Constraint(json_schema="{}")))
     with pytest.raises(errors.InvalidArgument, match="at most 1024"):
-        translate.check_tick_size(pb.TickRequest(entries=[pb.TickEntry()] * 1025), CFG)
+        requests.check_tick_size(1025, LIMITS)
 
 
-def test_finish_reasons():
+def test_finish_reasons_every_member_has_a_wire_value():
     assert translate.finish_reason_to_proto(None) == pb.FINISH_REASON_UNSPECIFIED
-    assert translate.finish_reason_to_proto("eos") == pb.FINISH_REASON_EOS
-    assert translate.finish_reason_to_proto("context_full") == pb.FINISH_REASON_CONTEXT_FULL
-    from npc_runtime.sessions.session import FinishReason
+    assert translate.finish_reason_to_proto(FinishReason.EOS) == pb.FINISH_REASON_EOS
+    assert translate.finish_reason_to_proto(FinishReason.CONTEXT_FULL) == pb.FINISH_REASON_CONTEXT_FULL
+    assert set(translate.FINISH_REASONS) == set(FinishReason)
+    assert len(set(translate.FINISH_REASONS.values())) == len(FinishReason)
+    from npc_runtime.serving.http_api import OPENAI_FINISH_REASONS
 
-    for reason in FinishReason:
-        assert translate.finish_reason_to_proto(reason) != pb.FINISH_REASON_UNSPECIFIED
+    assert set(OPENAI_FINISH_REASONS) == set(FinishReason)
 
 
 @pytest.mark.parametrize("exc,code,http", [
@@ -115,16 +130,15 @@ def test_sampling_fuzz_only_invalid_argument(temperature, top_p, penalty, top_k,
     msg = pb.SamplingParams(temperature=temperature, top_p=top_p, repetition_penalty=penalty, top_k=top_k,
                             seed=seed, stop=stop)
     try:
-        translate.sampling_from_proto(msg, CFG)
+        requests.check_sampling(translate.sampling_from_proto(msg), LIMITS)
     except errors.InvalidArgument:
         pass
 
 
 def test_open_session_unset_fields_mean_server_defaults():
-    args = translate.open_session_from_proto(pb.OpenSessionRequest(prompt="hi"), CFG)
+    args = _check_open(pb.OpenSessionRequest(prompt="hi"))
     assert args.sampling is None and args.limits is None and args.constraint is None
-    args = translate.open_session_from_proto(pb.OpenSessionRequest(
-        sampling=pb.SamplingParams(), limits=pb.SessionLimits(max_context=64)), CFG)
+    args = _check_open(pb.OpenSessionRequest(sampling=pb.SamplingParams(), limits=pb.SessionLimits(max_context=64)))
     assert args.sampling.temperature == 0.0 and args.limits.max_context == 64
     with pytest.raises(errors.InvalidArgument, match="npc_id is longer"):
-        translate.open_session_from_proto(pb.OpenSessionRequest(npc_id="n" * 300), CFG)
+        _check_open(pb.OpenSessionRequest(npc_id="n" * 300))

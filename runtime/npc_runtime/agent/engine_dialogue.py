@@ -1,9 +1,10 @@
-"""`DialogueModel` over the runtime's decode engine (`sessions.AsyncEngine`): the same batching engine the
+"""`DialogueModel` over the runtime's decode engine (`sessions.EngineFacade`): the same batching engine the
 NpcRuntime service uses, so concurrent NPC replies share forward passes.
 
-One reply = one short session: the prompt (token ids, BOS included by the prompt text), a first turn
-constrained to `[action]` for the allowed actions only (`ConstraintSpec.one_of`), then a free turn for the
-spoken line that stops at `<|end|>`. The agent's threads call `reply()` synchronously; the coroutines run
+One reply = one short session and ONE engine request (one thread hop): the prompt (token ids, BOS included
+by the prompt text), a first turn constrained to `[action]` for the allowed actions only
+(`ConstraintSpec.one_of`), then a free turn for the spoken line that stops at `<|end|>`; the engine closes
+the session when the stream ends (`GenerateRequest(open=..., turns=(tag, line))`). The agent's threads call `reply()` synchronously; the coroutines run
 on a private event loop thread.
 
 The session asks the engine for token probabilities (`SamplingParams.logprobs`): at each constrained step
@@ -25,6 +26,7 @@ from npc_runtime.config import SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import DeadlineExceeded, InternalError, NpcRuntimeError
+from npc_runtime.sessions.requests import GenerateRequest, OpenRequest, Turn
 
 TAG_MAX_TOKENS = 16
 _POLL_S = 0.05   # how often a waiting stream consumer looks at its cancel flag
@@ -60,13 +62,13 @@ def action_probabilities(steps: Sequence[tuple[int, Mapping[int, float] | None]]
 
 class EngineDialogueModel:
     def __init__(self, engine, model: str, *, temperature: float = 0.0, call_timeout_s: float = 5.0):
-        """`engine`: an `AsyncEngine` (its `.engine` gives the tokenizer)."""
+        """`engine`: an `EngineFacade`."""
         self.engine = engine
         self.model = model
         self.name = model
         self.temperature = temperature
         self.call_timeout_s = call_timeout_s
-        self._tokenizer = engine.engine.tokenizer(model)
+        self._tokenizer = engine.tokenizer(model)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="npcrt-dialogue", daemon=True)
         self._thread.start()
@@ -94,61 +96,69 @@ class EngineDialogueModel:
             self._stream(prompt, tuple(allowed_actions), max_tokens, npc_id, seed, stream._items), self._loop)
         return stream
 
-    async def _open(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
-                    seed: int | None) -> tuple[str, list[int]]:
+    def _request(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
+                 seed: int | None) -> tuple[GenerateRequest, list[int]]:
+        """The reply as one engine request (open, tag turn, line turn, close) and the prompt's token ids."""
         ids = self._tokenizer.encode(prompt.text(), add_special_tokens=False)
         sampled = seed is not None or self.temperature > 0
         sampling = SamplingParams(temperature=(self.temperature or 0.8) if sampled else 0.0,
                                   top_p=0.95 if sampled else 1.0, seed=seed, stop=(END, EOS), logprobs=True)
-        sid = await self.engine.open_session(self.model, npc_id=npc_id, prompt=ids, sampling=sampling,
-                                             limits=SessionLimits(max_new_tokens=max(max_tokens, TAG_MAX_TOKENS)),
-                                             constraint=ConstraintSpec.one_of(sorted(f"[{a}]" for a in allowed)))  # sorted: cache hits
-        return sid, ids
+        session = OpenRequest(model=self.model, npc_id=npc_id, prompt=ids, sampling=sampling,
+                              limits=SessionLimits(max_new_tokens=max(max_tokens, TAG_MAX_TOKENS)),
+                              constraint=ConstraintSpec.one_of(sorted(f"[{a}]" for a in allowed)))  # sorted: cache hits
+        # turn 0: the constrained tag; turn 1: the line ([] = a new turn that continues after the tag)
+        turns = (Turn(max_tokens=TAG_MAX_TOKENS), Turn(input=[], max_tokens=max_tokens))
+        return GenerateRequest(open=session, turns=turns), ids
+
+    @staticmethod
+    def _tag_step(chunk, tag: list[str], steps: list) -> int:
+        tag.append(chunk.text_delta)
+        steps += zip(chunk.token_ids, chunk.choice_probs or [None] * len(chunk.token_ids))
+        return len(chunk.token_ids)
 
     async def _stream(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
                       seed: int | None, out: queue.SimpleQueue) -> None:
         """Runs on the private loop; reports to the consumer thread through `out`. Cancelling the task (the
         consumer's `cancel()`) stops the engine turn and closes the session."""
-        ae = self.engine
         try:
-            sid, ids = await self._open(prompt, allowed, max_tokens, npc_id, seed)
+            request, ids = self._request(prompt, allowed, max_tokens, npc_id, seed)
+            chunks = await self.engine.generate(request)
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, raised there
             out.put(("error", exc))
             return
         try:
             tag, steps, tokens = [], [], 0
-            async for chunk in ae.generate(sid, max_tokens=TAG_MAX_TOKENS):
-                tag.append(chunk.text_delta)
-                tokens += len(chunk.token_ids)
-                steps += zip(chunk.token_ids, chunk.choice_probs or [None] * len(chunk.token_ids))
-            tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
-            out.put(("tag", "".join(tag), action_probabilities(steps, tags) if steps else None, tokens, len(ids)))
-            async for chunk in ae.generate(sid, [], max_tokens=max_tokens):   # [] = continue after the tag
-                out.put(("text", chunk.text_delta, len(chunk.token_ids)))
+            async for chunk in chunks:
+                if chunk.turn == 1:
+                    out.put(("text", chunk.text_delta, len(chunk.token_ids)))
+                    continue
+                tokens += self._tag_step(chunk, tag, steps)
+                if chunk.finished:
+                    tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
+                    out.put(("tag", "".join(tag), action_probabilities(steps, tags) if steps else None, tokens,
+                             len(ids)))
             out.put(("end",))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             out.put(("error", exc))
         finally:
-            await ae.close_session(sid)
+            await chunks.aclose()   # early end (cancel, timeout): stops the turn and closes the session
 
     async def _reply(self, prompt: DialoguePrompt, allowed: tuple[str, ...], max_tokens: int, npc_id: str,
                      seed: int | None) -> DialogueReply:
-        ae = self.engine
-        sid, ids = await self._open(prompt, allowed, max_tokens, npc_id, seed)
+        request, ids = self._request(prompt, allowed, max_tokens, npc_id, seed)
+        chunks = await self.engine.generate(request)
         tokens = 0
         steps: list[tuple[int, Mapping[int, float] | None]] = []
+        tag, line = [], []
         try:
-            tag = []
-            async for chunk in ae.generate(sid, max_tokens=TAG_MAX_TOKENS):
-                tag.append(chunk.text_delta)
-                tokens += len(chunk.token_ids)
-                steps += zip(chunk.token_ids, chunk.choice_probs or [None] * len(chunk.token_ids))
-            line = []
-            async for chunk in ae.generate(sid, [], max_tokens=max_tokens):   # [] = continue after the tag
-                line.append(chunk.text_delta)
-                tokens += len(chunk.token_ids)
+            async for chunk in chunks:
+                if chunk.turn == 0:
+                    tokens += self._tag_step(chunk, tag, steps)
+                else:
+                    line.append(chunk.text_delta)
+                    tokens += len(chunk.token_ids)
         finally:
-            await ae.close_session(sid)
+            await chunks.aclose()   # early end (timeout): stops the turn and closes the session
         tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
         probs = action_probabilities(steps, tags) if steps else None
         reply = parse_reply("".join(tag) + "".join(line), tokens=tokens, action_probs=probs)

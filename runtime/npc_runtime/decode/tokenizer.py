@@ -84,7 +84,10 @@ class IncrementalDetokenizer:
     """Turns a stream of token ids into text deltas that never split a UTF-8 character.
 
     Decodes a short window `ids[prefix:]` and emits what the newest tokens added, holding text back while it
-    ends in U+FFFD (an incomplete byte sequence). Cost per token is O(window), not O(history).
+    ends in U+FFFD (an incomplete byte sequence: the next token may complete it). Cost per token is
+    O(window), not O(history). At the end of a turn, `flush` emits the complete characters still held and
+    drops an incomplete tail, so a turn's text never ends with a replacement character that the model did
+    not mean (bytes of a character cut off by the turn's end are not text).
     """
 
     def __init__(self, tokenizer: TextTokenizer) -> None:
@@ -104,8 +107,9 @@ class IncrementalDetokenizer:
         return ""
 
     def flush(self) -> str:
-        """Whatever is held back (a dangling partial character comes out as U+FFFD)."""
+        """The complete characters held back; an incomplete trailing byte sequence is dropped."""
         prefix_text = self._tok.decode(self._ids[self._prefix:self._read])
         full_text = self._tok.decode(self._ids[self._prefix:])
         self._prefix = self._read = len(self._ids)
-        return full_text[len(prefix_text):]
+        # held text always ends in U+FFFD (else push emitted it): those are the cut-off bytes
+        return full_text[len(prefix_text):].rstrip(_REPLACEMENT)

@@ -5,8 +5,10 @@
     GET  /healthz                200 {"status": "serving"} / 503 while shutting down
     GET  /metrics                Prometheus text format
 
-Each chat completion opens a session, renders the messages with the model's chat template (from its
-package), generates, and closes the session, also when the client goes away mid-stream.
+Each chat completion is ONE engine request (`GenerateRequest(open=OpenRequest(messages=...))`): the engine
+renders the messages with the model's chat template (from its package), opens a session, generates, and
+closes the session when the stream ends, or when the client goes away mid-stream. Fields are mapped onto the
+engine's request types and validated by the engine, once, with the same messages as over gRPC.
 Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}} with the HTTP status of
 `status.status_for`.
 """
@@ -18,21 +20,24 @@ import json
 import logging
 import time
 import uuid
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from npc_proto.v1 import runtime_pb2 as pb
+from npc_runtime.config import SessionLimits
+from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import InvalidArgument, NpcRuntimeError, Unauthenticated
-from npc_runtime.serving import status, translate
+from npc_runtime.serving import status
 from npc_runtime.serving.auth import check_bearer
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.metrics import CONTENT_TYPE, ServingMetrics
+from npc_runtime.sessions.facade import EngineFacade, GenerateStream
+from npc_runtime.sessions.requests import GenerateRequest, OpenRequest
+from npc_runtime.sessions.session import FinishReason
 
 log = logging.getLogger("npc_runtime.serving.http")
 
@@ -72,26 +77,36 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # unknown OpenAI fields are accepted and ignored
     model: str = ""
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage]
     temperature: float | None = None
     top_p: float | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=translate.MAX_TOKENS_PER_REQUEST)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=translate.MAX_TOKENS_PER_REQUEST)
+    # value ranges are the engine's to check (one validation, the same message as over gRPC)
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0, lt=1 << 64)
+    seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = None
 
 
-def _sampling(body: ChatCompletionRequest, config: ServerConfig) -> Any:
+# OpenAI finish_reason of each engine finish reason
+OPENAI_FINISH_REASONS: dict[FinishReason, str] = {
+    FinishReason.LENGTH: "length", FinishReason.CONTEXT_FULL: "length", FinishReason.STOP: "stop",
+    FinishReason.EOS: "stop", FinishReason.CANCELLED: "stop", FinishReason.EVICTED: "stop", FinishReason.ERROR: "stop",
+}
+
+
+def _open_request(body: ChatCompletionRequest) -> OpenRequest:
     stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-    message = pb.SamplingParams(
-        temperature=1.0 if body.temperature is None else body.temperature,  # OpenAI's default is 1
-        top_p=1.0 if body.top_p is None else body.top_p,
-        seed=body.seed or 0, stop=stop)
-    return translate.sampling_from_proto(message, config, field="")
+    max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    return OpenRequest(
+        model=body.model, npc_id=body.user or "",
+        messages=[{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages],
+        sampling=SamplingParams(temperature=1.0 if body.temperature is None else body.temperature,  # OpenAI's default
+                                top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=tuple(stop)),
+        limits=None if max_tokens is None else SessionLimits(max_new_tokens=max_tokens))
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -115,7 +130,7 @@ def _sse(payload: dict | str) -> bytes:
 
 # --------------------------------------------------------------------------------------------- app
 
-def create_http_app(engine: Any, *, config: ServerConfig, metrics: ServingMetrics,
+def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: ServingMetrics,
                     is_serving: Callable[[], bool] = lambda: True) -> FastAPI:
     app = FastAPI(title="npc-runtime", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -162,77 +177,69 @@ def create_http_app(engine: Any, *, config: ServerConfig, metrics: ServingMetric
     @app.post("/v1/chat/completions", dependencies=[Depends(require_token)])
     async def chat_completions(body: ChatCompletionRequest):
         started = time.perf_counter()
-        sampling = _sampling(body, config)
-        max_tokens = body.max_completion_tokens or body.max_tokens or 0
-        messages = [{"role": "system" if m.role == "developer" else m.role,
-                     "content": translate.check_text(m.text(), f"messages[{i}].content", config)}
-                    for i, m in enumerate(body.messages)]
-        limits = translate.limits_from_proto(pb.SessionLimits(max_new_tokens=max_tokens))
-        opened = await engine.open_chat(body.model, messages=messages, npc_id=body.user or "",
-                                        sampling=sampling, limits=limits)
+        # one engine call: validate, render the template, open, start; errors here are a 4xx, before any byte
+        stream = await engine.generate(GenerateRequest(open=_open_request(body)))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
-        model_name = opened.model
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return _SessionStream(
-                _stream(engine, metrics, opened, completion_id, created, model_name, max_tokens, include_usage),
-                on_close=functools.partial(_close_session, engine, opened.session_id),
+                _stream(stream, metrics, completion_id, created, include_usage), on_close=stream.aclose,
                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        text_parts: list[str] = []
+        n_tokens = 0
+        finish = "stop"
         try:
-            text_parts: list[str] = []
-            n_tokens = 0
-            finish = pb.FINISH_REASON_UNSPECIFIED
-            async for chunk in engine.generate(opened.session_id, None, max_tokens=max_tokens):
-                text_parts.append(chunk.text_delta or "")
+            async for chunk in stream:
+                text_parts.append(chunk.text_delta)
                 n_tokens += len(chunk.token_ids)
                 if chunk.finished:
-                    finish = translate.finish_reason_to_proto(chunk.finish_reason)
+                    finish = OPENAI_FINISH_REASONS[chunk.finish_reason]
         finally:
-            await _close_session(engine, opened.session_id)
+            await stream.aclose()   # the session closes itself when the stream ends; this covers errors
         metrics.tokens.labels("http").inc(n_tokens)
         metrics.rpc_latency.labels("chat.completions").observe(time.perf_counter() - started)
+        prompt_tokens = stream.opened.prompt_tokens
         return {
-            "id": completion_id, "object": "chat.completion", "created": created, "model": model_name,
+            "id": completion_id, "object": "chat.completion", "created": created, "model": stream.opened.model,
             "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text_parts)},
-                         "logprobs": None,
-                         "finish_reason": translate.OPENAI_FINISH_REASONS.get(finish) or "stop"}],
-            "usage": {"prompt_tokens": opened.prompt_tokens, "completion_tokens": n_tokens,
-                      "total_tokens": opened.prompt_tokens + n_tokens},
+                         "logprobs": None, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
+                      "total_tokens": prompt_tokens + n_tokens},
         }
 
     return app
 
 
-async def _stream(engine: Any, metrics: ServingMetrics, opened: Any, completion_id: str, created: int,
-                  model_name: str, max_tokens: int, include_usage: bool) -> AsyncIterator[bytes]:
+async def _stream(stream: GenerateStream, metrics: ServingMetrics, completion_id: str, created: int,
+                  include_usage: bool) -> AsyncIterator[bytes]:
     """SSE chunks in OpenAI's format. Starlette cancels this generator when the client disconnects; the
-    `finally` then closes the session, which frees its work."""
-    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model_name,
-            "system_fingerprint": None}
+    stream is then closed (`_SessionStream`), which closes its session."""
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
+            "model": stream.opened.model, "system_fingerprint": None}
 
     def chunk(delta: dict, finish_reason: str | None = None) -> bytes:
         return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                           "finish_reason": finish_reason}]})
 
     n_tokens = 0
+    prompt_tokens = stream.opened.prompt_tokens
     try:
         yield chunk({"role": "assistant", "content": ""})
         finish_reason = "stop"
-        async for piece in engine.generate(opened.session_id, None, max_tokens=max_tokens):
+        async for piece in stream:
             n_tokens += len(piece.token_ids)
             metrics.tokens.labels("http").inc(len(piece.token_ids))
             if piece.text_delta:
                 yield chunk({"content": piece.text_delta})
             if piece.finished:
-                reason = translate.finish_reason_to_proto(piece.finish_reason)
-                finish_reason = translate.OPENAI_FINISH_REASONS.get(reason) or "stop"
+                finish_reason = OPENAI_FINISH_REASONS[piece.finish_reason]
         yield chunk({}, finish_reason)
         if include_usage:
             yield _sse({**base, "choices": [], "usage": {
-                "prompt_tokens": opened.prompt_tokens, "completion_tokens": n_tokens,
-                "total_tokens": opened.prompt_tokens + n_tokens}})
+                "prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
+                "total_tokens": prompt_tokens + n_tokens}})
         yield _sse("[DONE]")
     except (asyncio.CancelledError, GeneratorExit):
         raise
@@ -242,7 +249,7 @@ async def _stream(engine: Any, metrics: ServingMetrics, opened: Any, completion_
         yield _sse({"error": {"message": st.message, "type": st.http_type, "param": None,
                               "code": st.grpc_code.name.lower()}})
     finally:
-        await _close_session(engine, opened.session_id)
+        await stream.aclose()
 
 
 class _SessionStream(StreamingResponse):
@@ -267,12 +274,3 @@ class _SessionStream(StreamingResponse):
         except Exception:  # noqa: BLE001 - the generator already reported its error in-band
             log.debug("closing a chat stream failed", exc_info=True)
         await self._on_close()
-
-
-async def _close_session(engine: Any, session_id: str) -> None:
-    try:
-        await asyncio.shield(engine.close_session(session_id))
-    except (NpcRuntimeError, asyncio.CancelledError):
-        pass
-    except Exception:  # noqa: BLE001 - cleanup must not mask the response
-        log.warning("closing chat session %s failed", session_id, exc_info=True)

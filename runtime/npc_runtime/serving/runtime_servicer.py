@@ -1,6 +1,7 @@
-"""The `NpcRuntime` gRPC servicer (grpc.aio) over the engine's asyncio facade.
+"""The `NpcRuntime` gRPC servicer (grpc.aio) over the engine facade (`sessions.EngineFacade`).
 
-Translation only: requests go through `translate`, errors through `status`, metrics are counted here.
+Translation only: requests go through `translate` (mapping, no checks: the engine validates each request
+once), errors through `status`, metrics are counted here. Each RPC is one engine-thread submission.
 """
 
 from __future__ import annotations
@@ -10,18 +11,17 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import grpc
 
 import npc_runtime
 from npc_proto.v1 import runtime_pb2 as pb
 from npc_proto.v1 import runtime_pb2_grpc
-from npc_runtime.errors import DeadlineExceeded, InvalidArgument, NpcRuntimeError
+from npc_runtime.errors import DeadlineExceeded, InvalidArgument
 from npc_runtime.serving import status, translate
 from npc_runtime.serving.config import ServerConfig
-from npc_runtime.serving.engine_port import EnginePort, TickEntryError, TickItem
 from npc_runtime.serving.metrics import ServingMetrics
+from npc_runtime.sessions.facade import EngineFacade
 
 log = logging.getLogger("npc_runtime.serving.grpc")
 
@@ -56,7 +56,7 @@ def unary(method: Callable) -> Callable:
 
 
 class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
-    def __init__(self, engine: EnginePort, *, config: ServerConfig, metrics: ServingMetrics,
+    def __init__(self, engine: EngineFacade, *, config: ServerConfig, metrics: ServingMetrics,
                  capabilities: Sequence[str] = ()) -> None:
         self.engine = engine
         self.config = config
@@ -85,57 +85,37 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
 
     @unary
     async def OpenSession(self, request: pb.OpenSessionRequest, context) -> pb.OpenSessionResponse:
-        args = translate.open_session_from_proto(request, self.config)
-        opened = await self.engine.open_session(
-            args.model, npc_id=args.npc_id, prefix=args.prefix, prompt=args.prompt,
-            apply_chat_template=args.apply_chat_template, sampling=args.sampling, limits=args.limits,
-            constraint=args.constraint)
+        opened = await self.engine.open(translate.open_request(request))
         return pb.OpenSessionResponse(session_id=opened.session_id, prompt_tokens=opened.prompt_tokens,
                                       cached_prefix_tokens=opened.cached_prefix_tokens)
 
     @unary
     async def Tick(self, request: pb.TickRequest, context) -> pb.TickResponse:
         started = time.perf_counter()
-        translate.check_tick_size(request, self.config)
         deadline = self._tick_deadline(context)
-        results: list[pb.TickResult | None] = [None] * len(request.entries)
-        todo: list[tuple[int, TickItem]] = []
-        seen: set[str] = set()
-        for i, entry in enumerate(request.entries):
-            try:
-                args = translate.tick_entry_from_proto(entry, self.config, f"entries[{i}]")
-                if args.session_id in seen:
-                    raise InvalidArgument(f"entries[{i}].session_id {args.session_id!r} appears twice in one Tick")
-                seen.add(args.session_id)
-                todo.append((i, translate.tick_item_to_domain(args)))
-            except NpcRuntimeError as exc:  # a bad entry fails alone
-                results[i] = self._error_result(entry.session_id, exc)
-        if todo:
-            outcomes = await self.engine.tick([item for _, item in todo], deadline=deadline)
-            batch = max((o.stats.max_batch for o in outcomes if not isinstance(o, TickEntryError)), default=0)
-            tokens = 0
-            for (i, _), outcome in zip(todo, outcomes):
-                if isinstance(outcome, TickEntryError):
-                    results[i] = self._error_result(outcome.session_id, outcome.error)
-                    continue
-                results[i] = translate.tick_result_to_proto(outcome)
-                tokens += len(outcome.token_ids)
-            self.metrics.tokens.labels("grpc").inc(tokens)
-            if batch:
-                self.metrics.batch_size.observe(batch)
+        outcomes = await self.engine.tick([translate.tick_request(e) for e in request.entries], deadline=deadline)
+        results, tokens, batch = [], 0, 0
+        for outcome in outcomes:
+            if outcome.error is not None:   # a bad entry failed alone
+                results.append(self._error_result(outcome.session_id, outcome.error))
+                continue
+            results.append(translate.tick_result_to_proto(outcome))
+            tokens += len(outcome.token_ids)
+            batch = max(batch, outcome.stats.max_batch)
+        self.metrics.tokens.labels("grpc").inc(tokens)
+        if batch:
+            self.metrics.batch_size.observe(batch)
         elapsed = time.perf_counter() - started
         self.metrics.tick_latency.observe(elapsed)
         return pb.TickResponse(results=results, tick_ms=elapsed * 1000.0)
 
     @unary
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.CancelResponse:
-        was_running = await self.engine.cancel(translate.session_id(request.session_id))
-        return pb.CancelResponse(was_running=bool(was_running))
+        return pb.CancelResponse(was_running=await self.engine.cancel(request.session_id))
 
     @unary
     async def CloseSession(self, request: pb.CloseSessionRequest, context) -> pb.CloseSessionResponse:
-        context_tokens = await self.engine.close_session(translate.session_id(request.session_id))
-        return pb.CloseSessionResponse(context_tokens=int(context_tokens or 0))
+        return pb.CloseSessionResponse(context_tokens=await self.engine.close(request.session_id))
 
     # ------------------------------------------------------------------------------- server stream
 
@@ -147,12 +127,7 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
         collection.)"""
         chunks = None
         try:
-            args = translate.generate_from_proto(request, self.config)
-            text = args.input
-            if args.constraint is not None:
-                await self.engine.append_input(args.session_id, text, constraint=args.constraint)
-                text = None
-            chunks = self.engine.generate(args.session_id, text, max_tokens=args.max_tokens)
+            chunks = await self.engine.generate(translate.generate_request(request))
             async for chunk in chunks:
                 message = translate.chunk_to_proto(chunk)
                 self.metrics.tokens.labels("grpc").inc(len(message.token_ids))
@@ -167,7 +142,7 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
             await context.abort(st.grpc_code, st.message)
         finally:
             if chunks is not None:
-                await _close_quietly(chunks)
+                await chunks.aclose()   # returns at once; a stream that ended is left alone
 
     # ------------------------------------------------------------------------------------- helpers
 
@@ -186,15 +161,3 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
         self.metrics.errors.labels("Tick", st.grpc_code.name).inc()
         return pb.TickResult(session_id=session_id, finished=True, finish_reason=pb.FINISH_REASON_ERROR,
                              error=st.message, error_code=status.grpc_code_number(st.grpc_code))
-
-
-
-async def _close_quietly(chunks: Any) -> None:
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is None:
-        return
-    try:
-        await asyncio.shield(aclose())
-    except (Exception, asyncio.CancelledError):  # noqa: BLE001 - cleanup after a disconnect
-        log.debug("closing a generation stream failed", exc_info=True)
-

@@ -24,9 +24,11 @@ from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving.auth import BearerTokenInterceptor
 from npc_runtime.serving.config import ServerConfig
-from npc_runtime.serving.engine_port import EnginePort
 from npc_runtime.serving.metrics import ServingMetrics
 from npc_runtime.serving.runtime_servicer import RuntimeServicer
+from npc_runtime.sessions.engine import Engine
+from npc_runtime.sessions.facade import EngineFacade
+from npc_runtime.sessions.requests import RequestLimits
 
 log = logging.getLogger("npc_runtime.serving")
 
@@ -36,6 +38,22 @@ log = logging.getLogger("npc_runtime.serving")
 ServicerHook = Callable[[grpc.aio.Server, Any], Sequence[str]]
 
 RUNTIME_SERVICE = runtime_pb2.DESCRIPTOR.services_by_name["NpcRuntime"].full_name
+
+
+def request_limits(config: ServerConfig) -> RequestLimits:
+    """The request size policy of a server configuration (checked by the engine, for gRPC and HTTP alike)."""
+    return RequestLimits(max_text_chars=config.max_text_chars, max_budget_ms=config.max_budget_ms,
+                         default_budget_ms=config.default_budget_ms, max_stop_sequences=config.max_stop_sequences,
+                         max_allowed_sequences=config.max_allowed_sequences,
+                         max_tick_entries=config.max_tick_entries)
+
+
+def engine_facade(engine: Engine | EngineFacade, config: ServerConfig) -> EngineFacade:
+    """The facade the servicers call: `engine` itself, or a new one owning a bare `Engine`; either way with
+    the request limits of `config`."""
+    facade = engine if isinstance(engine, EngineFacade) else EngineFacade(engine)
+    facade.limits = request_limits(config)
+    return facade
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
@@ -49,13 +67,13 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, cert)])
 
 
-def create_server(engine: Any, *, config: ServerConfig, metrics: ServingMetrics | None = None,
+def create_server(engine: Engine | EngineFacade, *, config: ServerConfig, metrics: ServingMetrics | None = None,
                   health_servicer: health.aio.HealthServicer | None = None,
                   extra_servicers: Sequence[ServicerHook] = (),
                   capabilities: Sequence[str] = ()) -> tuple[grpc.aio.Server, int]:
     """A bound, not yet started grpc.aio server and its port. Call inside the running event loop.
-    `engine`: an `Engine`, `AsyncEngine` or `EnginePort`."""
-    engine = EnginePort.from_engine(engine)
+    `engine`: an `EngineFacade`, or an `Engine` (a facade is made to own it)."""
+    engine = engine_facade(engine, config)
     options = [
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -104,9 +122,9 @@ def _bind_http_socket(host: str, port: int) -> socket.socket:
 class NpcServer:
     """gRPC + HTTP over one engine, started and stopped together."""
 
-    def __init__(self, engine: Any, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
+    def __init__(self, engine: Engine | EngineFacade, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
                  capabilities: Sequence[str] = ()) -> None:
-        self.engine = EnginePort.from_engine(engine)
+        self.engine = engine_facade(engine, config)
         self.config = config
         self.metrics = ServingMetrics()
         self.metrics.active_sessions.set_function(self.engine.active_sessions)
@@ -174,7 +192,7 @@ class NpcServer:
         log.info("stopped", extra={"fields": {"grpc_port": self.grpc_port}})
 
 
-async def serve(engine: Any, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
+async def serve(engine: Engine | EngineFacade, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
                 capabilities: Sequence[str] = (), on_ready: Callable[[NpcServer], None] | None = None) -> int:
     """Runs until SIGTERM/SIGINT, then stops gracefully: NOT_SERVING, no new calls, in-flight work finishes
     within `config.grace_s`, the engine drains. Returns the exit code (0)."""

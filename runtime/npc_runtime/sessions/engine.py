@@ -5,7 +5,8 @@
     results = engine.tick([TickRequest(sid, budget_ms=2.0, max_tokens=4)])   # once per game frame
     for chunk in engine.generate(sid, "Player: what do you sell?\\nBram:", max_tokens=64): ...
 
-See docs/engine.md. `AsyncEngine` (sessions/async_engine.py) is the thread-safe asyncio facade.
+Every request is validated once, here (`sessions/requests.py`). See docs/engine.md. `EngineFacade`
+(sessions/facade.py) owns an `Engine` on one thread for the servers and the agent.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,13 @@ from npc_runtime.decode.onnx_model import DecoderModel, DecoderOptions, open_dec
 from npc_runtime.decode.package import ModelPackage, load_package
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.decode.tokenizer import TextTokenizer
-from npc_runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
+from npc_runtime.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
                                 NpcRuntimeError, ResourceExhausted)
 from npc_runtime.sessions.cost_model import StepCostModel
 from npc_runtime.sessions.prefix_cache import PrefixCache
+from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
+                                           RequestLimits, TickRequest, Turn, check_constraint, check_generate, check_open, check_tick_entry,
+                                           check_tick_size, session_id as check_session_id, text_or_ids)
 from npc_runtime.sessions.scheduler import Scheduler
 from npc_runtime.sessions.session import FinishReason, Session, SessionStatus
 
@@ -55,15 +59,6 @@ class ModelInfo:
 
 
 @dataclass(slots=True)
-class TickRequest:
-    session_id: str
-    budget_ms: float            # wall time this tick may spend, shared by all sessions in the call
-    max_tokens: int             # at most this many new tokens for this session in this tick
-    new_input: str | Sequence[int] | None = None   # starts a new turn first (like append_input)
-    constraint: ConstraintSpec | Constraint | None = None   # the new turn's constraint (with new_input only)
-
-
-@dataclass(slots=True)
 class TickStats:
     engine_ms: float            # wall time of the whole tick call
     steps: int                  # forward passes this session took part in
@@ -80,7 +75,7 @@ class TickResult:
     token_ids: list[int]
     text_delta: str
     finished: bool
-    finish_reason: str | None   # length | stop | eos | cancelled | evicted | error | context_full
+    finish_reason: FinishReason | None   # set when finished
     stats: TickStats
     error: NpcRuntimeError | None = None   # this entry failed alone (nothing of it was applied); others ran
     logprobs: list[float] | None = None    # per token of token_ids, when SamplingParams.logprobs
@@ -92,10 +87,11 @@ class TokenChunk:
     session_id: str
     token_ids: list[int]
     text_delta: str
-    finished: bool
-    finish_reason: str | None
+    finished: bool                         # the turn ended (with this chunk)
+    finish_reason: FinishReason | None
     logprobs: list[float] | None = None    # per token of token_ids, when SamplingParams.logprobs
     choice_probs: list[dict[int, float] | None] | None = None   # per token: allowed alternatives (constrained)
+    turn: int = 0                          # index of the GenerateRequest turn this chunk belongs to
 
 
 @dataclass(frozen=True)
@@ -129,24 +125,13 @@ class _Model:
     constraints: dict = field(default_factory=dict)   # ConstraintSpec -> compiled Constraint
 
 
-@dataclass(slots=True)
-class _Work:
-    """What one session may still do in the current tick / step call."""
-    session: Session
-    allowance: int
-    tokens: list[int] = field(default_factory=list)
-    steps: int = 0
-    prefill_tokens: int = 0
-    max_batch: int = 0
-    limited: bool = False
-    logprobs: list[float] | None = None
-    choice_probs: list[dict[int, float] | None] | None = None
-
-
 class Engine:
-    def __init__(self, models: dict[str, _Model], *, config: EngineConfig) -> None:
+    def __init__(self, models: dict[str, _Model], *, config: EngineConfig,
+                 limits: RequestLimits = RequestLimits()) -> None:
         self.config = config
+        self.limits = limits        # request size policy (the server's), read by every validation
         self._models = models
+        self._default_model = next(iter(models))
         self._sessions: dict[str, Session] = {}
         self._gone: OrderedDict[str, str] = OrderedDict()   # session id -> why it is gone (evicted)
         self._tick_ms: deque[float] = deque(maxlen=_TICK_HISTORY)
@@ -158,7 +143,8 @@ class Engine:
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
-    def from_packages(cls, paths: Sequence[str | Path], *, config: EngineConfig = EngineConfig()) -> "Engine":
+    def from_packages(cls, paths: Sequence[str | Path], *, config: EngineConfig = EngineConfig(),
+                      limits: RequestLimits = RequestLimits()) -> "Engine":
         config.validate()
         if not paths:
             raise InvalidArgument("give at least one model package directory")
@@ -175,14 +161,15 @@ class Engine:
                                                            spinning=config.intra_op_spinning,
                                                            flush_denormals=config.flush_denormals))
             models[package.name] = cls._wrap(package, decoder, config)
-        engine = cls(models, config=config)
+        engine = cls(models, config=config, limits=limits)
         if config.warmup:
             engine.warmup()
         return engine
 
     @classmethod
     def from_decoder(cls, name: str, decoder: DecoderModel, tokenizer: TextTokenizer | None, *,
-                     config: EngineConfig = EngineConfig(), eos_ids: Sequence[int] = ()) -> "Engine":
+                     config: EngineConfig = EngineConfig(), eos_ids: Sequence[int] = (),
+                     limits: RequestLimits = RequestLimits()) -> "Engine":
         """An engine over any `DecoderModel` (tests use a fake one); tokenizer None: token ids only."""
         config.validate()
         cache = (PrefixCache(max_bytes=config.prefix_cache_bytes, block_tokens=config.prefix_block_tokens)
@@ -192,7 +179,7 @@ class Engine:
                               eos_ids=eos_ids, cost_model=StepCostModel())
         model = _Model(package=None, decoder=decoder, tokenizer=tokenizer, scheduler=scheduler,
                        prefix_cache=cache, capacity=min(config.max_context, decoder.capacity))
-        return cls({name: model}, config=config)
+        return cls({name: model}, config=config, limits=limits)
 
     @staticmethod
     def _wrap(package: ModelPackage, decoder: DecoderModel, config: EngineConfig) -> _Model:
@@ -281,23 +268,19 @@ class Engine:
         return session
 
     def _encode(self, model: _Model, text: str | Sequence[int], *, first: bool) -> list[int]:
+        """Text or token ids (their type checked by the request's validation) -> ids in the model's range."""
         if isinstance(text, str):
             if model.tokenizer is None:
                 raise InvalidArgument("this model has no tokenizer: give token ids")
             return model.tokenizer.encode(text, add_special_tokens=first)
-        try:
-            ids = [int(t) for t in text]
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument("input must be a string or a list of token ids") from exc
+        ids = [int(t) for t in text]
         if any(t < 0 or t >= model.decoder.vocab_size for t in ids):
             raise InvalidArgument(f"token ids must be in [0, {model.decoder.vocab_size})")
         return ids
 
-    def _constraint(self, model: _Model, spec: ConstraintSpec | Constraint | None) -> Constraint | None:
-        if spec is None or isinstance(spec, Constraint):
-            return spec
-        if not isinstance(spec, ConstraintSpec):
-            raise InvalidArgument("constraint must be a ConstraintSpec (one_of / json) or None")
+    def _constraint(self, model: _Model, spec: ConstraintSpec | None) -> Constraint | None:
+        if spec is None:
+            return None
         if model.tokenizer is None:
             raise InvalidArgument("constraints need a model with a tokenizer")
         compiled = model.constraints.get(spec)
@@ -308,22 +291,30 @@ class Engine:
             model.constraints[spec] = compiled
         return compiled
 
-    def open_session(self, model: str, *, npc_id: str = "", prompt: str | Sequence[int] = "",
+    # -- opening ------------------------------------------------------------------------------------------
+    def open(self, request: OpenRequest) -> OpenedSession:
+        """A new session whose first turn is the request's prompt (generation starts on the next tick /
+        generate step). The prefix cache is consulted now, so `cached_prefix_tokens` is known at open."""
+        check_open(request, self.limits)
+        return self._open(request)
+
+    def open_session(self, model: str = "", *, npc_id: str = "", prompt: str | Sequence[int] = "",
                      sampling: SamplingParams | None = None, limits: SessionLimits | None = None,
-                     constraint: ConstraintSpec | Constraint | None = None, session_id: str | None = None) -> str:
-        """A new session whose first turn is `prompt` (generation starts on the next tick / generate)."""
-        m = self._model(model)
-        sampling = (sampling or self.config.default_sampling).validate()
-        limits = (limits or self.config.default_limits).validate()
-        if not isinstance(npc_id, str):
-            raise InvalidArgument("npc_id must be a string")
-        if session_id is not None:
-            if not isinstance(session_id, str) or not session_id or len(session_id) > 128:
-                raise InvalidArgument("session_id must be a non-empty string of at most 128 characters")
-            if session_id in self._sessions:
-                raise AlreadyExists(f"session {session_id!r} already exists")
-        sid = session_id or uuid.uuid4().hex
-        tokens = self._encode(m, prompt, first=True)
+                     constraint: ConstraintSpec | None = None, session_id: str | None = None) -> str:
+        """`open(OpenRequest(...)).session_id`, for direct callers (tests, benchmarks)."""
+        return self.open(OpenRequest(model=model, npc_id=npc_id, prompt=prompt, sampling=sampling, limits=limits,
+                                     constraint=constraint, session_id=session_id)).session_id
+
+    def _open(self, r: OpenRequest) -> OpenedSession:
+        """`open` of a validated request."""
+        name = r.model or self._default_model
+        m = self._model(name)
+        sampling = r.sampling or self.config.default_sampling
+        limits = r.limits or self.config.default_limits
+        if r.session_id is not None and r.session_id in self._sessions:
+            raise AlreadyExists(f"session {r.session_id!r} already exists")
+        sid = r.session_id or uuid.uuid4().hex
+        tokens = self._encode(m, self._prompt_text(name, r), first=True)
         bos = m.package.special_tokens.bos if m.package else None
         if not tokens:
             if bos is None:
@@ -337,33 +328,51 @@ class Engine:
             tokens = tokens[-max(1, capacity // 2):]
         if m.scheduler.free_slots == 0:
             self.evict_idle()
-        session = Session(id=sid, model=model, npc_id=npc_id, sampling=sampling, limits=limits,
+        session = Session(id=sid, model=name, npc_id=r.npc_id, sampling=sampling, limits=limits,
                           capacity=capacity, rng=np.random.default_rng(sampling.seed))
         m.scheduler.admit(session)   # ResourceExhausted when every slot is taken
         session.detokenizer = m.tokenizer.detokenizer() if m.tokenizer else None
         try:
-            session.start_turn(tokens, self._constraint(m, constraint))
+            session.start_turn(tokens, self._constraint(m, r.constraint))
         except Exception:
             m.scheduler.release(session)
             raise
         session.prefix_insert_upto = len(tokens)
-        # the prefix cache is consulted now (KV copied into the slot), so session_info reports the hit at open
+        # the prefix cache is consulted now (KV copied into the slot), so the hit is reported at open
         m.scheduler.prepare_prefill(session)
         self._sessions[sid] = session
         self._gone.pop(sid, None)
-        return sid
+        return OpenedSession(session_id=sid, model=name, prompt_tokens=len(session.tokens),
+                             cached_prefix_tokens=session.prefix_hit_tokens)
 
+    def _prompt_text(self, model: str, r: OpenRequest) -> str | Sequence[int]:
+        if r.messages is not None:
+            return self.apply_chat_template(model, list(r.messages), add_generation_prompt=True)
+        if r.apply_chat_template:
+            messages = ([{"role": "system", "content": r.prefix}] if r.prefix else []) + \
+                       [{"role": "user", "content": r.prompt}]
+            return self.apply_chat_template(model, messages, add_generation_prompt=True)
+        return r.prefix + r.prompt if r.prefix else r.prompt
+
+    # -- turns --------------------------------------------------------------------------------------------
     def append_input(self, session_id: str, text: str | Sequence[int], *,
-                     constraint: ConstraintSpec | Constraint | None = None) -> None:
+                     constraint: ConstraintSpec | None = None) -> None:
         """A new turn: its tokens are prefilled after what the session already holds (nothing is re-read)."""
-        session = self._session(session_id)
+        check_session_id(session_id)
+        text_or_ids(text, "input", self.limits)
+        if constraint is not None:
+            check_constraint(constraint, self.limits)
+        self._new_turn(self._session(session_id), text, constraint)
+
+    def _new_turn(self, session: Session, text: str | Sequence[int], constraint: ConstraintSpec | None) -> None:
+        """Starts a turn of validated input; raises (with nothing changed) when it does not fit."""
         m = self._models[session.model]
         new = self._encode(m, text, first=False)
         compiled = self._constraint(m, constraint)
         if len(session.tokens) + len(new) >= session.capacity:
             if not self.config.sliding_window:
                 raise ResourceExhausted(
-                    f"context full: session {session_id!r} holds {len(session.tokens)} tokens, the input has "
+                    f"context full: session {session.id!r} holds {len(session.tokens)} tokens, the input has "
                     f"{len(new)}, max context is {session.capacity} (open a new session or enable sliding_window)")
             session.tokens.extend(new)
             new = []
@@ -373,11 +382,24 @@ class Engine:
         session.start_turn(new, compiled)
         session.touch()
 
-    def cancel(self, session_id: str) -> None:
-        """Ends the session's current turn (finish_reason cancelled); the session stays open."""
+    def begin(self, session_id: str, turn: Turn) -> None:
+        """Starts `turn` of a validated GenerateRequest: its input as a new turn, or (no input) checks a turn
+        is in progress."""
         session = self._session(session_id)
+        if turn.input is not None:
+            self._new_turn(session, turn.input, turn.constraint)
+        elif session.status is not SessionStatus.GENERATING:
+            raise FailedPrecondition(f"session {session_id!r} finished its turn ({session.finish_reason.value}); "
+                                     "give input to start the next one")
+
+    def cancel(self, session_id: str) -> bool:
+        """Ends the session's current turn (finish_reason cancelled); the session stays open. True when a turn
+        was in progress."""
+        session = self._session(check_session_id(session_id))
+        running = session.status is SessionStatus.GENERATING
         self._models[session.model].scheduler.cancel(session)
         session.touch()
+        return running
 
     def end_turn(self, session_id: str, reason: FinishReason = FinishReason.LENGTH) -> str:
         """Ends the current turn with `reason`; returns text held back until then (e.g. a partial stop match)."""
@@ -385,9 +407,11 @@ class Engine:
         self._models[session.model].scheduler.cancel(session, reason)
         return session.take_text()
 
-    def close_session(self, session_id: str) -> None:
-        session = self._session(session_id)
+    def close_session(self, session_id: str) -> int:
+        """Closes the session; returns its context tokens."""
+        session = self._session(check_session_id(session_id))
         self._drop(session, SessionStatus.CLOSED)
+        return len(session.tokens)
 
     def _drop(self, session: Session, status: SessionStatus) -> None:
         self._models[session.model].scheduler.release(session)
@@ -411,7 +435,7 @@ class Engine:
         return evicted
 
     def session_info(self, session_id: str) -> dict:
-        s = self._session(session_id)
+        s = self._session(check_session_id(session_id))
         return {"session_id": s.id, "model": s.model, "npc_id": s.npc_id, "status": s.status.value,
                 "finish_reason": s.finish_reason.value if s.finish_reason else None,
                 "context_tokens": len(s.tokens), "max_context": s.capacity, "generated_total": s.generated_total,
@@ -419,133 +443,151 @@ class Engine:
                 "pending_prefill_tokens": s.pending if s.pending > 1 and s.has_work else 0}
 
     # -- running ------------------------------------------------------------------------------------------
-    def _run(self, works: list[_Work], *, deadline: float | None, max_rounds: int | None,
-             must_progress: bool = False, credit_s: dict[str, float] | None = None) -> None:
+    # One entry of a tick / step while it runs: (session, token cap, its result, filled in as steps run).
+    # The result IS the accumulator: no separate work record.
+
+    @staticmethod
+    def _new_result(session_id: str) -> TickResult:
+        return TickResult(session_id=session_id, token_ids=[], text_delta="", finished=False, finish_reason=None,
+                          stats=TickStats(0.0, 0, 0, 0, False))
+
+    def _run(self, entries: list[tuple[Session, int, TickResult]], *, deadline: float | None,
+             max_rounds: int | None, must_progress: bool = False, credit_s: dict[str, float] | None = None) -> None:
         """Steps until no work is left, the next step would pass `deadline`, or after `max_rounds` rounds.
         A round gives every model one step (one forward pass). `credit_s[model]`: time saved up by earlier
-        ticks that could fit nothing; the first step may spend it on the whole batch."""
-        by_model: dict[str, list[_Work]] = {}
-        for w in works:
-            by_model.setdefault(w.session.model, []).append(w)
+        ticks that could fit nothing; the first step may spend it on the smallest step."""
+        by_model: dict[str, list[tuple[Session, int, TickResult]]] = {}
+        for e in entries:
+            by_model.setdefault(e[0].model, []).append(e)
         credit_s = dict(credit_s or {})
         rounds, progressed = 0, False
         while max_rounds is None or rounds < max_rounds:
             stepped = False
             for name, group in by_model.items():
-                ready = [w for w in group if w.allowance > 0 and w.session.has_work]
+                ready = [(s, r) for s, cap, r in group if len(r.token_ids) < cap and s.has_work]
                 if not ready:
                     continue
                 remaining = None if deadline is None else deadline - time.perf_counter()
                 scheduler = self._models[name].scheduler
-                plan = scheduler.schedule([w.session for w in ready], remaining_s=remaining,
+                plan = scheduler.schedule([s for s, _ in ready], remaining_s=remaining,
                                           must_progress=must_progress and not progressed,
                                           credit_s=credit_s.pop(name, 0.0))
                 if plan is None:
-                    for w in ready:
-                        w.limited = True
+                    for _, r in ready:
+                        r.stats.budget_limited = True
                     continue
                 result = scheduler.step(plan)
                 stepped = progressed = True
-                index = {id(w.session): w for w in ready}
+                index = {id(s): r for s, r in ready}
                 if plan.prefill is not None:
-                    w = index[id(plan.prefill)]
-                    w.steps += 1
-                    w.max_batch = max(w.max_batch, 1)
-                    w.prefill_tokens += result.batch
+                    stats = index[id(plan.prefill)].stats
+                    stats.steps += 1
+                    stats.max_batch = max(stats.max_batch, 1)
+                    stats.prefill_tokens += result.batch
                     self._prefill_tokens += result.batch
                 else:
                     rows = len(plan.decode)
                     for s in plan.decode:
-                        w = index[id(s)]
-                        w.steps += 1
-                        w.max_batch = max(w.max_batch, rows)
+                        stats = index[id(s)].stats
+                        stats.steps += 1
+                        stats.max_batch = max(stats.max_batch, rows)
                 for k, (s, token) in enumerate(zip(result.sessions, result.tokens)):
-                    w = index[id(s)]
-                    w.tokens.append(token)
-                    w.allowance -= 1
+                    r = index[id(s)]
+                    r.token_ids.append(token)
                     if result.logprobs is not None and result.logprobs[k] is not None:
-                        if w.logprobs is None:
-                            w.logprobs, w.choice_probs = [], []
-                        w.logprobs.append(result.logprobs[k])
-                        w.choice_probs.append(result.choice_probs[k])
+                        if r.logprobs is None:
+                            r.logprobs, r.choice_probs = [], []
+                        r.logprobs.append(result.logprobs[k])
+                        r.choice_probs.append(result.choice_probs[k])
             rounds += 1
             if not stepped:
                 break
 
-    def _works(self, requests: Sequence) -> list[_Work]:
-        seen: set[str] = set()
-        return [_Work(session=self._entry_session(r, seen), allowance=r.max_tokens) for r in requests]
+    @staticmethod
+    def _complete(session: Session, cap: int, r: TickResult, engine_ms: float, now: float) -> TickResult:
+        """Fills in what is known when the call ends: text, finish state, stats."""
+        s = session
+        s.touch(now)
+        finished = s.status is not SessionStatus.GENERATING
+        r.text_delta = s.take_text()
+        r.finished = finished
+        r.finish_reason = s.finish_reason if finished else None
+        st = r.stats
+        st.engine_ms = engine_ms
+        st.context_tokens = len(s.tokens)
+        st.budget_limited = st.budget_limited and not finished and len(r.token_ids) < cap
+        st.pending_prefill_tokens = s.pending if s.pending > 1 and s.has_work else 0
+        if r.logprobs is None and s.sampling.logprobs:
+            r.logprobs, r.choice_probs = [], []
+        return r
 
-    def _entry_session(self, r, seen: set[str]) -> Session:
-        """The checks every tick/step entry shares: max_tokens, no duplicate, a known session."""
-        if isinstance(r.max_tokens, bool) or not isinstance(r.max_tokens, int) or r.max_tokens < 0:
-            raise InvalidArgument(f"max_tokens of session {r.session_id!r} must be an integer >= 0")
+    def _tick_entry(self, r: TickRequest, field: str, seen: set[str]) -> tuple[Session, int, TickResult, float]:
+        """Validates one entry (once) and applies its new input; raises with nothing of the entry applied."""
+        budget_ms, cap = check_tick_entry(r, self.limits, field)
         if r.session_id in seen:
-            raise InvalidArgument(f"session {r.session_id!r} appears twice in one tick")
+            raise InvalidArgument(f"{field}.session_id {r.session_id!r} appears twice in one tick")
         seen.add(r.session_id)
-        return self._session(r.session_id)
-
-    def _tick_entry(self, r: TickRequest, seen: set[str]) -> _Work:
-        """Checks one entry and applies its new input; raises (with nothing of the entry applied) if bad."""
-        if (isinstance(r.budget_ms, bool) or not isinstance(r.budget_ms, (int, float))
-                or not math.isfinite(r.budget_ms) or r.budget_ms < 0):
-            raise InvalidArgument(f"budget_ms of session {r.session_id!r} must be a finite number >= 0")
-        session = self._entry_session(r, seen)
+        session = self._session(r.session_id)
         if r.new_input is not None:
-            self.append_input(r.session_id, r.new_input, constraint=r.constraint)   # all checks before any change
-        elif r.constraint is not None:
-            raise InvalidArgument(f"session {r.session_id!r}: a constraint comes with new_input (a new turn)")
+            self._new_turn(session, r.new_input, r.constraint)   # all checks before any change
         elif session.status is not SessionStatus.GENERATING:
             raise FailedPrecondition(
                 f"session {r.session_id!r} finished its turn ({session.finish_reason.value}); "
                 "send new_input to start the next turn")
-        return _Work(session=session, allowance=r.max_tokens)
+        return session, cap, self._new_result(session.id), budget_ms
 
-    def tick(self, requests: Sequence[TickRequest]) -> list[TickResult]:
+    def tick(self, requests: Sequence[TickRequest], *, deadline: float | None = None) -> list[TickResult]:
         """Frame slicing: steps for the requested sessions until the next step is predicted to exceed the
         budget (or every session reached its max_tokens / finished); the rest stays for the next tick.
 
-        An entry that fails (unknown / evicted session, finished turn without new_input, bad values, input
+        An entry that fails (bad field, unknown / evicted session, finished turn without new input, input
         over the context) gets `TickResult.error` and nothing of it is applied; the other entries run.
+        `deadline` (a `time.perf_counter()` value): the budget is capped to end by then, measured when the
+        tick starts; past it, every entry fails with DeadlineExceeded and nothing runs.
         Starvation guard: when no step fits a tick's budget, the budget is saved up; once the savings of
         consecutive starved ticks cover the smallest next step (one session's decode, rotating, or a minimal
         prefill chunk), that step runs: every session progresses, the time spent stays within the sum of
         the budgets, and no tick overruns by more than one single-row step."""
         t0 = time.perf_counter()
+        check_tick_size(len(requests), self.limits)
+        left_ms = math.inf if deadline is None else (deadline - t0) * 1000.0
+        if left_ms <= 0:
+            late = DeadlineExceeded("the call's deadline passed while the Tick waited for the engine")
+            return [self._error_result(getattr(r, "session_id", ""), late) for r in requests]
         seen: set[str] = set()
-        entries: list[_Work | NpcRuntimeError] = []
-        for r in requests:
+        entries: list[tuple[Session, int, TickResult, float] | NpcRuntimeError] = []
+        for i, r in enumerate(requests):
             try:
-                entries.append(self._tick_entry(r, seen))
+                entries.append(self._tick_entry(r, f"entries[{i}]", seen))
             except NpcRuntimeError as exc:
                 entries.append(exc)
-        works = [e for e in entries if isinstance(e, _Work)]
-        budget_s = min((r.budget_ms for r, e in zip(requests, entries) if isinstance(e, _Work)),
-                       default=0.0) / 1000.0
+        runs = [e[:3] for e in entries if not isinstance(e, NpcRuntimeError)]
+        budget_s = min(min((e[3] for e in entries if not isinstance(e, NpcRuntimeError)), default=0.0),
+                       left_ms) / 1000.0
         deadline = t0 + budget_s - self._tick_overhead_s
         t_run = time.perf_counter()
-        self._run(works, deadline=deadline, max_rounds=None, must_progress=self.config.tick_min_progress,
+        self._run(runs, deadline=deadline, max_rounds=None, must_progress=self.config.tick_min_progress,
                   credit_s={} if self.config.tick_strict_budget else self._starved_s)
         if not self.config.tick_strict_budget:
-            self._account_starvation(works, budget_s)
+            self._account_starvation(runs, budget_s)
         t_after = time.perf_counter()
-        done = iter(self._results(works, engine_ms=(t_after - t0) * 1000.0))
-        results = [next(done) if isinstance(e, _Work) else self._error_result(r.session_id, e)
-                   for r, e in zip(requests, entries)]
+        engine_ms, now = (t_after - t0) * 1000.0, time.monotonic()
+        results = [self._error_result(getattr(r, "session_id", ""), e) if isinstance(e, NpcRuntimeError)
+                   else self._complete(*e[:3], engine_ms, now) for r, e in zip(requests, entries)]
         t_end = time.perf_counter()
         # overhead outside the steps' own predictions (validation before, results after) is reserved
         self._tick_overhead_s = 0.8 * self._tick_overhead_s + 0.2 * ((t_run - t0) + (t_end - t_after))
         self._tick_ms.append((t_end - t0) * 1000.0)
         return results
 
-    def _account_starvation(self, works: list[_Work], budget_s: float) -> None:
-        models: dict[str, list[_Work]] = {}
-        for w in works:
-            models.setdefault(w.session.model, []).append(w)
+    def _account_starvation(self, runs: list[tuple[Session, int, TickResult]], budget_s: float) -> None:
+        models: dict[str, list[tuple[Session, int, TickResult]]] = {}
+        for e in runs:
+            models.setdefault(e[0].model, []).append(e)
         for name, group in models.items():
-            if any(w.steps for w in group):
+            if any(r.stats.steps for _, _, r in group):
                 self._starved_s.pop(name, None)
-            elif any(w.allowance > 0 and w.session.has_work for w in group):
+            elif any(len(r.token_ids) < cap and s.has_work for s, cap, r in group):
                 # nothing fit: save the budget up for one single-row step later, and shrink the uncertainty
                 # margins so a prediction inflated by a noisy measurement does not keep the step out either
                 self._starved_s[name] = min(self._starved_s.get(name, 0.0) + budget_s, _MAX_STARVED_S)
@@ -553,63 +595,71 @@ class Engine:
 
     @staticmethod
     def _error_result(session_id: str, error: NpcRuntimeError) -> TickResult:
-        return TickResult(session_id=session_id, token_ids=[], text_delta="", finished=False, finish_reason=None,
-                          stats=TickStats(0.0, 0, 0, 0, False), error=error)
+        result = Engine._new_result(session_id)
+        result.error = error
+        return result
 
-    def _results(self, works: list[_Work], *, engine_ms: float) -> list[TickResult]:
+    def step(self, caps: Mapping[str, int]) -> list[TickResult]:
+        """One round (one forward pass per model), no budget, for sessions in progress: {session id: most
+        tokens this round}. A session that is gone gets a result with `error`. The facade steps every open
+        generate stream together with it."""
+        entries: list[tuple[Session, int, TickResult]] = []
+        results = []
+        for sid, cap in caps.items():
+            result = self._new_result(sid)
+            results.append(result)
+            try:
+                entries.append((self._session(sid), cap, result))
+            except NpcRuntimeError as exc:
+                result.error = exc
+        self._run(entries, deadline=None, max_rounds=1)
         now = time.monotonic()
-        out = []
-        for w in works:
-            s = w.session
-            s.touch(now)
-            finished = s.status is not SessionStatus.GENERATING
-            out.append(TickResult(
-                session_id=s.id, token_ids=w.tokens, text_delta=s.take_text(), finished=finished,
-                finish_reason=s.finish_reason.value if finished and s.finish_reason else None,
-                stats=TickStats(engine_ms, w.steps, w.prefill_tokens, len(s.tokens),
-                                w.limited and not finished and w.allowance > 0, max_batch=w.max_batch,
-                                pending_prefill_tokens=s.pending if s.pending > 1 and s.has_work else 0),
-                logprobs=w.logprobs if w.logprobs is not None or not s.sampling.logprobs else [],
-                choice_probs=w.choice_probs if w.choice_probs is not None or not s.sampling.logprobs else []))
-        return out
+        for e in entries:
+            self._complete(*e, 0.0, now)
+        return results
 
-    def step(self, requests: Sequence[TickRequest]) -> list[TickResult]:
-        """One round (one forward pass per model) for the requested sessions, no budget. Used by AsyncEngine
-        to batch many concurrent streams; `max_tokens` bounds each session's tokens in this round."""
-        works = self._works(requests)
-        self._run(works, deadline=None, max_rounds=1)
-        return self._results(works, engine_ms=0.0)
+    def start(self, request: GenerateRequest) -> OpenedSession:
+        """Validates a generate request (all its turns), opens its session (`request.open`) and starts its
+        first turn. On failure nothing stays open."""
+        check_generate(request, self.limits)
+        if request.open is None:
+            session = self._session(request.session_id)
+            self.begin(session.id, request.turns[0])
+            return OpenedSession(session_id=session.id, model=session.model, prompt_tokens=len(session.tokens),
+                                 cached_prefix_tokens=session.prefix_hit_tokens)
+        opened = self._open(request.open)
+        try:
+            self.begin(opened.session_id, request.turns[0])
+        except Exception:
+            self.close_session(opened.session_id)
+            raise
+        return opened
 
-    def generate(self, session_id: str, text: str | Sequence[int] | None = None, *,
-                 max_tokens: int) -> Iterator[TokenChunk]:
+    def generate(self, session_id: str, text: str | Sequence[int] | None = None, *, max_tokens: int | None = None,
+                 constraint: ConstraintSpec | None = None) -> Iterator[TokenChunk]:
         """Streams the session's turn (starting a new one with `text` if given) until it finishes or
-        `max_tokens` are produced (then the turn ends with finish_reason "length")."""
-        if not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidArgument("max_tokens must be an integer >= 1")
-        if text is not None:
-            self.append_input(session_id, text)
-        session = self._session(session_id)
-        if session.status is not SessionStatus.GENERATING:
-            raise FailedPrecondition(f"session {session_id!r} finished its turn "
-                                     f"({session.finish_reason.value}); give text to start the next one")
-        return self._generate(session, max_tokens)
+        `max_tokens` are produced (then the turn ends with finish_reason LENGTH). Synchronous, one session;
+        `EngineFacade.generate` batches concurrent streams."""
+        opened = self.start(GenerateRequest(session_id=session_id,
+                                            turns=(Turn(input=text, constraint=constraint, max_tokens=max_tokens),)))
+        return self._generate(self._session(opened.session_id), max_tokens or UNBOUNDED_TOKENS)
 
-    def _generate(self, session: Session, max_tokens: int) -> Iterator[TokenChunk]:
+    def _generate(self, session: Session, cap: int) -> Iterator[TokenChunk]:
         produced = 0
         while True:
-            if session.status is SessionStatus.GENERATING and produced >= max_tokens:
+            if session.status is SessionStatus.GENERATING and produced >= cap:
                 self._models[session.model].scheduler.cancel(session, FinishReason.LENGTH)
             if session.slot is None and session.status is SessionStatus.GENERATING:
                 return   # closed or evicted meanwhile
-            work = _Work(session=session, allowance=max_tokens - produced)
+            entry = (session, cap - produced, self._new_result(session.id))
             if session.status is SessionStatus.GENERATING:
-                self._run([work], deadline=None, max_rounds=1)
-            produced += len(work.tokens)
-            (result,) = self._results([work], engine_ms=0.0)
-            if result.token_ids or result.text_delta or result.finished:
-                yield TokenChunk(session.id, result.token_ids, result.text_delta, result.finished,
-                                 result.finish_reason, result.logprobs, result.choice_probs)
-            if result.finished:
+                self._run([entry], deadline=None, max_rounds=1)
+            r = self._complete(*entry, 0.0, time.monotonic())
+            produced += len(r.token_ids)
+            if r.token_ids or r.text_delta or r.finished:
+                yield TokenChunk(session.id, r.token_ids, r.text_delta, r.finished, r.finish_reason,
+                                 r.logprobs, r.choice_probs)
+            if r.finished:
                 return
 
     # -- stats --------------------------------------------------------------------------------------------

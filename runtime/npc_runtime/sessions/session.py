@@ -13,7 +13,9 @@ from npc_runtime.decode.constraints import Constraint
 from npc_runtime.decode.sampling import SamplingParams, StopMatcher
 
 
-class FinishReason(str, Enum):
+class FinishReason(Enum):
+    """Why a turn ended. An enum, not a string: compare members (`r.finish_reason is FinishReason.EOS`);
+    `.value` is the name used in logs and session_info."""
     LENGTH = "length"              # max_new_tokens of the turn (or of the generate call) reached
     STOP = "stop"                  # a stop sequence, or a constraint completed
     EOS = "eos"                    # the model emitted an end-of-sequence token

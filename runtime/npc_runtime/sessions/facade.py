@@ -1,0 +1,338 @@
+"""`EngineFacade`: the one boundary between the servers / the agent and the engine thread.
+
+    facade = EngineFacade.from_packages(["pkg/"], config=EngineConfig(max_sessions=64))   # or EngineFacade(engine)
+    opened = await facade.open(OpenRequest(prompt="You are Bram.\\nPlayer: hi\\nBram:"))
+    results = await facade.tick([TickRequest(opened.session_id, budget_ms=2.0, max_tokens=4)])
+    stream = await facade.generate(GenerateRequest(session_id=opened.session_id, turns=(Turn(input="Hi"),)))
+    async for chunk in stream: ...
+    await facade.shutdown()
+
+One background thread owns the `Engine` (single-threaded). Every operation is ONE submission to that thread
+(one thread hop): its request is validated there once (`sessions/requests.py`), composite work (open + first
+turn, a stream's later turns, closing the session a stream opened) happens there too. `submissions` counts
+the hops per operation. Every open generate stream is stepped together (`Engine.step`: one forward pass for
+all of them per round), so concurrent generates share forward passes; chunks come back through the stream's
+asyncio queue with no further hop. A consumer that stops early (`aclose()`, disconnect, garbage collection)
+cancels its turn, or closes the session its stream opened, without waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from npc_runtime.config import EngineConfig
+from npc_runtime.decode.tokenizer import TextTokenizer
+from npc_runtime.errors import FailedPrecondition, NpcRuntimeError, Unavailable
+from npc_runtime.sessions.engine import Engine, EngineStats, ModelInfo, TickResult, TokenChunk
+from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
+                                           RequestLimits, TickRequest)
+from npc_runtime.sessions.session import FinishReason
+
+_IDLE_WAIT_S = 0.05
+DEFAULT_EVICT_EVERY_S = 5.0
+_END = object()
+
+
+@dataclass
+class _Stream:
+    """A generate stream, as the engine thread keeps it."""
+    request: GenerateRequest
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue
+    owned: bool                 # the stream opened the session: it closes it when it ends
+    turn: int = 0
+    remaining: int = UNBOUNDED_TOKENS
+
+
+class GenerateStream:
+    """The chunks of one generate call (an async iterator). `opened` names the session (with the prompt's
+    token count when the stream opened it). Leaving early: `await stream.aclose()` (or `async with`)."""
+
+    def __init__(self, facade: "EngineFacade", opened: OpenedSession, chunks: asyncio.Queue) -> None:
+        self.opened = opened
+        self._facade = facade
+        self._chunks = chunks
+        self._done = False
+
+    def __aiter__(self) -> "GenerateStream":
+        return self
+
+    async def __anext__(self) -> TokenChunk:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._chunks.get()
+        if item is _END:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        return item
+
+    async def aclose(self) -> None:
+        """Stops the stream: its turn is cancelled (or its own session closed). Returns at once."""
+        self._abandon()
+
+    def _abandon(self) -> None:
+        if not self._done:
+            self._done = True
+            self._facade._abandon(self.opened.session_id)
+
+    async def __aenter__(self) -> "GenerateStream":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._abandon()
+
+    def __del__(self) -> None:   # a consumer that neither finished nor closed the stream (disconnect)
+        self._abandon()
+
+
+class EngineFacade:
+    def __init__(self, engine: Engine, *, limits: RequestLimits | None = None,
+                 evict_every_s: float = DEFAULT_EVICT_EVERY_S) -> None:
+        """Takes ownership of `engine`: from now on only the facade's thread touches it. `limits`: the
+        request size policy (else the engine's)."""
+        self.engine = engine
+        if limits is not None:
+            engine.limits = limits
+        self.submissions: Counter[str] = Counter()   # engine-thread submissions (thread hops) per operation
+        self.rounds = 0                              # engine steps that advanced the open streams together
+        self._default_model = engine.list_models()[0].name
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._streams: dict[str, _Stream] = {}
+        self._accepting = True
+        self._stopping = False
+        self._evict_every_s = evict_every_s
+        self._thread = threading.Thread(target=self._loop, name="npc-engine", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def from_packages(cls, paths: Sequence[str | Path], *, config: EngineConfig = EngineConfig(),
+                      limits: RequestLimits = RequestLimits()) -> "EngineFacade":
+        return cls(Engine.from_packages(paths, config=config, limits=limits))
+
+    # -- facts, from any thread (nothing here walks engine state) ------------------------------------------
+    @property
+    def limits(self) -> RequestLimits:
+        return self.engine.limits
+
+    @limits.setter
+    def limits(self, limits: RequestLimits) -> None:
+        self.engine.limits = limits   # one reference swap; each request reads it once
+
+    @property
+    def default_model(self) -> str:
+        return self._default_model
+
+    @property
+    def max_sessions(self) -> int:
+        return int(self.engine.config.max_sessions)
+
+    @property
+    def sliding_window(self) -> bool:
+        return bool(self.engine.config.sliding_window)
+
+    def active_sessions(self) -> int:
+        """Open sessions (an atomic read; for metrics scrapes)."""
+        return self.engine.open_sessions
+
+    def list_models_now(self) -> list[ModelInfo]:
+        """The served models (fixed after construction)."""
+        return self.engine.list_models()
+
+    def tokenizer(self, model: str = "") -> TextTokenizer | None:
+        """A model's tokenizer (read-only after load, safe from any thread)."""
+        return self.engine.tokenizer(model or self._default_model)
+
+    # -- operations: each is one submission to the engine thread -------------------------------------------
+    async def list_models(self) -> list[ModelInfo]:
+        return await self._submit("list_models", self.engine.list_models)
+
+    async def stats(self) -> EngineStats:
+        return await self._submit("stats", self.engine.stats)
+
+    async def session_info(self, session_id: str) -> dict:
+        return await self._submit("session_info", self.engine.session_info, session_id)
+
+    async def open(self, request: OpenRequest) -> OpenedSession:
+        return await self._submit("open", self.engine.open, request)
+
+    async def tick(self, entries: Sequence[TickRequest], *, deadline: float | None = None) -> list[TickResult]:
+        """Frame-sliced tick; a bad entry fails alone (`TickResult.error`). `deadline`: a
+        `time.perf_counter()` value, measured when the engine thread starts the tick (time queued counts)."""
+        return await self._submit("tick", self.engine.tick, list(entries), deadline=deadline)
+
+    async def generate(self, request: GenerateRequest) -> GenerateStream:
+        """Validates the request, opens its session (`open=`) and starts its first turn, in one hop; a bad
+        request raises here, before any chunk. Then iterate the stream."""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue = asyncio.Queue()
+        opened = await self._submit("generate", self._start, request, loop, chunks)
+        return GenerateStream(self, opened, chunks)
+
+    async def cancel(self, session_id: str) -> bool:
+        """Ends the session's turn (CANCELLED; its stream, if any, ends with that chunk). True when a turn
+        was in progress."""
+        return await self._submit("cancel", self._cancel, session_id)
+
+    async def close(self, session_id: str) -> int:
+        """Closes the session (its stream, if any, fails with FailedPrecondition); returns its context tokens."""
+        return await self._submit("close", self._close, session_id)
+
+    async def shutdown(self, *, drain: bool = True) -> None:
+        """Stops accepting calls; with drain, open streams finish, else they are cancelled; stops the thread."""
+        if not drain and self._accepting:
+            await self._submit("shutdown", self._cancel_all)
+        self._accepting = False
+        self._stopping = True
+        await asyncio.get_running_loop().run_in_executor(None, self._thread.join)
+
+    # -- plumbing -----------------------------------------------------------------------------------------
+    async def _submit(self, op: str, fn: Callable, *args, **kwargs):
+        if not self._accepting:
+            raise Unavailable("the engine is shutting down")
+        self.submissions[op] += 1
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._commands.put((fn, args, kwargs, loop, future))
+        return await future
+
+    def _abandon(self, session_id: str) -> None:
+        """Fire and forget (any thread, also a finalizer): stop a stream whose consumer went away."""
+        self.submissions["abandon"] += 1
+        self._commands.put((self._stop_stream, (session_id,), {}, None, None))
+
+    @staticmethod
+    def _settle(future: asyncio.Future, result, error) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def _loop(self) -> None:
+        next_evict = time.monotonic() + self._evict_every_s
+        while True:
+            try:
+                item = self._commands.get(timeout=0 if self._streams else _IDLE_WAIT_S)
+            except queue.Empty:
+                item = None
+            while item is not None:
+                fn, args, kwargs, loop, future = item
+                try:
+                    result, error = fn(*args, **kwargs), None
+                except Exception as exc:  # every failure goes back to the awaiting caller
+                    result, error = None, exc
+                if future is not None:   # None: fire and forget
+                    loop.call_soon_threadsafe(self._settle, future, result, error)
+                try:
+                    item = self._commands.get_nowait()
+                except queue.Empty:
+                    item = None
+            if self._streams:
+                self._step_streams()
+            elif self._stopping:
+                return
+            if time.monotonic() >= next_evict:
+                next_evict = time.monotonic() + self._evict_every_s
+                for sid in self.engine.evict_idle():
+                    self._end(sid, FailedPrecondition(f"session {sid!r} was evicted (idle)"))
+
+    # -- streams (engine thread) --------------------------------------------------------------------------
+    @staticmethod
+    def _push(stream: _Stream, *items) -> None:
+        for item in items:
+            stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
+
+    def _start(self, request: GenerateRequest, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue) -> OpenedSession:
+        if request.open is None and request.session_id in self._streams:
+            raise FailedPrecondition(f"session {request.session_id!r} already has a generate stream")
+        opened = self.engine.start(request)
+        stream = _Stream(request, loop, chunks, owned=request.open is not None)
+        stream.remaining = request.turns[0].max_tokens or UNBOUNDED_TOKENS
+        self._streams[opened.session_id] = stream
+        return opened
+
+    def _end(self, session_id: str, last=None) -> None:
+        """Removes a stream: closes the session it opened, then ends its queue (with `last`: an error)."""
+        stream = self._streams.pop(session_id, None)
+        if stream is None:
+            return
+        if stream.owned:
+            try:
+                self.engine.close_session(session_id)
+            except NpcRuntimeError:
+                pass   # already gone (evicted, closed)
+        self._push(stream, _END if last is None else last)
+
+    def _step_streams(self) -> None:
+        self.rounds += 1
+        results = self.engine.step({sid: st.remaining for sid, st in self._streams.items()})
+        for r in results:
+            stream = self._streams.get(r.session_id)
+            if stream is None:
+                continue
+            if r.error is not None:
+                self._end(r.session_id, r.error)
+                continue
+            stream.remaining -= len(r.token_ids)
+            finished, reason, text = r.finished, r.finish_reason, r.text_delta
+            if not finished and stream.remaining <= 0:   # the turn's own max_tokens
+                text += self.engine.end_turn(r.session_id, FinishReason.LENGTH)
+                finished, reason = True, FinishReason.LENGTH
+            if r.token_ids or text or finished:
+                self._push(stream, TokenChunk(r.session_id, r.token_ids, text, finished, reason, r.logprobs,
+                                              r.choice_probs, stream.turn))
+            if finished:
+                self._next_turn(stream, r.session_id)
+
+    def _next_turn(self, stream: _Stream, session_id: str) -> None:
+        turns = stream.request.turns
+        if stream.turn + 1 >= len(turns):
+            self._end(session_id)
+            return
+        stream.turn += 1
+        turn = turns[stream.turn]
+        try:
+            self.engine.begin(session_id, turn)   # validated with the request; may not fit the context
+        except NpcRuntimeError as exc:
+            self._end(session_id, exc)
+            return
+        stream.remaining = turn.max_tokens or UNBOUNDED_TOKENS
+
+    def _stop_stream(self, session_id: str) -> None:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            return
+        if not stream.owned:
+            try:
+                self.engine.cancel(session_id)
+            except NpcRuntimeError:
+                pass
+        self._end(session_id)
+
+    def _cancel(self, session_id: str) -> bool:
+        running = self.engine.cancel(session_id)
+        stream = self._streams.get(session_id)
+        if stream is not None:
+            self._push(stream, TokenChunk(session_id, [], "", True, FinishReason.CANCELLED, turn=stream.turn))
+            self._end(session_id)
+        return running
+
+    def _close(self, session_id: str) -> int:
+        tokens = self.engine.close_session(session_id)
+        self._end(session_id, FailedPrecondition(f"session {session_id!r} was closed"))
+        return tokens
+
+    def _cancel_all(self) -> None:
+        for sid in list(self._streams):
+            self._cancel(sid)
