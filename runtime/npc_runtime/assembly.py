@@ -44,7 +44,7 @@ def builtin_models() -> BuiltinModels:
 @dataclass
 class System:
     settings: Settings
-    engine: Any                      # serving.engine_port.EnginePort over the dialogue packages
+    engine: Any                      # sessions.EngineFacade over the dialogue packages
     agent: Any | None                # agent.brain.AgentRuntime (None with server.agent_service = false)
     models: tuple[str, ...]          # package directories served
     policy_package: str | None
@@ -130,10 +130,9 @@ def _build(settings: Settings, closers: list) -> System:
                               "choose another with --data-dir") from exc
     startup = [f"data dir {data_dir.resolve()} (memories and registered NPCs are kept there)"]
 
-    from npc_runtime.serving.engine_port import EnginePort
-    from npc_runtime.sessions.engine import Engine
+    from npc_runtime.sessions.facade import EngineFacade
 
-    engine = EnginePort.from_engine(Engine.from_packages(list(models), config=settings.engine))
+    engine = EngineFacade.from_packages(list(models), config=settings.engine)
     system = System(settings=settings, engine=engine, agent=None, models=models, policy_package=None,
                     startup=startup, _closers=closers)
     if not settings.server.agent_service:
@@ -179,7 +178,7 @@ def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package
     npc_store = NpcStore(settings.memory_db)
     closers.append(npc_store.close)
     policy = OnnxPolicyModel(policy_package) if policy_package else UniformPolicy()
-    dialogue = EngineDialogueModel(engine.async_engine, dialogue_model)
+    dialogue = EngineDialogueModel(engine, dialogue_model)
     closers.append(dialogue.close)
     try:
         provider = make_provider(config.escalation.provider, config.escalation.provider_options, dialogue=dialogue)

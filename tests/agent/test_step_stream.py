@@ -42,13 +42,13 @@ def tiny_engine(tmp_path_factory):
 
     from npc_runtime.config import EngineConfig
     from npc_runtime.sessions import Engine
-    from npc_runtime.sessions.async_engine import AsyncEngine
+    from npc_runtime.sessions.facade import EngineFacade
 
     root = tmp_path_factory.mktemp("stream-dialogue")
     pkg = build_package(make_tiny_hf_model(root / "hf", "llama", seed=0, name="tiny-llama"), root / "pkg")
     engine = Engine.from_packages([pkg], config=EngineConfig(max_sessions=16, max_context=256, intra_op_threads=1,
                                                               warmup=False))
-    ae = AsyncEngine(engine)
+    ae = EngineFacade(engine)
     yield ae, engine.list_models()[0].name
     asyncio.run(ae.shutdown(drain=False))
 

@@ -144,7 +144,7 @@ def test_serve_bad_input_is_one_line_exit_2(args, match):
 
 def test_serving_imports_without_torch():
     code = ("import sys; import npc_runtime.serving.server, npc_runtime.serving.http_api, "
-            "npc_runtime.serving.cli_serve, npc_runtime.serving.engine_port; "
+            "npc_runtime.serving.cli_serve, npc_runtime.sessions.facade; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
