@@ -3,8 +3,10 @@
 Starts the real gRPC server in-process on 127.0.0.1 (port 0) over the built-in packages (exported into a
 cache dir on the first run), registers a village of guards, merchants and villagers, and drives them over
 the NpcAgent `Play` stream at the frame rate while a scripted player greets, trades, steals, threatens,
-tries prompt injections and triggers a story-critical event. Shows a live table; at the end prints a
-summary, and writes `--summary-json` and a PNG timeline (`--plot`).
+tries prompt injections and triggers a story-critical event. Shows what the NPCs say as it happens (a live
+table in a terminal, plain lines otherwise); at the end prints a summary and writes summary.json (with the
+transcript), transcript.md and timeline.png into `--out` (default demo-out/). Ctrl-C stops early and still
+writes what was gathered (exit 130).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from npc_runtime.demo.models import default_cache_dir, ensure_packages
+from npc_runtime.demo.report import DEFAULT_OUT, Outputs, prepare_outputs, print_summary, write_outputs
 
 PROVIDERS = ("local", "openai", "anthropic")
 
@@ -28,15 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npcs", type=int, default=8, help="number of NPCs (guards, merchants, villagers)")
     parser.add_argument("--fps", type=int, default=60, help="game frames per second (one Play update per frame)")
     parser.add_argument("--tick-hz", type=float, default=10.0, help="FSM ticks per NPC per second")
-    parser.add_argument("--summary-json", type=Path, help="write the summary as JSON here")
-    parser.add_argument("--plot", type=Path, default=None, help="write a PNG timeline here (default: demo-timeline.png)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help=f"folder for summary.json, transcript.md and timeline.png (default: {DEFAULT_OUT}/)")
+    parser.add_argument("--summary-json", type=Path, help="write the summary JSON here instead of OUT/summary.json")
+    parser.add_argument("--plot", type=Path, default=None, help="write the PNG timeline here instead of OUT/timeline.png")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where exported packages are kept")
     parser.add_argument("--db", default=None, help="memory database (default: a fresh file in a temp dir)")
     parser.add_argument("--provider", choices=PROVIDERS, default=None,
                         help="escalation provider (default: NPCRT_ESCALATION_PROVIDER or local)")
     parser.add_argument("--deadline-ms", type=float, default=1000.0,
                         help="deadline of a talk step (dialogue + escalation); quiet FSM ticks never wait on it")
-    parser.add_argument("--no-live", action="store_true", help="no live table (e.g. in CI logs)")
+    parser.add_argument("--no-live", action="store_true",
+                        help="no live view (by default: a table in a terminal, a line per NPC line every 2 s otherwise)")
     parser.add_argument("--no-export", action="store_true",
                         help="use cached packages only (stand-ins for missing ones) instead of exporting them")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -53,25 +59,50 @@ def run(args: argparse.Namespace) -> int:
     if args.npcs > 2000:
         print("npcrt demo: --npcs must be <= 2000", file=sys.stderr)
         return 2
+    try:   # before minutes of export and village: a wrong path is one line now, not a traceback at the end
+        outputs = prepare_outputs(out=args.out, summary=args.summary_json, plot=args.plot)
+    except NpcRuntimeError as exc:
+        print(f"npcrt demo: {exc}", file=sys.stderr)
+        return 2
     try:
         demo = Demo(args)
     except NpcRuntimeError as exc:
         print(f"npcrt demo: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("npcrt demo: interrupted before the village started; nothing written", file=sys.stderr)
+        return 130
     try:
         summary = demo.run()
     except NpcRuntimeError as exc:
         print(f"npcrt demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # a second Ctrl-C while the first one was winding the run down
+        print("npcrt demo: interrupted twice; nothing written", file=sys.stderr)
+        return 130
     finally:
         demo.close()
-    if args.summary_json:
-        args.summary_json.parent.mkdir(parents=True, exist_ok=True)
-        args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
+    return _finish(args, demo, summary, outputs)
+
+
+def _finish(args: argparse.Namespace, demo: "Demo", summary: dict, outputs: Outputs) -> int:
+    """Write the outputs (also after Ctrl-C: what was gathered so far), print the summary, exit code."""
+    notes = [f"{summary['npcs']} NPCs, {summary['seconds']} s, models: "
+             + ", ".join(f"{k}={v}" for k, v in summary["models"].items()),
+             f"{len(summary['transcript'])} entries: {summary['interactions']} steps with words or events, "
+             f"{summary['utterances']} lines spoken"]
+    try:
+        write_outputs(outputs, summary, demo.recorder, demo.village, notes=notes)
+    except OSError as exc:   # checked before the run; the disk filled up or the folder went away since
+        print(f"npcrt demo: cannot write the outputs in {outputs.folder}: {exc}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
         print_summary(summary)
+    if summary.get("interrupted"):
+        print("npcrt demo: interrupted; wrote what was gathered so far", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -149,7 +180,12 @@ class Demo:
 
         Two Play streams, as a game server would use them: `frames` carries every frame's quiet FSM ticks
         (never slow), `talk` carries the steps with words or events (dialogue, maybe escalation, bounded by the
-        step deadline). An NPC with a talk step in flight is busy: it gets no quiet ticks until it answers."""
+        step deadline). An NPC with a talk step in flight is busy: it gets no quiet ticks until it answers.
+
+        Ctrl-C makes `asyncio.run` cancel this task: the frames stop, the streams, channel and server are
+        closed here (a server left to the garbage collector after the loop closed is what printed
+        `Server.__del__ ... Event loop is closed`), and the summary of what was gathered comes back with
+        `interrupted: true`."""
         import asyncio
 
         import grpc
@@ -157,29 +193,33 @@ class Demo:
         from npc_proto.v1 import agent_pb2 as pb
         from npc_proto.v1 import agent_pb2_grpc
 
+        from npc_runtime.demo.live import make_live_view
+        from npc_runtime.demo.transcript import Recorder, heard_text
+
         args = self.args
+        self.recorder = recorder = Recorder({n.npc_id: n.name for n in self.village.npcs},
+                                            escalation_provider=self.models.get("escalation_provider", ""))
         server, port = await self._start_server()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stub = agent_pb2_grpc.NpcAgentStub(channel)
         calls = {"frames": stub.Play(), "talk": stub.Play()}
 
-        sent_at: dict[tuple[str, int], tuple[float, float, list[str]]] = {}   # (stream, seq) -> (wall, game t, npcs)
-        latest: dict[str, object] = {}
-        timeline: dict[str, list[tuple[float, str, str, str, bool]]] = defaultdict(list)
+        # (stream, seq) -> (wall time sent, game time, {npc id: what it perceived, "" for a quiet tick})
+        sent_at: dict[tuple[str, int], tuple[float, float, dict[str, str]]] = {}
         round_trips: dict[str, list[float]] = {"frames": [], "talk": []}
         errors: list[str] = []
-        counts = Counter()
-        actions = Counter()
-        sources = Counter()
         busy: Counter = Counter()
         registered = asyncio.Event()
+        interrupted = False
+        frames_sent, late_frames = 0, 0
+        started = time.perf_counter()
 
         async def reader(stream: str):
             try:
                 async for resp in calls[stream]:
-                    wall, game_t, npcs = sent_at.pop((stream, resp.seq), (time.perf_counter(), 0.0, []))
+                    wall, game_t, heard = sent_at.pop((stream, resp.seq), (time.perf_counter(), 0.0, {}))
                     if stream == "talk":
-                        busy.subtract(npcs)
+                        busy.subtract(heard.keys())
                     if resp.seq == 0 and stream == "frames":   # seq 0 registers the village: not a frame
                         registered.set()
                     else:
@@ -187,73 +227,83 @@ class Demo:
                     for e in resp.errors:
                         errors.append(f"{e.npc_id}: {e.message}")
                     for d in resp.decisions:
-                        latest[d.npc_id] = d
-                        counts["decisions"] += 1
-                        counts["escalations"] += int(d.escalated)
-                        counts["rejected_actions"] += int(d.rejected_action)
-                        counts["fallbacks"] += int(d.source == pb.DECISION_SOURCE_FALLBACK)
-                        counts["memories_written"] += d.memories_written
-                        actions[d.action] += 1
-                        sources[pb.DecisionSource.Name(d.source).removeprefix("DECISION_SOURCE_").lower()] += 1
-                        timeline[d.npc_id].append((game_t, d.state, d.action,
-                                                   pb.DecisionSource.Name(d.source), d.escalated))
+                        recorder.add(d, game_time_s=game_t, heard=heard.get(d.npc_id, ""))
             except grpc.aio.AioRpcError as exc:
-                errors.append(f"{stream} stream ended: {exc.code().name}: {exc.details()}")
+                if not (interrupted and exc.code() == grpc.StatusCode.CANCELLED):
+                    errors.append(f"{stream} stream ended: {exc.code().name}: {exc.details()}")
             finally:
                 registered.set()
 
         readers = [asyncio.create_task(reader(name)) for name in calls]
-        register = [pb.RegisterNpcRequest(
-            npc_id=n.npc_id, persona=pb.Persona(name=n.name, role=n.role, traits=list(_traits(n.role))),
-            fsm_name=n.role, memories=[pb.MemorySeed(text=f"I am {n.name}, and I live in this village.", importance=3)])
-            for n in self.village.npcs]
-        sent_at[("frames", 0)] = (time.perf_counter(), 0.0, [])
-        await calls["frames"].write(pb.PlayRequest(seq=0, register=register))
-        await registered.wait()
+        try:
+            register = [pb.RegisterNpcRequest(
+                npc_id=n.npc_id, persona=pb.Persona(name=n.name, role=n.role, traits=list(_traits(n.role))),
+                fsm_name=n.role,
+                memories=[pb.MemorySeed(text=f"I am {n.name}, and I live in this village.", importance=3)])
+                for n in self.village.npcs]
+            sent_at[("frames", 0)] = (time.perf_counter(), 0.0, {})
+            await calls["frames"].write(pb.PlayRequest(seq=0, register=register))
+            await registered.wait()
 
-        fps = args.fps
-        frames = int(args.seconds * fps)
-        every = max(1, round(fps / args.tick_hz))   # frames between two FSM ticks of one NPC
-        index = {n.npc_id: i for i, n in enumerate(self.village.npcs)}
-        started = time.perf_counter()
-        late_frames = 0
-        live = _LiveTable(self, latest, enabled=not args.no_live and sys.stdout.isatty())
-        with live:
-            for frame in range(1, frames + 1):
-                game_t = frame / fps
-                perceptions = self.village.frame(game_t, 1.0 / fps)
-                quiet, talk = [], []
-                for npc_id, p in perceptions.items():
-                    if p.interesting:
-                        talk.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
-                    elif not (frame + index[npc_id]) % every and busy[npc_id] <= 0:
-                        quiet.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
-                for stream, steps in (("frames", quiet), ("talk", talk)):
-                    if steps:
-                        npcs = [s.npc_id for s in steps]
-                        if stream == "talk":
-                            busy.update(npcs)
-                        sent_at[(stream, frame)] = (time.perf_counter(), game_t, npcs)
-                        await calls[stream].write(pb.PlayRequest(seq=frame, steps=steps))
-                live.maybe_refresh()
-                wait = started + frame / fps - time.perf_counter()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                else:
-                    late_frames += 1
-                    await asyncio.sleep(0)
+            fps = args.fps
+            frames = int(args.seconds * fps)
+            every = max(1, round(fps / args.tick_hz))   # frames between two FSM ticks of one NPC
+            index = {n.npc_id: i for i, n in enumerate(self.village.npcs)}
+            out = sys.stderr if args.json else sys.stdout   # --json keeps stdout for the JSON alone
+            live = make_live_view(recorder, self.village, enabled=not args.no_live, stream=out)
+            print(f"npcrt demo: {len(self.village.npcs)} NPCs for {args.seconds:g} s; Ctrl-C stops early and "
+                  "keeps what was gathered", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            with live:
+                for frame in range(1, frames + 1):
+                    game_t = frame / fps
+                    perceptions = self.village.frame(game_t, 1.0 / fps)
+                    quiet, talk = [], []
+                    for npc_id, p in perceptions.items():
+                        if p.interesting:
+                            talk.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
+                        elif not (frame + index[npc_id]) % every and busy[npc_id] <= 0:
+                            quiet.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
+                    heard = {s.npc_id: heard_text(s.observation.player_utterance, [e.description for e in s.events])
+                             for s in talk}
+                    for stream, steps in (("frames", quiet), ("talk", talk)):
+                        if steps:
+                            npcs = {s.npc_id: heard.get(s.npc_id, "") for s in steps}
+                            if stream == "talk":
+                                busy.update(npcs.keys())
+                            sent_at[(stream, frame)] = (time.perf_counter(), game_t, npcs)
+                            await calls[stream].write(pb.PlayRequest(seq=frame, steps=steps))
+                    frames_sent = frame
+                    live.refresh()
+                    wait = started + frame / fps - time.perf_counter()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    else:
+                        late_frames += 1
+                        await asyncio.sleep(0)
+                for call in calls.values():
+                    await call.done_writing()
+                try:
+                    await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
+                except asyncio.TimeoutError:
+                    errors.append("some updates had no answer 30 s after the end")
+        except asyncio.CancelledError:
+            interrupted = True
+            asyncio.current_task().uncancel()   # handled: later awaits (closing the server) must not re-raise
+        finally:
             for call in calls.values():
-                await call.done_writing()
-            try:
-                await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
-            except asyncio.TimeoutError:
-                errors.append("some updates had no answer 30 s after the end")
+                call.cancel()
+            await asyncio.wait(readers, timeout=2.0)
+            for task in readers:
+                task.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            await channel.close()
+            # interrupted: our calls are cancelled already; a short grace still (grace None logs a GOAWAY)
+            await server.stop(0.5 if interrupted else 1.0)
         wall = time.perf_counter() - started
-        await channel.close()
-        await server.stop(1.0)
-        return self._summary(wall, frames, late_frames, counts, actions, sources, round_trips, errors, timeline)
+        return self._summary(wall, frames_sent, late_frames, round_trips, errors, interrupted=interrupted)
 
-    def _summary(self, wall, frames, late_frames, counts, actions, sources, round_trips, errors, timeline) -> dict:
+    def _summary(self, wall, frames, late_frames, round_trips, errors, *, interrupted: bool) -> dict:
         import numpy as np
 
         stats = self.runtime.stats
@@ -262,28 +312,22 @@ class Demo:
         rt = np.asarray(round_trips["frames"]) if round_trips["frames"] else np.zeros(1)
         talk = np.asarray(round_trips["talk"]) if round_trips["talk"] else np.zeros(1)
         steps = np.asarray(stats.step_ms) if stats.step_ms else np.zeros(1)
-        summary = {
-            "seconds": round(wall, 2), "npcs": self.args.npcs, "fps": self.args.fps, "frames": frames,
-            "late_frames": late_frames,
-            "decisions": counts["decisions"], "escalations": counts["escalations"],
+        return {
+            "seconds": round(wall, 2), "interrupted": interrupted, "npcs": self.args.npcs, "fps": self.args.fps,
+            "frames": frames, "game_seconds": round(frames / self.args.fps, 2), "late_frames": late_frames,
+            # decisions, interactions, utterances, escalations, fallbacks, rejected_actions, memories_written,
+            # actions_by_name (actions taken), utterances_by_source, decisions_by_source, decisions_by_action
+            **self.recorder.summary(),
             "escalation_failures": esc.failures + esc.rejected, "escalations_denied": esc.denied_budget + esc.circuit_open,
-            "fallbacks": counts["fallbacks"], "rejected_actions": counts["rejected_actions"],
-            "actions_by_name": dict(sorted(actions.items())), "decisions_by_source": dict(sorted(sources.items())),
             "tick_p99_ms": round(float(np.percentile(rt, 99)), 2), "tick_p50_ms": round(float(np.percentile(rt, 50)), 2),
             "step_p99_ms": round(float(np.percentile(steps, 99)), 2),
             "talk_p50_ms": round(float(np.percentile(talk, 50)), 2), "talk_p99_ms": round(float(np.percentile(talk, 99)), 2),
-            "tokens_per_s": round((stats.local_tokens + local_out) / wall, 1),
-            "memories_written": counts["memories_written"], "reflections": stats.reflections,
+            "tokens_per_s": round((stats.local_tokens + local_out) / max(wall, 1e-3), 1),
+            "reflections": stats.reflections,
             "escalation_cost_usd": round(esc.cost_usd, 6), "escalation_tokens": esc.input_tokens + esc.output_tokens,
             "models": self.models, "errors": errors[:20], "error_count": len(errors),
+            "transcript": [e.to_json() for e in self.recorder.transcript],
         }
-        plot = self.args.plot or Path("demo-timeline.png")
-        try:
-            plot_timeline(timeline, self.village, plot, self.escalation, self.memory)
-            summary["plot"] = str(plot)
-        except Exception as exc:  # noqa: BLE001 - a failed plot must not lose the summary
-            summary["plot_error"] = f"{type(exc).__name__}: {exc}"
-        return summary
 
 
 def _step(pb, npc_id: str, p, game_t: float, deadline_ms: float):
@@ -298,105 +342,3 @@ def _traits(role: str) -> tuple[str, ...]:
     from npc_runtime.demo.village import TRAITS
 
     return TRAITS.get(role, ())[:2]
-
-
-class _LiveTable:
-    """A rich Live table of every NPC's latest decision, refreshed 4 times a second."""
-
-    def __init__(self, demo: Demo, latest: dict, *, enabled: bool):
-        self.demo, self.latest, self.enabled = demo, latest, enabled
-        self._live = None
-        self._next = 0.0
-
-    def __enter__(self):
-        if self.enabled:
-            from rich.live import Live
-
-            self._live = Live(self._render(), auto_refresh=False, transient=False)
-            self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._live is not None:
-            self._live.update(self._render(), refresh=True)
-            self._live.__exit__(*exc)
-
-    def maybe_refresh(self) -> None:
-        now = time.perf_counter()
-        if self._live is None or now < self._next:
-            return
-        self._next = now + 0.25
-        self._live.update(self._render(), refresh=True)
-
-    def _render(self):
-        from rich.table import Table
-
-        from npc_proto.v1 import agent_pb2 as pb
-
-        s = self.demo.runtime.stats
-        table = Table(title=f"npcrt demo — village of {len(self.demo.village.npcs)} NPCs · decisions {s.decisions} · "
-                            f"escalations {s.escalations} · fallbacks {s.fallbacks} · memories {s.memories_written}")
-        for col in ("npc", "name", "state", "action", "source", "says"):
-            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=60 if col == "says" else 16)
-        for npc in self.demo.village.npcs[:40]:
-            d = self.latest.get(npc.npc_id)
-            if d is None:
-                table.add_row(npc.npc_id, npc.name, "-", "-", "-", "")
-                continue
-            source = pb.DecisionSource.Name(d.source).removeprefix("DECISION_SOURCE_").lower()
-            flag = " ⚠" if d.rejected_action else (" ☁" if d.escalated else "")
-            table.add_row(npc.npc_id, npc.name, d.state, d.action, source + flag, d.dialogue)
-        return table
-
-
-def plot_timeline(timeline, village, path: Path, escalation, memory) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    states = sorted({s for rows in timeline.values() for _, s, *_ in rows})
-    cmap = plt.get_cmap("tab10")
-    color = {s: cmap(i % 10) for i, s in enumerate(states)}
-    npcs = [n.npc_id for n in village.npcs][:60]
-    fig, ax = plt.subplots(figsize=(12, 1.0 + 0.45 * len(npcs)))
-    end = max((rows[-1][0] for rows in timeline.values() if rows), default=1.0)
-    for y, npc_id in enumerate(npcs):
-        rows = timeline.get(npc_id, [])
-        for i, (t, state, action, source, escalated) in enumerate(rows):
-            t_next = rows[i + 1][0] if i + 1 < len(rows) else end
-            ax.barh(y, max(1e-3, t_next - t), left=t, color=color[state], height=0.6, linewidth=0)
-            if escalated:
-                ax.plot(t, y, marker="*", color="black", markersize=9)
-            elif source == "DECISION_SOURCE_FSM":
-                ax.plot(t, y, marker="|", color="red", markersize=10)
-    ax.set_yticks(range(len(npcs)))
-    ax.set_yticklabels(npcs)
-    ax.invert_yaxis()
-    ax.set_xlabel("game time (s)")
-    ax.set_title("NPC states over time (bars), escalations (*), FSM reflexes (|)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=color[s]) for s in states]
-    ax.legend(handles, states, title="state", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-    for t, text in village.log:
-        ax.axvline(t, color="grey", alpha=0.15, linewidth=0.8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def print_summary(summary: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="npcrt demo summary", show_header=False)
-    for key in ("seconds", "npcs", "decisions", "escalations", "escalation_failures", "escalations_denied", "fallbacks",
-                "rejected_actions", "tick_p50_ms", "tick_p99_ms", "talk_p50_ms", "talk_p99_ms", "step_p99_ms", "tokens_per_s", "memories_written",
-                "reflections", "escalation_cost_usd", "late_frames", "error_count"):
-        table.add_row(key, str(summary.get(key)))
-    table.add_row("actions_by_name", ", ".join(f"{k}={v}" for k, v in summary["actions_by_name"].items()))
-    table.add_row("decisions_by_source", ", ".join(f"{k}={v}" for k, v in summary["decisions_by_source"].items()))
-    table.add_row("models", ", ".join(f"{k}={v}" for k, v in summary["models"].items()))
-    if "plot" in summary:
-        table.add_row("timeline", summary["plot"])
-    Console().print(table)
