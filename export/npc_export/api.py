@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import InvalidOptions, SourceError, ValidationFailed
 from .hf_import import TOKENIZER_FILES, HFSource, load_hf_source
-from .package import PackageWriter, graph_io
+from .interrupt import interruptible
+from .package import DEFAULT_FILE_MODE, PackageWriter, check_file_mode, graph_io
+from .progress import Stages
+from .threads import DEFAULT_THREADS, check_threads, torch_threads
 from .validation import HELD_OUT_CHATS, Thresholds, ValidationConfig, held_out_for, validate_decoder  # noqa: F401 (re-export)
 
 PRECISIONS = ("fp32", "fp16", "int8", "int4")
@@ -23,29 +26,8 @@ BUILTIN_PREFIX = "builtin:"
 class ExportResult:
     out_dir: Path
     manifest: dict
-    timings: dict = field(default_factory=dict)   # step -> seconds
-
-
-class _Steps:
-    """A tqdm bar over the export's steps plus the wall time of each."""
-
-    def __init__(self, names: list[str], *, enabled: bool, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=len(names), desc=desc, disable=not enabled, leave=False, unit="step")
-        self.timings: dict[str, float] = {}
-
-    def run(self, name: str, fn, *args, **kwargs):
-        self.bar.set_postfix_str(name)
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.timings[name] = round(time.perf_counter() - start, 3)
-            self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
+    timings: dict = field(default_factory=dict)   # stage -> seconds: load, export, validate, write
+    notes: list = field(default_factory=list)     # stale temp folders removed / left beside out_dir
 
 
 def check_options(precision: str, target: str, context_length: int | None) -> None:
@@ -92,10 +74,33 @@ def export_model(
     progress: bool = True,
     allow_validation_failure: bool = False,
     validation: ValidationConfig | None = None,
+    threads: int = DEFAULT_THREADS,
+    file_mode: int = DEFAULT_FILE_MODE,
+    handle_signals: bool = True,
 ) -> ExportResult:
     """Export `source` (a local HF directory, `builtin:npc-dialogue` or `builtin:npc-policy`) to a
-    model package at `out_dir` (docs/model-package.md). Raises `ExportError` subclasses."""
+    model package at `out_dir` (docs/model-package.md). Raises `ExportError` subclasses, and
+    `ExportInterrupted` (a KeyboardInterrupt) on SIGTERM / SIGHUP / SIGINT, the partial package removed.
+
+    progress: stage lines on stderr (a live line in a terminal, one line per stage otherwise).
+    threads: intra-op threads of PyTorch and ONNX Runtime while exporting (threads.py; no spinning).
+    file_mode: mode of every package file (directories get the matching search bits), minus the umask.
+    handle_signals: install the SIGTERM / SIGHUP / SIGINT handlers for the export (main thread only)."""
     check_options(precision, target, context_length)
+    check_threads(threads)
+    check_file_mode(file_mode)
+    with contextlib.ExitStack() as stack:
+        if handle_signals:
+            stack.enter_context(interruptible())
+        stack.enter_context(torch_threads(threads))
+        return _export(source, Path(out_dir), precision=precision, target=target, context_length=context_length,
+                       validate=validate, force=force, progress=progress,
+                       allow_validation_failure=allow_validation_failure, cfg=validation or ValidationConfig(),
+                       threads=threads, file_mode=file_mode)
+
+
+def _export(source, out_dir: Path, *, precision, target, context_length, validate, force, progress,
+            allow_validation_failure, cfg, threads, file_mode) -> ExportResult:
     text = str(source)
     name = None
     if text.startswith(BUILTIN_PREFIX):
@@ -105,15 +110,15 @@ def export_model(
             from .policy import export_policy
 
             return export_policy(out_dir, precision=precision, target=target, validate=validate, force=force,
-                                 progress=progress, source_name=text)
+                                 progress=progress, source_name=text, threads=threads, file_mode=file_mode)
     else:
         path = Path(source)
     src = load_hf_source(path, context_length=context_length)
     return _export_decoder(
-        src, Path(out_dir), precision=precision, target=target, validate=validate, force=force,
-        progress=progress, allow_validation_failure=allow_validation_failure,
-        cfg=validation or ValidationConfig(),
+        src, out_dir, precision=precision, target=target, validate=validate, force=force,
+        progress=progress, allow_validation_failure=allow_validation_failure, cfg=cfg,
         name=name or src.path.name, source_name=text if name else str(src.path.absolute()),
+        threads=threads, file_mode=file_mode,
     )
 
 
@@ -127,22 +132,35 @@ def _builder_for(src: HFSource, target: str):
     return portable_profile.build_ort_own
 
 
+def decoder_stages(target: str, precision: str, *, validate: bool) -> list[tuple[str, str]]:
+    """(timing key, label) of a decoder export's stages, in order."""
+    how = "onnxruntime-genai builder" if target == "ort" else "torch.onnx, opset 15"
+    stages = [("load", "load PyTorch model")] if validate else []
+    stages.append(("export", f"build {target} graph, {precision} ({how})"))
+    if validate:
+        stages.append(("validate", "self-check vs PyTorch"))
+    return stages + [("write", "write package")]
+
+
 def _export_decoder(src: HFSource, out_dir: Path, *, precision, target, validate, force, progress,
-                    allow_validation_failure, cfg: ValidationConfig, name: str, source_name: str) -> ExportResult:
-    steps = _Steps(["load", "export", "validate", "write"], enabled=progress,
-                   desc=f"export {name} {target}/{precision}")
+                    allow_validation_failure, cfg: ValidationConfig, name: str, source_name: str,
+                    threads: int, file_mode: int) -> ExportResult:
+    stages = Stages(decoder_stages(target, precision, validate=validate), enabled=progress,
+                    desc=f"{name} {target}/{precision}")
     try:
-        with PackageWriter(out_dir, force=force) as writer:
+        with PackageWriter(out_dir, force=force, file_mode=file_mode) as writer:
+            for note in writer.notes:
+                stages.note(note)
             stage = writer.dir
-            torch_model = steps.run("load", src.load_torch_model) if validate else None
+            torch_model = stages.run("load", src.load_torch_model) if validate else None
             build = _builder_for(src, target)
-            info = steps.run("export", build, src, stage, precision)
+            info = stages.run("export", build, src, stage, precision)
             for file_name in TOKENIZER_FILES:
                 if (src.path / file_name).is_file() and not (stage / file_name).exists():
                     shutil.copy2(src.path / file_name, stage / file_name)
             validation = None
             if validate:
-                validation = steps.run("validate", _self_check, src, stage, precision, torch_model, cfg)
+                validation = stages.run("validate", _self_check, src, stage, precision, torch_model, cfg, threads)
                 if not validation["passed"]:
                     if not allow_validation_failure:
                         raise ValidationFailed(
@@ -151,11 +169,11 @@ def _export_decoder(src: HFSource, out_dir: Path, *, precision, target, validate
                             + " (thresholds are configurable; --allow-validation-failure writes it anyway)"
                         )
                     validation["overridden"] = True
-            manifest = steps.run("write", writer.commit, _manifest(src, stage, info, precision, target, name,
-                                                                  source_name, validation))
+            manifest = stages.run("write", writer.commit, _manifest(src, stage, info, precision, target, name,
+                                                                   source_name, validation))
     finally:
-        steps.close()
-    return ExportResult(out_dir=writer.out_dir, manifest=manifest, timings=steps.timings)
+        stages.close()
+    return ExportResult(out_dir=writer.out_dir, manifest=manifest, timings=stages.timings, notes=stages.notes)
 
 
 def _encoder(tokenizer_path: Path):
@@ -165,7 +183,7 @@ def _encoder(tokenizer_path: Path):
     return lambda text: tok.encode(text, add_special_tokens=False).ids
 
 
-def _self_check(src: HFSource, stage: Path, precision: str, torch_model, cfg: ValidationConfig) -> dict:
+def _self_check(src: HFSource, stage: Path, precision: str, torch_model, cfg: ValidationConfig, threads: int) -> dict:
     fixed = stage / "model.fixed.onnx"
     tokens = {key: src.tokenizer_config.get(key) for key in ("bos_token", "eos_token", "pad_token")}
     tokens = {k: (v.get("content") if isinstance(v, dict) else v) or "" for k, v in tokens.items()}
@@ -174,6 +192,7 @@ def _self_check(src: HFSource, stage: Path, precision: str, torch_model, cfg: Va
         encode=_encoder(src.path / "tokenizer.json"), context_length=src.arch.context_length, cfg=cfg,
         kv_heads=src.arch.num_kv_heads, head_dim=src.arch.head_dim, fixed_path=fixed if fixed.exists() else None,
         held_out=held_out_for(src.chat_template(), tokens, src.held_out_chats() or HELD_OUT_CHATS),
+        threads=threads,
     )
 
 

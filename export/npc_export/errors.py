@@ -36,3 +36,20 @@ class ValidationFailed(ExportError):
 
 class PackageInvalid(ExportError, ModelPackageError):
     """A package on disk does not follow docs/model-package.md (hash mismatch, forbidden op...)."""
+
+
+class ExportInterrupted(KeyboardInterrupt):
+    """SIGTERM / SIGHUP / SIGINT arrived while exporting (see interrupt.py). A KeyboardInterrupt, not an
+    ExportError: like Ctrl-C it must pass through the `except Exception` of lower layers so the partial
+    package is removed on the way out. `exit_code` is the shell convention, 128 + signal number."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(self.signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -218,8 +218,15 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, self.fixed) for _ in range(cfg.num_layers))
         self.norm = (RMSNorm if cfg.traits.norm == "rms" else LayerNorm)(cfg.hidden_size, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        # Rotary angles as a table computed here in fp32 and gathered by position, not position * inv_freq
+        # inside the graph: an fp16 graph would round that product (spacing 0.25 rad at position 512),
+        # and the portable fp16 logits drifted from 0.03 to 0.68 off fp32 between positions 100 and 500.
+        # cos/sin values in [-1, 1] survive fp16 as well as any weight does.
+        rows = cfg.context_length if cfg.traits.rotary else 1
         inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim)) if cfg.traits.rotary else torch.zeros(1)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)   # [hd/2]
+        angles = torch.arange(rows, dtype=torch.float32)[:, None] * inv_freq[None, :]     # [ctx, hd/2]
+        self.register_buffer("rope_cos", angles.cos(), persistent=False)
+        self.register_buffer("rope_sin", angles.sin(), persistent=False)
 
     def _mask_bias(self, attention_mask, seq: int, total: int):
         """Additive mask [B, 1, 1, S, T]: 0 where a query may look, NEG_INF elsewhere."""
@@ -241,9 +248,9 @@ class Decoder(nn.Module):
         if self.pos_embed is not None:
             x = x + self.pos_embed(position_ids)
         else:
-            freqs = position_ids[..., None].float() * self.inv_freq              # [B, S, hd/2]
-            emb = torch.cat((freqs, freqs), dim=-1)[:, None]                     # [B, 1, S, hd]
-            cos, sin = emb.cos(), emb.sin()
+            half_cos, half_sin = self.rope_cos[position_ids], self.rope_sin[position_ids]   # [B, S, hd/2]
+            cos = torch.cat((half_cos, half_cos), dim=-1)[:, None]                # [B, 1, S, hd]
+            sin = torch.cat((half_sin, half_sin), dim=-1)[:, None]
         total = attention_mask.shape[1]
         bias = self._mask_bias(attention_mask, s, total)
         slot_onehot = None

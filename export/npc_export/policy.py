@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .api import ExportResult, _Steps
+from .api import ExportResult
 from .errors import ConversionError, InvalidOptions, SourceError, ValidationFailed
-from .package import PackageWriter, graph_io
+from .package import DEFAULT_FILE_MODE, PackageWriter, graph_io
+from .progress import Stages
+from .threads import DEFAULT_THREADS
 
 POLICY_PRECISIONS = ("fp32", "fp16")
 OPSET = {"ort": 17, "portable": 15}
@@ -45,9 +47,15 @@ def _num_features(meta: dict) -> int:
     raise SourceError("policy.json must give the features (feature_names list or num_features)")
 
 
+POLICY_STAGES = [("export", "export policy graph (torch.onnx)"), ("validate", "self-check vs PyTorch"),
+                 ("write", "write package")]
+
+
 def export_policy(out_dir, *, precision="fp32", target="ort", validate=True, force=False, progress=True,
-                  source_name="builtin:npc-policy", module=None, meta=None, name="npc-policy") -> ExportResult:
-    """Export a policy module (default: the built-in one) to a package."""
+                  source_name="builtin:npc-policy", module=None, meta=None, name="npc-policy",
+                  threads: int = DEFAULT_THREADS, file_mode: int = DEFAULT_FILE_MODE) -> ExportResult:
+    """Export a policy module (default: the built-in one) to a package. (Signal handling and the PyTorch
+    thread bound are export_model's; call that for `builtin:npc-policy`.)"""
     if precision not in POLICY_PRECISIONS:
         raise InvalidOptions(f"policy models export as fp32 or fp16 (they are tiny; {precision} buys nothing)")
     if module is None:
@@ -55,13 +63,16 @@ def export_policy(out_dir, *, precision="fp32", target="ort", validate=True, for
     meta = dict(meta or {})
     features = _num_features(meta)
     module = module.eval()
-    steps = _Steps(["export", "validate", "write"], enabled=progress, desc=f"export {name} {target}/{precision}")
+    stages = [s for s in POLICY_STAGES if validate or s[0] != "validate"]
+    steps = Stages(stages, enabled=progress, desc=f"{name} {target}/{precision}")
     try:
-        with PackageWriter(Path(out_dir), force=force) as writer:
+        with PackageWriter(Path(out_dir), force=force, file_mode=file_mode) as writer:
+            for note in writer.notes:
+                steps.note(note)
             stage = writer.dir
             steps.run("export", _export_graph, module, features, stage / "model.onnx", OPSET[target], precision)
             (stage / "policy.json").write_text(json.dumps(meta, indent=2))
-            validation = steps.run("validate", _check, module, features, stage / "model.onnx", precision) if validate else None
+            validation = steps.run("validate", _check, module, features, stage / "model.onnx", precision, threads) if validate else None
             if validation is not None and not validation["passed"]:
                 raise ValidationFailed(f"policy export differs from PyTorch: max |diff| "
                                        f"{validation['max_abs_diff']:.3g} > {validation['thresholds']['max_abs_diff']:g}")
@@ -76,7 +87,7 @@ def export_policy(out_dir, *, precision="fp32", target="ort", validate=True, for
             manifest = steps.run("write", writer.commit, manifest)
     finally:
         steps.close()
-    return ExportResult(out_dir=writer.out_dir, manifest=manifest, timings=steps.timings)
+    return ExportResult(out_dir=writer.out_dir, manifest=manifest, timings=steps.timings, notes=steps.notes)
 
 
 def _export_graph(module, features: int, path: Path, opset: int, precision: str) -> None:
@@ -99,7 +110,7 @@ def _export_graph(module, features: int, path: Path, opset: int, precision: str)
         convert_fp16(path, keep_io_types=True, single_file=True)
 
 
-def _check(module, features: int, path: Path, precision: str) -> dict:
+def _check(module, features: int, path: Path, precision: str, threads: int) -> dict:
     import torch
 
     from .runner import make_session
@@ -107,7 +118,7 @@ def _check(module, features: int, path: Path, precision: str) -> dict:
     obs = np.random.default_rng(0).standard_normal((64, features)).astype(np.float32)
     with torch.no_grad():
         ref_logits, ref_conf = (t.numpy() for t in module(torch.from_numpy(obs)))
-    logits, conf = make_session(path).run(["action_logits", "confidence"], {"observations": obs})
+    logits, conf = make_session(path, threads=threads).run(["action_logits", "confidence"], {"observations": obs})
     diff = float(max(np.abs(logits - ref_logits).max(), np.abs(conf - ref_conf).max()))
     agreement = float((logits.argmax(-1) == ref_logits.argmax(-1)).mean())
     limit = MAX_ABS_DIFF[precision]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .threads import DEFAULT_THREADS, ort_session_options
+
 _NP_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
               "tensor(int32)": np.int32}
 
@@ -35,8 +37,9 @@ class GrowingDecoder:
     """Drives a decoder with `growing` (or shared-buffer, used as growing) KV for batch 1:
     past [1, kv_heads, past_len, head_dim] in, present [1, kv_heads, past_len + T, head_dim] out."""
 
-    def __init__(self, path: str | Path, *, kv_heads: int, head_dim: int, session=None):
-        self.session = session or make_session(path)
+    def __init__(self, path: str | Path, *, kv_heads: int, head_dim: int, session=None,
+                 threads: int = DEFAULT_THREADS):
+        self.session = session or make_session(path, threads=threads)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.past_names, self.present_names = _kv_names(self.inputs)
         first = self.inputs[self.past_names[0]]
@@ -66,8 +69,8 @@ class FixedCapacityDecoder:
     attention_mask [1, capacity + 1]: slots 0..capacity-1 are cache slots, the last is the new token.
     The graph writes the new token's key/value at slot `position_ids` of present."""
 
-    def __init__(self, path: str | Path, *, session=None):
-        self.session = session or make_session(path)
+    def __init__(self, path: str | Path, *, session=None, threads: int = DEFAULT_THREADS):
+        self.session = session or make_session(path, threads=threads)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.past_names, self.present_names = _kv_names(self.inputs)
         first = self.inputs[self.past_names[0]]
