@@ -107,16 +107,18 @@ class LiveTable:
         table = Table(title=f"npcrt demo — village of {len(self.village.npcs)} NPCs · decisions {c['decisions']} · "
                             f"lines spoken {c['utterances']} · escalations {c['escalations']} · "
                             f"rejected {c['rejected_actions']} · fallbacks {c['fallbacks']}")
-        for col in ("npc", "name", "state", "action", "source", "says"):
-            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=70 if col == "says" else 16)
+        for col in ("npc", "name", "state", "action", "source", "said", "says (last line)"):
+            table.add_column(col, overflow="ellipsis", no_wrap=True, max_width=70 if col.startswith("says") else 16,
+                             justify="right" if col == "said" else "left")
         for npc in self.village.npcs[:40]:
             s = r.latest.get(npc.npc_id)
             line = r.last_line.get(npc.npc_id)
-            says = f"“{line[0]}” ({now - line[1]:.0f}s ago)" if line else ""
+            # the age in its own column: a long line is cut at the right edge, the age must stay visible
+            ago, says = (f"{now - line[1]:.0f}s ago", f"“{line[0]}”") if line else ("", "")
             if s is None:
-                table.add_row(npc.npc_id, npc.name, "-", "-", "-", says)
+                table.add_row(npc.npc_id, npc.name, "-", "-", "-", ago, says)
                 continue
             flag = " ✗" if s.rejected else (" ☁" if s.escalated else "")
-            table.add_row(npc.npc_id, npc.name, s.state, s.action, s.source + flag, says)
+            table.add_row(npc.npc_id, npc.name, s.state, s.action, s.source + flag, ago, says)
         recent = [Text(entry_text(e), overflow="ellipsis", no_wrap=True) for e in r.transcript[-RECENT_LINES:]]
         return Group(table, Text("recent:", style="bold"), *recent) if recent else table
