@@ -4,14 +4,16 @@ Why: onnxruntime (1.32) starts Microsoft's 1DS telemetry when the module is impo
 resolves `mobile.events.data.microsoft.com` and would upload events. An NPC runtime must be offline (a game
 server, a developer's laptop on a plane), so telemetry is off for every use, by two means:
 
-* the environment: `ORT_DISABLE_TELEMETRY=1`, read by the native library when it is loaded. It must be set
-  BEFORE the first `import onnxruntime` in the process; `disable_telemetry_events()` after the import is too
-  late to stop the first lookup (measured: import alone resolves the host). It is set when this module is
-  imported, which `import npc_runtime` does first thing, and child processes (the genai builder, tests)
-  inherit it.
+* the environment: `ORT_DISABLE_TELEMETRY=1`, the switch that works. onnxruntime reads it when its native
+  library loads, i.e. at the first `import onnxruntime` in the process (measured: the import alone resolves
+  the host ~9 s later; `disable_telemetry_events()` after the import does not stop that lookup).
+  onnxruntime-genai reads it when it creates a model (`og.Model`), and its own library call does not stop
+  the lookup either. So the variable is set when this module is imported, which `import npc_runtime` does
+  first thing; child processes (the genai builder, tests) inherit it.
 * the library calls: `onnxruntime.disable_telemetry_events()` and
-  `onnxruntime_genai.disable_telemetry_events()`, which stop event collection in a process where the native
-  library was already loaded before npc_runtime (then a warning says to set the variable in the environment).
+  `onnxruntime_genai.disable_telemetry_events()`, made on every session path as well, for whatever events
+  they do govern. If onnxruntime was imported before npc_runtime without the variable, a warning says to set
+  it in the environment (it is too late to fix from inside the process).
 
 Session creation paths call `import_onnxruntime()` / `import_onnxruntime_genai()` instead of importing the
 modules themselves. See docs/install.md ("Offline").
@@ -25,12 +27,12 @@ import warnings
 from types import ModuleType
 
 TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
-_ORT_MODULES = ("onnxruntime", "onnxruntime_genai")
 
 
 def _set_environment() -> None:
     # Forced, not setdefault: a stray ORT_DISABLE_TELEMETRY=0 in a shell must not make the runtime phone home.
-    if any(name in sys.modules for name in _ORT_MODULES) and os.environ.get(TELEMETRY_ENV) != "1":
+    # (onnxruntime_genai imported earlier is fine: it loads onnxruntime, and reads the variable, per model)
+    if "onnxruntime" in sys.modules and os.environ.get(TELEMETRY_ENV) != "1":
         warnings.warn(f"onnxruntime was imported before npc_runtime with {TELEMETRY_ENV} unset: its telemetry "
                       f"may already have started; set {TELEMETRY_ENV}=1 in the environment to stay offline",
                       RuntimeWarning, stacklevel=3)
