@@ -130,3 +130,16 @@ async def test_errors_propagate_and_shutdown(tiny_engine_factory):
     await facade.shutdown(drain=False)
     with pytest.raises(Unavailable):
         await facade.open(OpenRequest())
+
+
+async def test_closing_a_finished_stream_leaves_the_next_one_alone(tiny_engine_factory):
+    facade = EngineFacade(tiny_engine_factory())
+    sid = (await facade.open(OpenRequest(prompt=PROMPTS[3]))).session_id
+    first = await facade.generate(GenerateRequest(session_id=sid, turns=(Turn(max_tokens=2),)))
+    while not (await first.__anext__()).finished:   # stop at the last chunk, before the end marker
+        pass
+    second = await facade.generate(GenerateRequest(session_id=sid, turns=(Turn(input=" more", max_tokens=6),)))
+    await first.aclose()                            # late: must not cancel the second stream's turn
+    chunks = [c async for c in second]
+    assert sum(len(c.token_ids) for c in chunks) == 6 and chunks[-1].finish_reason is FinishReason.LENGTH
+    await facade.shutdown()

@@ -83,7 +83,7 @@ class GenerateStream:
     def _abandon(self) -> None:
         if not self._done:
             self._done = True
-            self._facade._abandon(self.opened.session_id)
+            self._facade._abandon(self.opened.session_id, self._chunks)
 
     async def __aenter__(self) -> "GenerateStream":
         return self
@@ -205,10 +205,11 @@ class EngineFacade:
         self._commands.put((fn, args, kwargs, loop, future))
         return await future
 
-    def _abandon(self, session_id: str) -> None:
-        """Fire and forget (any thread, also a finalizer): stop a stream whose consumer went away."""
+    def _abandon(self, session_id: str, chunks: asyncio.Queue) -> None:
+        """Fire and forget (any thread, also a finalizer): stop a stream whose consumer went away. `chunks`
+        (the stream's queue) names the stream: a later stream on the same session is left alone."""
         self.submissions["abandon"] += 1
-        self._commands.put((self._stop_stream, (session_id,), {}, None, None))
+        self._commands.put((self._stop_stream, (session_id, chunks), {}, None, None))
 
     @staticmethod
     def _settle(future: asyncio.Future, result, error) -> None:
@@ -309,10 +310,10 @@ class EngineFacade:
             return
         stream.remaining = turn.max_tokens or UNBOUNDED_TOKENS
 
-    def _stop_stream(self, session_id: str) -> None:
+    def _stop_stream(self, session_id: str, chunks: asyncio.Queue) -> None:
         stream = self._streams.get(session_id)
-        if stream is None:
-            return
+        if stream is None or stream.queue is not chunks:
+            return   # it ended already (a new stream may have started on the session since)
         if not stream.owned:
             try:
                 self.engine.cancel(session_id)
