@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"folder for summary.json, transcript.md and timeline.png (default: {DEFAULT_OUT}/)")
     parser.add_argument("--summary-json", type=Path, help="write the summary JSON here instead of OUT/summary.json")
-    parser.add_argument("--plot", type=Path, default=None, help="write the PNG timeline here instead of OUT/timeline.png")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="write the PNG timeline here instead of OUT/timeline.png")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where exported packages are kept")
     parser.add_argument("--db", default=None, help="memory database (default: a fresh file in a temp dir)")
     parser.add_argument("--provider", choices=PROVIDERS, default=None,
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deadline-ms", type=float, default=1000.0,
                         help="deadline of a talk step (dialogue + escalation); quiet FSM ticks never wait on it")
     parser.add_argument("--no-live", action="store_true",
-                        help="no live view (by default: a table in a terminal, a line per NPC line every 2 s otherwise)")
+                        help="no live view (default: a table in a terminal, else a line per NPC line every 2 s)")
     parser.add_argument("--no-export", action="store_true",
                         help="use cached packages only (stand-ins for missing ones) instead of exporting them")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -235,7 +236,9 @@ class Demo:
                 registered.set()
 
         readers = [asyncio.create_task(reader(name)) for name in calls]
-        try:
+
+        async def play() -> None:
+            nonlocal frames_sent, late_frames, started
             register = [pb.RegisterNpcRequest(
                 npc_id=n.npc_id, persona=pb.Persona(name=n.name, role=n.role, traits=list(_traits(n.role))),
                 fsm_name=n.role,
@@ -249,57 +252,64 @@ class Demo:
             frames = int(args.seconds * fps)
             every = max(1, round(fps / args.tick_hz))   # frames between two FSM ticks of one NPC
             index = {n.npc_id: i for i, n in enumerate(self.village.npcs)}
-            out = sys.stderr if args.json else sys.stdout   # --json keeps stdout for the JSON alone
-            live = make_live_view(recorder, self.village, enabled=not args.no_live, stream=out)
-            print(f"npcrt demo: {len(self.village.npcs)} NPCs for {args.seconds:g} s; Ctrl-C stops early and "
-                  "keeps what was gathered", file=sys.stderr, flush=True)
+            print(f"npcrt demo: {len(self.village.npcs)} NPCs for {args.seconds:g} s; Ctrl-C stops early and keeps "
+                  "what was gathered", file=sys.stderr, flush=True)
             started = time.perf_counter()
-            with live:
-                for frame in range(1, frames + 1):
-                    game_t = frame / fps
-                    perceptions = self.village.frame(game_t, 1.0 / fps)
-                    quiet, talk = [], []
-                    for npc_id, p in perceptions.items():
-                        if p.interesting:
-                            talk.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
-                        elif not (frame + index[npc_id]) % every and busy[npc_id] <= 0:
-                            quiet.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
-                    heard = {s.npc_id: heard_text(s.observation.player_utterance, [e.description for e in s.events])
-                             for s in talk}
-                    for stream, steps in (("frames", quiet), ("talk", talk)):
-                        if steps:
-                            npcs = {s.npc_id: heard.get(s.npc_id, "") for s in steps}
-                            if stream == "talk":
-                                busy.update(npcs.keys())
-                            sent_at[(stream, frame)] = (time.perf_counter(), game_t, npcs)
-                            await calls[stream].write(pb.PlayRequest(seq=frame, steps=steps))
-                    frames_sent = frame
-                    live.refresh()
-                    wait = started + frame / fps - time.perf_counter()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    else:
-                        late_frames += 1
-                        await asyncio.sleep(0)
+            for frame in range(1, frames + 1):
+                game_t = frame / fps
+                perceptions = self.village.frame(game_t, 1.0 / fps)
+                quiet, talk = [], []
+                for npc_id, p in perceptions.items():
+                    if p.interesting:
+                        talk.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
+                    elif not (frame + index[npc_id]) % every and busy[npc_id] <= 0:
+                        quiet.append(_step(pb, npc_id, p, game_t, args.deadline_ms))
+                heard = {s.npc_id: heard_text(s.observation.player_utterance, [e.description for e in s.events])
+                         for s in talk}
+                for stream, steps in (("frames", quiet), ("talk", talk)):
+                    if steps:
+                        npcs = {s.npc_id: heard.get(s.npc_id, "") for s in steps}
+                        if stream == "talk":
+                            busy.update(npcs.keys())
+                        sent_at[(stream, frame)] = (time.perf_counter(), game_t, npcs)
+                        await calls[stream].write(pb.PlayRequest(seq=frame, steps=steps))
+                frames_sent = frame
+                live.refresh()
+                wait = started + frame / fps - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                else:
+                    late_frames += 1
+                    await asyncio.sleep(0)
+
+        async def drain(timeout_s: float) -> None:
+            """Half-close both streams and let the server answer what is in flight (a talk step is bounded by
+            its deadline): those answers belong in the transcript, and an RPC cancelled while its step runs
+            in a worker thread makes grpc print a CancelledError traceback."""
+            try:
                 for call in calls.values():
                     await call.done_writing()
-                try:
-                    await asyncio.wait_for(asyncio.gather(*readers), timeout=30)
-                except asyncio.TimeoutError:
-                    errors.append("some updates had no answer 30 s after the end")
-        except asyncio.CancelledError:
-            interrupted = True
-            asyncio.current_task().uncancel()   # handled: later awaits (closing the server) must not re-raise
-        finally:
-            for call in calls.values():
-                call.cancel()
-            await asyncio.wait(readers, timeout=2.0)
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
-            await channel.close()
-            # interrupted: our calls are cancelled already; a short grace still (grace None logs a GOAWAY)
-            await server.stop(0.5 if interrupted else 1.0)
+            except grpc.RpcError as exc:   # a stream already ended; its reader recorded why
+                errors.append(f"closing the streams: {exc}")
+            _done, pending = await asyncio.wait(readers, timeout=timeout_s)
+            if pending:
+                errors.append(f"some updates had no answer {timeout_s:.0f} s after the end")
+
+        out = sys.stderr if args.json else sys.stdout   # --json keeps stdout for the JSON alone
+        live = make_live_view(recorder, self.village, enabled=not args.no_live, stream=out)
+        with live:
+            try:
+                interrupted = await _stopped_by_ctrl_c(play())
+                drain_s = args.deadline_ms / 1000.0 + 2.0 if interrupted else 30.0
+                interrupted = await _stopped_by_ctrl_c(drain(drain_s)) or interrupted
+            finally:
+                for call in calls.values():
+                    call.cancel()
+                for task in readers:
+                    task.cancel()
+                await asyncio.gather(*readers, return_exceptions=True)
+                await channel.close()
+                await server.stop(1.0)
         wall = time.perf_counter() - started
         return self._summary(wall, frames_sent, late_frames, round_trips, errors, interrupted=interrupted)
 
@@ -328,6 +338,20 @@ class Demo:
             "models": self.models, "errors": errors[:20], "error_count": len(errors),
             "transcript": [e.to_json() for e in self.recorder.transcript],
         }
+
+
+async def _stopped_by_ctrl_c(coro) -> bool:
+    """Await `coro`; True when Ctrl-C cut it short. `asyncio.run` turns the first Ctrl-C into a cancellation
+    of its main task (this one): handled here, so the caller can still close the server and write what was
+    gathered (a second Ctrl-C raises KeyboardInterrupt from the loop itself)."""
+    import asyncio
+
+    try:
+        await coro
+    except asyncio.CancelledError:
+        asyncio.current_task().uncancel()   # handled: later awaits must not re-raise it
+        return True
+    return False
 
 
 def _step(pb, npc_id: str, p, game_t: float, deadline_ms: float):

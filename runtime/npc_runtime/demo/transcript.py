@@ -112,7 +112,8 @@ class Recorder:
             self.transcript.append(Entry(
                 game_time_s=round(game_time_s, 2), npc_id=d.npc_id, name=self.names.get(d.npc_id, d.npc_id),
                 heard=heard, said=said, action=d.action, source=source, escalated=d.escalated,
-                escalated_to=self.escalation_provider if d.escalated else "", rejected=d.rejected_action, reason=d.reason, state=d.state))
+                escalated_to=self.escalation_provider if d.escalated else "", rejected=d.rejected_action,
+                reason=d.reason, state=d.state))
 
     def summary(self) -> dict:
         c = self.counts
