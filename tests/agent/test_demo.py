@@ -47,7 +47,9 @@ def demo_run(cache_dir, tmp_path_factory):
     """One 6 s run with the defaults (outputs in ./demo-out), stdout a pipe as in CI: reaches the
     prompt-injection and story-critical beats (village.SCRIPT puts them first)."""
     cwd = tmp_path_factory.mktemp("demo-cwd")
-    proc = _demo(["--seconds", "6", "--cache-dir", str(cache_dir)], cwd=cwd)
+    # a fresh matplotlib cache: building it is what logged "generated new fontManager" into the output
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path_factory.mktemp("mpl"))}
+    proc = _demo(["--seconds", "6", "--cache-dir", str(cache_dir)], cwd=cwd, env=env)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
     summary = json.loads((cwd / "demo-out" / "summary.json").read_text())
