@@ -121,7 +121,7 @@ def plot_timeline(recorder: Recorder, village, path: Path) -> None:
     ax.set_ylim(len(npcs) - 0.4, -1.9)
     ax.set_yticks(range(len(npcs)))
     ax.set_yticklabels(npcs)
-    ax.set_xlim(0, max(end, 0.1))
+    ax.set_xlim(0, max(end, 0.1) + 0.3)   # room for a beat label at the very end
     ax.set_xlabel("game time (s)")
     ax.set_title("NPC states over time; scripted player actions (labels, ▼ on the NPC addressed)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=color[s]) for s in states]
