@@ -51,7 +51,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def start_server(package: Path, sessions: int, threads: int, spinning: bool) -> tuple[subprocess.Popen, int]:
     config = Path(tempfile.mkstemp(suffix=".toml")[1])
-    config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent = false\n'
+    config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent_service = false\n'
                       f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\nintra_op_threads = {threads}\n'
                       f'intra_op_spinning = {"true" if spinning else "false"}\n'
                       '[engine.default_sampling]\nignore_eos = true\n')

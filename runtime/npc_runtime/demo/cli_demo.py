@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, default=None,
                         help="write the PNG timeline here instead of OUT/timeline.png")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where exported packages are kept")
-    parser.add_argument("--db", default=None, help="memory database (default: a fresh file in a temp dir)")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="the same config file `npcrt serve --config` reads (engine, agent, escalation, budgets...)")
+    parser.add_argument("--data-dir", default=None,
+                        help="keep memories and NPCs here, as `npcrt serve --data-dir` (default: a fresh temp dir)")
+    parser.add_argument("--db", default=None, help="memory database (default: DATA_DIR/memory.sqlite3)")
     parser.add_argument("--provider", choices=PROVIDERS, default=None,
                         help="escalation provider (default: NPCRT_ESCALATION_PROVIDER or local)")
     parser.add_argument("--deadline-ms", type=float, default=1000.0,
@@ -109,33 +113,35 @@ def _finish(args: argparse.Namespace, demo: "Demo", summary: dict, outputs: Outp
 
 class Demo:
     def __init__(self, args: argparse.Namespace):
-        from npc_runtime.agent.config import AgentConfig
-        from npc_runtime.agent.factory import build_agent_runtime
+        """The demo's system is `npcrt serve`'s: one configuration (--config, environment, the demo's flags),
+        built by `assembly.build_system`, served by the same NpcServer on 127.0.0.1 (port 0); the village below
+        is only a gRPC client of it."""
+        from npc_runtime.assembly import build_system
         from npc_runtime.demo.village import Village
+        from npc_runtime.settings import load_settings
 
         self.args = args
         self.packages = ensure_packages(args.cache_dir or default_cache_dir(), export=not args.no_export)
         for note in self.packages.notes:
             print(f"npcrt demo: warning: {note}", file=sys.stderr)
-        env = dict(os.environ)
-        if args.provider:
-            env["NPCRT_ESCALATION_PROVIDER"] = args.provider
-        self._tmp = tempfile.TemporaryDirectory(prefix="npcrt-demo-")
-        db = args.db or str(Path(self._tmp.name) / "memory.sqlite3")
-        self.config = AgentConfig.from_mapping({"memory_db": db, "default_deadline_ms": args.deadline_ms}, env=env)
-        self.async_engine = None
-        model_name = None
-        if self.packages.dialogue:
-            from npc_runtime.config import EngineConfig
-            from npc_runtime.sessions import Engine
-            from npc_runtime.sessions.async_engine import AsyncEngine
+        if self.packages.dialogue is None:
+            from npc_runtime.errors import FailedPrecondition
 
-            engine = Engine.from_packages([self.packages.dialogue],
-                                          config=EngineConfig(max_sessions=64, intra_op_threads=2))
-            self.async_engine = AsyncEngine(engine)
-            model_name = engine.list_models()[0].name
-        self.runtime = build_agent_runtime(self.config, async_engine=self.async_engine, dialogue_model=model_name,
-                                           policy_package=self.packages.policy)
+            raise FailedPrecondition("the built-in npc-dialogue package is missing: " + "; ".join(self.packages.notes))
+        # a fresh village by default: memories in a temporary data dir unless --data-dir / --db is given
+        self._tmp = tempfile.TemporaryDirectory(prefix="npcrt-demo-")
+        data_dir = getattr(args, "data_dir", None) or self._tmp.name
+        flags = {
+            "server.host": "127.0.0.1", "server.port": 0, "server.http_port": -1, "server.data_dir": data_dir,
+            "server.models": [str(self.packages.dialogue)],
+            "engine.max_sessions": 64, "engine.intra_op_threads": 2,
+            "agent.default_deadline_ms": args.deadline_ms, "agent.step_workers": 32,
+            "agent.policy_model": str(self.packages.policy) if self.packages.policy else None,
+            "escalation.provider@--provider": args.provider, "memory.db@--db": args.db,
+        }
+        self.settings = load_settings(getattr(args, "config", None), flags=flags)
+        self.system = build_system(self.settings)
+        self.runtime = self.system.agent
         self.memory, self.policy, self.dialogue = self.runtime.memory, self.runtime.policy, self.runtime.dialogue
         self.escalation = self.runtime.escalation
         provider = self.escalation.provider
@@ -145,29 +151,13 @@ class Demo:
 
     # ---- server -----------------------------------------------------------------------------------------
     async def _start_server(self):
-        import grpc
-
-        from npc_runtime.serving.agent_servicer import agent_hook
-
-        hook = agent_hook(self.runtime, workers=32)
-        if self.async_engine is not None:
-            from npc_runtime.serving.config import ServerConfig
-            from npc_runtime.serving.server import create_server
-
-            server, port = create_server(self.async_engine, config=ServerConfig(host="127.0.0.1", port=0, http_port=-1),
-                                         extra_servicers=[hook])
-        else:   # no dialogue package: the agent service alone
-            server = grpc.aio.server()
-            hook(server, None)
-            port = server.add_insecure_port("127.0.0.1:0")
+        """`npcrt serve`'s own server (NpcRuntime + NpcAgent), started in this process."""
+        server = self.system.server()
         await server.start()
-        return server, port
+        return server, server.grpc_port
 
     def close(self) -> None:
-        self.runtime.close()
-        close = getattr(self.dialogue, "close", None)
-        if close:
-            close()
+        self.system.close()
         self._tmp.cleanup()
 
     # ---- the village loop ---------------------------------------------------------------------------------
