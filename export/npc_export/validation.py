@@ -53,11 +53,14 @@ class Thresholds:
     """Pass criteria of the self-check; `precision`-keyed where they differ."""
 
     max_abs_diff: float = 1e-3                      # fp32 vs PyTorch
-    # Random-weight models (tests, the reference benchmark model) have near-flat logits: int4 agrees
-    # about 0.7 there, int8 about 0.97; trained models agree more. These floors catch broken graphs.
-    min_greedy_agreement: dict = field(default_factory=lambda: {"fp16": 0.95, "int8": 0.85, "int4": 0.60})
+    # Chosen from measurements (docs/exporter.md, `python -m npc_export.gate_report`): the built-in dialogue
+    # model agrees 0.999-1.000 (fp16), 0.995 (int8), 0.981 (int4) with a perplexity change under 0.05 %;
+    # broken exports of it measured 0.886 / +19.8 % (norm weights lost), 0.052 (one MLP zeroed), 0.951 /
+    # +1.5 % (3-bit weights), 0.953 / +4.1 % (25 % weight noise). Random-weight models have near-flat
+    # logits and agree less (tests pass their own thresholds; int4 of one needs allow_validation_failure).
+    min_greedy_agreement: dict = field(default_factory=lambda: {"fp16": 0.98, "int8": 0.95, "int4": 0.90})
     # relative perplexity change allowed: |ppl - ppl_fp32| / ppl_fp32
-    max_perplexity_delta_ratio: dict = field(default_factory=lambda: {"fp16": 0.02, "int8": 0.05, "int4": 0.20})
+    max_perplexity_delta_ratio: dict = field(default_factory=lambda: {"fp16": 0.005, "int8": 0.01, "int4": 0.10})
 
     def for_precision(self, precision: str) -> dict:
         if precision == "fp32":
@@ -221,7 +224,7 @@ def judge(figures: dict, precision: str, thresholds: Thresholds) -> tuple[bool, 
         reasons.append(f"greedy agreement with fp32 {agreement:.3f} < {min_agreement:g}")
     ratio, max_ratio = figures["perplexity_delta_ratio"], thresholds.max_perplexity_delta_ratio[precision]
     if not ratio <= max_ratio:
-        reasons.append(f"perplexity change {ratio:.3%} > {max_ratio:.0%} "
+        reasons.append(f"perplexity change {ratio:.3%} > {max_ratio:.1%} "
                        f"({figures['perplexity_fp32']:.4g} -> {figures['perplexity']:.4g})")
     return not reasons, reasons
 
