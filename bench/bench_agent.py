@@ -29,7 +29,7 @@ from npc_runtime.agent.memory import MemoryStore, estimate_tokens
 from npc_runtime.agent.policy_model import OnnxPolicyModel, UniformPolicy
 from npc_runtime.agent.providers.base import ProviderReply
 from npc_runtime.agent.types import Event, Percept, Persona
-from npc_runtime.demo.models import default_cache_dir
+from npc_runtime.builtin_packages import package_dir
 from npc_runtime.demo.village import Village
 
 RESULTS = Path(__file__).resolve().parent / "results" / "agent.json"
@@ -45,10 +45,10 @@ def pin_one_core() -> str:
 
 
 def load_policy(tmp: Path):
-    """The exported built-in npc-policy if the demo cached it; else a stand-in linear ONNX policy with the
+    """The shipped built-in npc-policy (npc_runtime.builtin_packages); else a stand-in linear ONNX policy with the
     same I/O (its cost is ONNX Runtime's per-call overhead, which dominates for a model this small)."""
-    pkg = default_cache_dir() / "npc-policy"
-    if (pkg / "manifest.json").is_file():
+    pkg = package_dir("npc-policy")
+    if pkg is not None:
         return OnnxPolicyModel(pkg, intra_op_threads=1), f"built-in npc-policy ({pkg})"
     try:
         from tests.agent.policy_factory import build_policy_package
