@@ -153,8 +153,9 @@ def _build(settings: Settings, closers: list) -> System:
     system.agent = _build_agent(settings, engine, dialogue_model, policy_package, closers)
     system.policy_package = policy_package
     restored, problems = system.agent.restore_npcs()
-    startup.append(f"{restored} NPC(s) restored from {settings.memory_db}" if restored else
-                   f"no NPCs registered yet (they will be kept in {settings.memory_db})")
+    db = settings.memory_db if settings.memory_db == ":memory:" else Path(settings.memory_db).resolve()
+    startup.append(f"{restored} NPC(s) restored from {db}" if restored else
+                   f"no NPCs registered yet (they will be kept in {db})")
     startup.extend(problems)
     provider = system.agent.escalation.provider
     startup.append(f"escalation provider {provider.name}:{provider.model}; budget "

@@ -125,6 +125,21 @@ def default_db_path() -> Path:
     return base / "memory.sqlite3"
 
 
+def open_wal_database(path: str, schema: str, *, what: str) -> sqlite3.Connection:
+    """A SQLite connection in WAL mode with `schema` applied (the memory store and the NPC store share the file);
+    one connection per store, used under the store's lock. `path=":memory:"` for tests."""
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+        return db
+    except (sqlite3.Error, OSError) as exc:
+        raise InternalError(f"cannot open {what} {path}: {exc}") from exc
+
+
 class MemoryStore:
     """Thread-safe (one connection, one lock). `path=":memory:"` for tests."""
 
@@ -132,15 +147,7 @@ class MemoryStore:
         self.path = str(path) if path is not None else str(default_db_path())
         self.weights = weights
         self._lock = threading.Lock()
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise InternalError(f"cannot open the memory database {self.path}: {exc}") from exc
+        self._db = open_wal_database(self.path, _SCHEMA, what="the memory database")
 
     @property
     def journal_mode(self) -> str:

@@ -8,7 +8,6 @@ same SQLite file as the memories (a table of its own, WAL).
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -16,8 +15,9 @@ from pathlib import Path
 
 from npc_runtime.agent.fsm import FsmDefinition
 from npc_runtime.agent.fsm_loader import BUILTIN_FSMS, load_builtin_fsm, parse_fsm
+from npc_runtime.agent.memory import open_wal_database
 from npc_runtime.agent.types import Persona
-from npc_runtime.errors import InternalError, InvalidArgument
+from npc_runtime.errors import InvalidArgument
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS npcs (
@@ -54,15 +54,7 @@ class NpcStore:
     def __init__(self, path: str | Path):
         self.path = str(path)
         self._lock = threading.Lock()
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise InternalError(f"cannot open the NPC registry in {self.path}: {exc}") from exc
+        self._db = open_wal_database(self.path, _SCHEMA, what="the NPC registry in")
 
     def close(self) -> None:
         with self._lock:
