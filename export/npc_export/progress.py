@@ -1,7 +1,8 @@
 """Progress of an export, by stage: a live line in a terminal, one plain line per stage elsewhere.
 
-- stderr is a terminal: a tqdm line `export NAME  [3/4] self-check vs PyTorch  00:02` whose elapsed
-  time keeps ticking while a long stage runs (a bar that only moves between stages looks frozen).
+- stderr is a terminal: a tqdm line `NAME [3/4] self-check vs PyTorch  00:02` whose clock (time since
+  the export began) keeps ticking while a long stage runs (a bar that only moves between stages looks
+  frozen).
 - otherwise (CI logs, `make demo | tee`, a service manager): one line per finished stage,
   `npcrt export: NAME [3/4] self-check vs PyTorch ... 2.8 s`, flushed at once.
 A stage that fails prints nothing: the caller's error line says what went wrong.
@@ -36,7 +37,7 @@ class Stages:
             from tqdm import tqdm
 
             self._bar = tqdm(total=len(self.stages), desc=desc, leave=False, file=self.stream,
-                             bar_format="{desc}  [{n_fmt}/{total_fmt}] {postfix}  {elapsed}")
+                             bar_format="{desc}  {elapsed}")
             self._ticker = threading.Thread(target=self._tick, name="npc-export-progress", daemon=True)
             self._ticker.start()
 
@@ -47,8 +48,9 @@ class Stages:
     def run(self, key: str, fn, *args, **kwargs):
         index = [k for k, _ in self.stages].index(key) + 1
         label = self.labels[key]
+        where = f"{self.desc} [{index}/{len(self.stages)}] {label}"
         if self._bar is not None:
-            self._bar.set_postfix_str(label, refresh=True)
+            self._bar.set_description_str(where, refresh=True)
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         elapsed = time.perf_counter() - start
@@ -56,7 +58,7 @@ class Stages:
         if self._bar is not None:
             self._bar.update(1)
         elif self.mode == "lines":
-            self._line(f"{self.desc} [{index}/{len(self.stages)}] {label} ... {elapsed:.1f} s")
+            self._line(f"{where} ... {elapsed:.1f} s")
         return result
 
     def note(self, message: str) -> None:
