@@ -87,9 +87,18 @@ def _margin_ok(v, precision):
             and v["perplexity_delta_ratio"] <= t.max_perplexity_delta_ratio[precision] / 4)
 
 
-def test_readme_portable_fp16_example_passes_with_margin(tmp_path, source, torch_model):
-    result = export_model(dialogue_dir(), tmp_path / "pkg", precision="fp16", target="portable", progress=False)
-    v = result.manifest["validation"]
+def test_readme_portable_fp16_example_passes_with_margin(tmp_path, source, torch_model, monkeypatch, capsys):
+    """The README's line as written, DIR being the built-in model's own Hugging Face folder."""
+    import json
+
+    from npc_runtime.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["export", "--model", str(dialogue_dir()), "--out", "pkgs/my-npc", "--precision", "fp16",
+                 "--target", "portable"])
+    assert code == 0, capsys.readouterr().err
+    assert main(["validate", "pkgs/my-npc"]) == 0
+    v = json.loads((tmp_path / "pkgs/my-npc/manifest.json").read_text())["validation"]
     assert v["passed"] and _margin_ok(v, "fp16"), v
     # late positions stay as close as early ones: the rotary angles are a gathered fp32 table, not an fp16
     # product of position and frequency (that drifted from 0.03 to 0.68 off fp32 by position 400)
@@ -98,7 +107,7 @@ def test_readme_portable_fp16_example_passes_with_margin(tmp_path, source, torch
 
     with torch.no_grad():
         ref = torch_model(torch.tensor(ids)).logits[0].numpy()
-    decoder = GrowingDecoder(result.out_dir / "model.onnx", kv_heads=source.arch.num_kv_heads,
+    decoder = GrowingDecoder(tmp_path / "pkgs/my-npc/model.onnx", kv_heads=source.arch.num_kv_heads,
                              head_dim=source.arch.head_dim)
     diff = np.abs(decoder.step(ids)[0][0] - ref).max(-1)
     assert diff[400:].max() < 0.05 and diff[400:].max() < 3 * diff[:100].max() + 0.01, (diff[:100].max(), diff[400:].max())
