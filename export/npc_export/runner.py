@@ -14,16 +14,13 @@ _NP_OF_ORT = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
               "tensor(int32)": np.int32}
 
 
-def make_session(path: str | Path, *, threads: int = 0):
+def make_session(path: str | Path, *, threads: int = DEFAULT_THREADS):
+    """A CPU session with the exporter's settings (threads.py: bounded pool, no spinning, telemetry off)."""
     from npc_runtime._ort import import_onnxruntime
 
-    ort = import_onnxruntime()  # telemetry off (environment + library call)
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    ort = import_onnxruntime()
+    return ort.InferenceSession(str(path), sess_options=ort_session_options(threads),
+                                providers=["CPUExecutionProvider"])
 
 
 def _kv_names(inputs) -> tuple[list[str], list[str]]:

@@ -38,10 +38,9 @@ def check_threads(threads: int) -> int:
 def ort_session_options(threads: int = DEFAULT_THREADS):
     """onnxruntime.SessionOptions: `threads` intra-op workers that sleep when idle, one inter-op thread,
     warnings and up only, telemetry off (the exporter works offline)."""
-    import onnxruntime as ort
+    from npc_runtime._ort import import_onnxruntime
 
-    with contextlib.suppress(AttributeError):  # absent from some builds; nothing to disable there
-        ort.disable_telemetry_events()
+    ort = import_onnxruntime()  # telemetry off: environment + library call (docs/install.md, "Offline")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = check_threads(threads)

@@ -55,6 +55,20 @@ def test_ort_sessions_are_bounded_and_do_not_spin():
         ort_session_options(0)
 
 
+def test_the_exporters_sessions_use_those_settings(tmp_path):
+    """Every ONNX Runtime session of the exporter goes through runner.make_session (self-check, policy check)."""
+    from npc_export.builtin.policy import PolicyNet, policy_spec
+    from npc_export.policy import export_policy
+    from npc_export.runner import make_session
+
+    pkg = export_policy(tmp_path / "pol", module=PolicyNet(), meta=policy_spec((8, 8)), progress=False).out_dir
+    for session, threads in ((make_session(pkg / "model.onnx"), DEFAULT_THREADS),
+                             (make_session(pkg / "model.onnx", threads=1), 1)):
+        opts = session.get_session_options()
+        assert opts.intra_op_num_threads == threads
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_torch_threads_are_bounded_for_the_block_and_restored():
     import torch
 
