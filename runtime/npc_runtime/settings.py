@@ -53,6 +53,13 @@ from npc_runtime.serving.config import ServerConfig
 DEFAULT_DATA_DIR = "npcrt-data"
 MEMORY_DB_NAME = "memory.sqlite3"
 SECTIONS = ("server", "engine", "agent", "escalation", "budgets", "memory")
+# environment variable -> (table, key) it sets; "a.b" sets key b of the nested table a
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "NPCRT_TOKEN": ("server", "token"),
+    "NPCRT_DATA_DIR": ("server", "data_dir"),
+    "NPCRT_ESCALATION_PROVIDER": ("escalation", "provider"),
+    "NPCRT_ESCALATION_MODEL": ("escalation", "provider_options.model"),
+}
 SECRET_KEYS = frozenset({"token", "api_key"})
 SECRET_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 PUBLIC_ENV = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
@@ -125,8 +132,12 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
     layers: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     origins: dict[str, str] = {}
     if path is not None:
-        _merge(layers, origins, _read_file(Path(path)), f"config file {path}")
-    _merge(layers, origins, _from_env(env), "environment")
+        file_tables = _read_file(Path(path))
+        _merge(layers, file_tables)
+        origins.update({f"{s}.{k}": f"config file {path}" for s, table in file_tables.items() for k in table})
+    env_tables, env_origins = _from_env(env)
+    _merge(layers, env_tables)
+    origins.update(env_origins)
     flag_tables: dict[str, dict[str, Any]] = {}
     for spec, value in (flags or {}).items():
         if value is None:
@@ -135,7 +146,7 @@ def load_settings(path: str | Path | None = None, *, env: Mapping[str, str] | No
         section, _, key = dotted.partition(".")
         flag_tables.setdefault(section, {})[key] = value
         origins[dotted] = f"flag {flag or key}"
-    _merge(layers, origins, flag_tables, None)
+    _merge(layers, flag_tables)
     return _build(layers, origins)
 
 
@@ -180,33 +191,26 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+def _from_env(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The tables the variables of ENVIRONMENT set, and each key's origin."""
     tables: dict[str, dict[str, Any]] = {}
-    if env.get("NPCRT_TOKEN"):
-        tables.setdefault("server", {})["token"] = env["NPCRT_TOKEN"]
-    if env.get("NPCRT_DATA_DIR"):
-        tables.setdefault("server", {})["data_dir"] = env["NPCRT_DATA_DIR"]
-    if env.get("NPCRT_ESCALATION_PROVIDER"):
-        tables.setdefault("escalation", {})["provider"] = env["NPCRT_ESCALATION_PROVIDER"]
-    if env.get("NPCRT_ESCALATION_MODEL"):
-        tables.setdefault("escalation", {})["provider_options"] = {"model": env["NPCRT_ESCALATION_MODEL"]}
-    return tables
+    origins: dict[str, str] = {}
+    for name, (section, path) in ENVIRONMENT.items():
+        if env.get(name):
+            key, _, sub = path.partition(".")
+            tables.setdefault(section, {})[key] = {sub: env[name]} if sub else env[name]
+            origins[f"{section}.{key}"] = f"environment {name}"
+    return tables, origins
 
 
-def _merge(layers, origins, tables: Mapping[str, Any], where: str | None) -> None:
-    env_names = {"server.token": "NPCRT_TOKEN", "server.data_dir": "NPCRT_DATA_DIR",
-                 "escalation.provider": "NPCRT_ESCALATION_PROVIDER",
-                 "escalation.provider_options": "NPCRT_ESCALATION_MODEL"}
+def _merge(layers: dict[str, dict[str, Any]], tables: Mapping[str, Mapping[str, Any]]) -> None:
     for section, table in tables.items():
+        target = layers[section]
         for key, value in table.items():
-            target = layers[section]
             if isinstance(value, dict) and isinstance(target.get(key), dict):
                 target[key] = {**target[key], **value}   # nested tables merge key by key
             else:
                 target[key] = value
-            if where is not None:
-                origins[f"{section}.{key}"] = (f"environment {env_names[f'{section}.{key}']}"
-                                               if where == "environment" else where)
 
 
 # ---- building and checking --------------------------------------------------------------------------------
@@ -316,7 +320,7 @@ def _typed(value: Any, hint: Any, section: str, key: str, where) -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
         raise InvalidArgument(f"{where(section, key)}: [{section}] {key} must be a list of strings, got {value!r}")
-    if origin in (dict, Mapping) or hint in (dict, Mapping) or origin is typing.Mapping:
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
         if isinstance(value, Mapping):
             return value
         raise InvalidArgument(f"{where(section, key)}: [{section}] {key} must be a table, got {value!r}")
