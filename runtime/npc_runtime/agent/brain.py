@@ -84,6 +84,7 @@ class NpcBrain:
     lock: threading.Lock = field(default_factory=threading.Lock)
     importance_since_reflection: float = 0.0
     last_reflection_id: int = 0
+    persisted_state: str = ""   # the FSM state last written to the NPC store
 
     @property
     def persona_text(self) -> str:
@@ -125,7 +126,6 @@ class AgentRuntime:
         self._lock = threading.Lock()
         # registered NPCs persisted here (None: they live as long as the process)
         self.npc_store = npc_store
-        self._saved_state: dict[str, str] = {}
 
     # ---- registry -------------------------------------------------------------------------------------
     def register(self, npc_id: str, persona: Persona, fsm: FsmDefinition, *,
@@ -142,7 +142,7 @@ class AgentRuntime:
             self._npcs[npc_id] = brain
         if self.npc_store is not None:
             self.npc_store.save(npc_id, persona, fsm, state=brain.fsm.state, entered_s=game_time_s)
-            self._saved_state[npc_id] = brain.fsm.state
+            brain.persisted_state = brain.fsm.state
         for text, importance in memories:
             score = importance if importance > 0 else self.importance.score(text)
             self.memory.add(npc_id, text, kind="seed", importance=min(10.0, max(1.0, score)), game_time_s=game_time_s)
@@ -152,7 +152,6 @@ class AgentRuntime:
         with self._lock:
             if self._npcs.pop(npc_id, None) is None:
                 raise NotFound(f"no NPC registered as {npc_id!r}")
-            self._saved_state.pop(npc_id, None)
         if self.npc_store is not None:
             self.npc_store.delete(npc_id)
         if forget:
@@ -168,18 +167,16 @@ class AgentRuntime:
             for npc in stored:
                 fsm = FsmInstance(npc.fsm, now_s=npc.state_entered_s)
                 fsm.state = npc.state
-                self._npcs[npc.npc_id] = NpcBrain(npc_id=npc.npc_id, persona=npc.persona, fsm=fsm)
-                self._saved_state[npc.npc_id] = npc.state
+                self._npcs[npc.npc_id] = NpcBrain(npc_id=npc.npc_id, persona=npc.persona, fsm=fsm,
+                                                  persisted_state=npc.state)
         return len(stored), problems
 
-    def _persist_state(self, d: AgentDecision) -> None:
-        """Write the FSM state when it changed (rare next to ticks: one small UPDATE)."""
-        if self.npc_store is None or self._saved_state.get(d.npc_id, d.state) == d.state:
-            return
-        brain = self._npcs.get(d.npc_id)
-        if brain is not None:
-            self._saved_state[d.npc_id] = d.state
-            self.npc_store.save_state(d.npc_id, d.state, brain.fsm.entered_s)
+    def _persist_state(self, brain: NpcBrain) -> None:
+        """Write the FSM state when it changed (rare next to ticks: one small UPDATE). Called under
+        `brain.lock`, right after the FSM ticked, so writes of one NPC happen in the order of its steps."""
+        if self.npc_store is not None and brain.fsm.state != brain.persisted_state:
+            self.npc_store.save_state(brain.npc_id, brain.fsm.state, brain.fsm.entered_s)
+            brain.persisted_state = brain.fsm.state
 
     def get(self, npc_id: str) -> NpcBrain:
         brain = self._npcs.get(npc_id)
@@ -198,6 +195,7 @@ class AgentRuntime:
         deadline = started + (deadline_ms or self.config.default_deadline_ms) / 1000.0
         with brain.lock:
             decision = self._step_locked(brain, percept, events, deadline)
+            self._persist_state(brain)
         decision.latency_ms = (time.monotonic() - started) * 1000.0
         self._count(decision)
         return decision
@@ -220,6 +218,7 @@ class AgentRuntime:
         out = StepOutput(on_action, on_delta, started)
         with brain.lock:
             decision = self._step_locked(brain, percept, events, deadline, out=out, cancelled=cancelled)
+            self._persist_state(brain)
         if not out.action_sent:
             out.action(decision)
             for sentence in split_sentences(decision.dialogue):
@@ -273,6 +272,7 @@ class AgentRuntime:
             try:
                 tick = brain.fsm.tick(GuardContext(values=percept.values, tags=percept.tags), percept.game_time_s)
                 spec = brain.fsm.spec
+                self._persist_state(brain)
             finally:
                 brain.lock.release()
             base = dict(npc_id=npc_id, state=tick.state, allowed_actions=spec.allowed)
@@ -508,7 +508,6 @@ class AgentRuntime:
                 s.escalations += int(attempted)
                 s.escalations_denied += int(not attempted)
                 s.escalation_failures += int(d.escalation_outcome in ("timeout", "error", "rejected"))
-        self._persist_state(d)
 
     def close(self) -> None:
         if self.escalation is not None:
