@@ -35,10 +35,9 @@ class BuiltinModels:
 
 def builtin_models() -> BuiltinModels:
     """The built-in packages shipped with (or exported once for) this installation; never downloads."""
-    from npc_runtime.demo.models import default_cache_dir, ensure_packages
+    from npc_runtime.builtin_packages import locate
 
-    found = ensure_packages(default_cache_dir(), progress=False, export=False)
-    return BuiltinModels(dialogue=found.dialogue, policy=found.policy)
+    return BuiltinModels(dialogue=locate("npc-dialogue"), policy=locate("npc-policy"))
 
 
 @dataclass

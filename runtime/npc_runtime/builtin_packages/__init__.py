@@ -14,6 +14,7 @@ reply tokens (teacher-forced), 97 % of the replies are identical, and the action
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,6 +24,22 @@ SHIPPED: dict[str, dict] = {
     "npc-dialogue": {"precision": "int8", "target": "ort"},
     "npc-policy": {"precision": "fp32", "target": "ort"},
 }
+
+
+def default_cache_dir() -> Path:
+    """Where built-ins missing from the installation are exported once (NPCRT_CACHE_DIR or ~/.cache/npcrt)."""
+    base = os.environ.get("NPCRT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "npcrt")
+    return Path(base) / "models"
+
+
+def locate(name: str, cache_dir: Path | None = None) -> Path | None:
+    """The package `name`: shipped with this installation, else exported earlier into `cache_dir`
+    (default `default_cache_dir()`), else None. Never exports or downloads anything."""
+    shipped = package_dir(name)
+    if shipped is not None:
+        return shipped
+    cached = (cache_dir or default_cache_dir()) / name
+    return cached if (cached / "manifest.json").is_file() else None
 
 
 def package_dir(name: str) -> Path | None:

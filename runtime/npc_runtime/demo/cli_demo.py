@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -130,23 +129,22 @@ class Demo:
             raise FailedPrecondition("the built-in npc-dialogue package is missing: " + "; ".join(self.packages.notes))
         # a fresh village by default: memories in a temporary data dir unless --data-dir / --db is given
         self._tmp = tempfile.TemporaryDirectory(prefix="npcrt-demo-")
-        data_dir = getattr(args, "data_dir", None) or self._tmp.name
+        data_dir = args.data_dir or self._tmp.name
         flags = {
             "server.host": "127.0.0.1", "server.port": 0, "server.http_port": -1, "server.data_dir": data_dir,
             "server.models": [str(self.packages.dialogue)],
             "engine.max_sessions": 64, "engine.intra_op_threads": 2,
-            "agent.default_deadline_ms": args.deadline_ms, "agent.step_workers": 32,
+            "agent.default_deadline_ms": args.deadline_ms,
             "agent.policy_model": str(self.packages.policy) if self.packages.policy else None,
             "escalation.provider@--provider": args.provider, "memory.db@--db": args.db,
         }
-        self.settings = load_settings(getattr(args, "config", None), flags=flags)
-        self.system = build_system(self.settings)
+        self.system = build_system(load_settings(args.config, flags=flags))
         self.runtime = self.system.agent
-        self.memory, self.policy, self.dialogue = self.runtime.memory, self.runtime.policy, self.runtime.dialogue
         self.escalation = self.runtime.escalation
         provider = self.escalation.provider
         self.village = Village(args.npcs)
-        self.models = {"dialogue": getattr(self.dialogue, "name", "?"), "policy": getattr(self.policy, "name", "?"),
+        self.models = {"dialogue": getattr(self.runtime.dialogue, "name", "?"),
+                       "policy": getattr(self.runtime.policy, "name", "?"),
                        "escalation_provider": f"{provider.name}:{provider.model}"}
 
     # ---- server -----------------------------------------------------------------------------------------

@@ -4,19 +4,16 @@ directory (needs the `export` extra)."""
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from npc_runtime import builtin_packages
+from npc_runtime.builtin_packages import default_cache_dir
+
+__all__ = ["BUILTINS", "Packages", "default_cache_dir", "ensure_packages"]
 
 BUILTINS = ("npc-dialogue", "npc-policy")
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("NPCRT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "npcrt")
-    return Path(base) / "models"
 
 
 @dataclass
@@ -32,24 +29,18 @@ def ensure_packages(cache_dir: Path, *, progress: bool = True, export: bool = Tr
     found: dict[str, Path | None] = {}
     notes: list[str] = []
     for name in BUILTINS:
-        shipped = builtin_packages.package_dir(name)
-        if shipped is not None:
-            found[name] = shipped
+        found[name] = builtin_packages.locate(name, cache_dir)
+        if found[name] is not None:
             continue
         out = cache_dir / name
-        if (out / "manifest.json").is_file():
-            found[name] = out
-            continue
         if not export:
             notes.append(f"{name}: not in {cache_dir} and --no-export given")
-            found[name] = None
             continue
         try:
             from npc_export.api import export_model
         except ImportError as exc:
             notes.append(f"{name}: not cached and the exporter is not installed ({exc}); "
                          "pip install 'npc-runtime[export]' or run `npcrt export` once")
-            found[name] = None
             continue
         print(f"npcrt demo: exporting builtin:{name} to {out} (first run only)...", file=sys.stderr, flush=True)
         try:
