@@ -110,6 +110,13 @@ class EngineDialogueModel:
         turns = (Turn(max_tokens=TAG_MAX_TOKENS), Turn(input=[], max_tokens=max_tokens))
         return GenerateRequest(open=session, turns=turns), ids
 
+    def _action_probs(self, steps: list, allowed: tuple[str, ...]) -> Mapping[str, float] | None:
+        """Probability of each allowed action from the tag's constrained steps (None: no steps seen)."""
+        if not steps:
+            return None
+        tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
+        return action_probabilities(steps, tags)
+
     @staticmethod
     def _tag_step(chunk, tag: list[str], steps: list) -> int:
         tag.append(chunk.text_delta)
@@ -134,9 +141,7 @@ class EngineDialogueModel:
                     continue
                 tokens += self._tag_step(chunk, tag, steps)
                 if chunk.finished:
-                    tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
-                    out.put(("tag", "".join(tag), action_probabilities(steps, tags) if steps else None, tokens,
-                             len(ids)))
+                    out.put(("tag", "".join(tag), self._action_probs(steps, allowed), tokens, len(ids)))
             out.put(("end",))
         except Exception as exc:  # noqa: BLE001 - handed to the consumer
             out.put(("error", exc))
@@ -159,9 +164,8 @@ class EngineDialogueModel:
                     tokens += len(chunk.token_ids)
         finally:
             await chunks.aclose()   # early end (timeout): stops the turn and closes the session
-        tags = {a: self._tokenizer.encode(f"[{a}]") for a in allowed}   # as ChoiceConstraint tokenizes
-        probs = action_probabilities(steps, tags) if steps else None
-        reply = parse_reply("".join(tag) + "".join(line), tokens=tokens, action_probs=probs)
+        reply = parse_reply("".join(tag) + "".join(line), tokens=tokens,
+                            action_probs=self._action_probs(steps, allowed))
         return DialogueReply(action=reply.action, line=reply.line, raw=reply.raw, tokens=tokens,
                              action_probs=reply.action_probs, prefill_tokens=len(ids))
 
