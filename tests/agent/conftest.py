@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import contextlib
+
+import grpc
 import pytest
+
+from npc_proto.v1 import agent_pb2_grpc
 
 from npc_runtime.agent.brain import AgentRuntime
 from npc_runtime.agent.config import AgentConfig
@@ -8,6 +13,7 @@ from npc_runtime.agent.escalation import EscalationConfig, EscalationManager
 from npc_runtime.agent.fsm_loader import load_builtin_fsm
 from npc_runtime.agent.memory import MemoryStore
 from npc_runtime.agent.types import Persona
+from npc_runtime.serving.agent_servicer import agent_hook
 
 from .fake_llm import FakeLLM
 
@@ -35,3 +41,19 @@ def make_runtime(memory: MemoryStore, provider=None, *, escalation_config: Escal
 
 def register_guard(rt: AgentRuntime, npc_id: str = "guard-01") -> None:
     rt.register(npc_id, Persona("Bram", "guard", ("stern", "loyal")), load_builtin_fsm("guard"))
+
+
+@contextlib.asynccontextmanager
+async def agent_server(runtime: AgentRuntime, *, workers: int):
+    """(stub, service names): the NpcAgent servicer over `runtime` on a real grpc.aio server, 127.0.0.1,
+    a port the OS picks; stopped at exit (the runtime is the caller's to close)."""
+    server = grpc.aio.server()
+    services = agent_hook(runtime, workers=workers)(server, None)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield agent_pb2_grpc.NpcAgentStub(channel), services
+    finally:
+        await channel.close()
+        await server.stop(None)

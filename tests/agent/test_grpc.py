@@ -9,23 +9,15 @@ import grpc
 import pytest
 
 from npc_proto.v1 import agent_pb2 as pb
-from npc_proto.v1 import agent_pb2_grpc
-from npc_runtime.serving.agent_servicer import agent_hook
 
-from .conftest import make_runtime
+from .conftest import agent_server, make_runtime
 
 
 @pytest.fixture
 async def stub(memory):
-    runtime = make_runtime(memory)
-    server = grpc.aio.server()
-    assert agent_hook(runtime, workers=4)(server, None) == ["npc.v1.NpcAgent"]
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    yield agent_pb2_grpc.NpcAgentStub(channel)
-    await channel.close()
-    await server.stop(None)
+    async with agent_server(make_runtime(memory), workers=4) as (stub, services):
+        assert services == ["npc.v1.NpcAgent"]
+        yield stub
 
 
 def guard(npc_id="guard-01", **kw):

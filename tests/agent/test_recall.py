@@ -8,13 +8,11 @@ import grpc
 import pytest
 
 from npc_proto.v1 import agent_pb2 as pb
-from npc_proto.v1 import agent_pb2_grpc
 from npc_runtime.agent.fsm_loader import load_builtin_fsm
 from npc_runtime.agent.memory import RECALL_KINDS, recall_kind
 from npc_runtime.agent.types import Event, Percept, Persona
-from npc_runtime.serving.agent_servicer import agent_hook
 
-from .conftest import make_runtime, register_guard
+from .conftest import agent_server, make_runtime, register_guard
 
 NPC = "guard-01"
 
@@ -28,14 +26,8 @@ def runtime(memory):
 
 @pytest.fixture
 async def stub(runtime):
-    server = grpc.aio.server()
-    agent_hook(runtime, workers=2)(server, None)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    yield agent_pb2_grpc.NpcAgentStub(channel)
-    await channel.close()
-    await server.stop(None)
+    async with agent_server(runtime, workers=2) as (stub, _):
+        yield stub
 
 
 def remember(runtime, texts_kinds: list[tuple[str, str, float, float]]) -> None:

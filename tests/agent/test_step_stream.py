@@ -16,7 +16,6 @@ import grpc
 import pytest
 
 from npc_proto.v1 import agent_pb2 as pb
-from npc_proto.v1 import agent_pb2_grpc
 from npc_runtime.agent.actions import ACTIONS
 from npc_runtime.agent.brain import AgentRuntime
 from npc_runtime.agent.config import AgentConfig
@@ -26,7 +25,8 @@ from npc_runtime.agent.fsm_loader import load_builtin_fsm
 from npc_runtime.agent.memory import MemoryStore
 from npc_runtime.agent.providers.base import ProviderReply
 from npc_runtime.agent.types import Percept, Persona
-from npc_runtime.serving.agent_servicer import agent_hook
+
+from .conftest import agent_server
 
 pytest.importorskip("transformers")
 
@@ -81,16 +81,10 @@ def build_runtime(tiny_engine, *, provider=None, max_tokens=32) -> AgentRuntime:
 async def serving(tiny_engine, **runtime_kwargs):
     """(stub, runtime): the NpcAgent servicer on a real grpc.aio server, 127.0.0.1, a port the OS picks."""
     runtime = build_runtime(tiny_engine, **runtime_kwargs)
-    server = grpc.aio.server()
-    agent_hook(runtime, workers=8)(server, None)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield agent_pb2_grpc.NpcAgentStub(channel), runtime
+        async with agent_server(runtime, workers=8) as (stub, _):
+            yield stub, runtime
     finally:
-        await channel.close()
-        await server.stop(None)
         runtime.dialogue.close()
         runtime.close()
 
