@@ -162,7 +162,29 @@ class Demo:
     def run(self) -> dict:
         import asyncio
 
-        return asyncio.run(self._run())
+        return asyncio.run(self._run_handling_ctrl_c())
+
+    async def _run_handling_ctrl_c(self) -> dict:
+        """`_run` with Ctrl-C delivered by the event loop: the first cancels this task (as `asyncio.run` would),
+        a second raises KeyboardInterrupt. `asyncio.run`'s own handler is a Python signal handler that may run
+        in the middle of a loop callback: cancelling a timer's future between its "not cancelled" check and
+        its `set_result` logged an `InvalidStateError` traceback now and then; a loop signal handler runs
+        between callbacks. The loop removes the handler when it closes (SIGINT's default comes back)."""
+        import asyncio
+        import signal
+
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        presses = 0
+
+        def on_sigint() -> None:
+            nonlocal presses
+            presses += 1
+            if presses > 1:
+                raise KeyboardInterrupt
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        return await self._run()
 
     async def _run(self) -> dict:
         """Server and game client share one event loop; agent steps run on the servicer's thread pool.
@@ -171,7 +193,7 @@ class Demo:
         (never slow), `talk` carries the steps with words or events (dialogue, maybe escalation, bounded by the
         step deadline). An NPC with a talk step in flight is busy: it gets no quiet ticks until it answers.
 
-        Ctrl-C makes `asyncio.run` cancel this task: the frames stop, the streams, channel and server are
+        Ctrl-C cancels this task (`_run_handling_ctrl_c`): the frames stop, the streams, channel and server are
         closed here (a server left to the garbage collector after the loop closed is what printed
         `Server.__del__ ... Event loop is closed`), and the summary of what was gathered comes back with
         `interrupted: true`."""
