@@ -1,14 +1,120 @@
-"""Shared bench helpers: CPU facts, table printing, JSON results under bench/results/."""
+"""Shared bench helpers: the metadata every result file carries, CPU facts, table printing, JSON results.
+
+Every benchmark records where and how it ran with one helper, so any figure in README.md or docs/ can be
+traced to a run (tests/test_bench_report.py checks that):
+
+    meta = result_metadata()             # at the start: machine (load average before), versions, command
+    ...                                  # measure
+    write_json("engine", data, meta=meta)  # adds load average after, end time; writes bench/results/engine.json
+
+`result_metadata(argv)` and the keys it writes ("machine", "versions", "command", "timestamp", "git") are a
+stable interface: bench/report.py and the test read them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# distributions whose versions every result records (None where not installed)
+RECORDED_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-genai", "numpy", "grpcio", "onnx", "torch", "transformers",
+                          "tokenizers", "protobuf", "npc-runtime")
+# a name for the machine in reports (e.g. NPC_BENCH_MACHINE=16-core); default "<physical cores>-core <cpu model>"
+MACHINE_LABEL_ENV = "NPC_BENCH_MACHINE"
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (distinct core ids of its CPU affinity; SMT siblings count once)."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        allowed = list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add((topology.joinpath("physical_package_id").read_text().strip(),
+                       topology.joinpath("core_id").read_text().strip()))
+        except OSError:
+            cores.add(("?", str(cpu)))  # no topology (container without /sys): count every CPU
+    return max(1, len(cores))
+
+
+def _memory_bytes() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _git_commit() -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    # tracked files only: other people's untracked files in a shared tree do not make a run "dirty"
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(changed) if changed is not None else None}
+
+
+def machine_info() -> dict:
+    cpu = cpu_info()
+    physical = physical_cores()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    label = os.environ.get(MACHINE_LABEL_ENV) or f"{physical}-core {cpu['model']}"
+    return {"label": label, "cpu_model": cpu["model"], "cores_logical": os.cpu_count(), "cores_usable": usable,
+            "cores_physical": physical, "simd": cpu["simd"], "memory_bytes": _memory_bytes(),
+            "platform": platform.platform(), "load_avg_before": list(os.getloadavg())}
+
+
+def distribution_versions(names: tuple[str, ...] = RECORDED_DISTRIBUTIONS) -> dict:
+    out: dict = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def result_metadata(argv: list[str] | None = None) -> dict:
+    """Where and how this run happens: call at the start of a benchmark (the load average is taken now).
+
+    argv: the command line to record; default the interpreter's own (`sys.orig_argv`: `python -m bench.x ...`).
+    """
+    command = list(argv) if argv is not None else list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    return {"machine": machine_info(), "versions": distribution_versions(), "git": _git_commit(),
+            "command": shlex.join(command), "cwd": os.getcwd(),
+            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_unix": time.time()}
+
+
+def finish_metadata(meta: dict) -> dict:
+    """The same metadata with the load average after the run and the run's duration (idempotent)."""
+    done = {**meta, "machine": {**meta["machine"], "load_avg_after": list(os.getloadavg())}}
+    done["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    done["duration_s"] = round(time.time() - meta["started_unix"], 1)
+    return done
 
 
 def cpu_info() -> dict:
@@ -65,10 +171,16 @@ def print_table(rows: list[dict], columns: list[tuple[str, str]], *, title: str 
     return text
 
 
-def write_json(name: str, data: dict) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    payload = {"benchmark": name, "created_unix": int(time.time()), "cpu": cpu_info(), **data}
+def write_json(name: str, data: dict, *, meta: dict | None = None, results_dir: Path | None = None) -> Path:
+    """Writes results_dir/NAME.json (default bench/results/) with the run's metadata on top.
+
+    meta: from result_metadata() at the start of the run (so the load average before is before); without it
+    the metadata is taken now (load average before == at the end of the run)."""
+    folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    meta = finish_metadata(meta if meta is not None else result_metadata())
+    payload = {"benchmark": name, "created_unix": int(time.time()), "cpu": cpu_info(), **meta, **data}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 
