@@ -63,7 +63,7 @@ def _memory_bytes() -> int | None:
 def _git_commit() -> dict:
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10)
+            done = subprocess.run(["git", "-C", str(ROOT), *args], check=False, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -158,7 +158,7 @@ def format_table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     header = [h for _, h in columns]
     body = [[cell(r.get(k)) for k, _ in columns] for r in rows]
     widths = [max(len(x) for x in col) for col in zip(header, *body)]
-    line = lambda items: "| " + " | ".join(x.ljust(w) for x, w in zip(items, widths)) + " |"  # noqa: E731
+    line = lambda items: "| " + " | ".join(x.ljust(w) for x, w in zip(items, widths)) + " |"
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(header), sep, *(line(r) for r in body)])
 
