@@ -1,8 +1,9 @@
 """A fake OpenAI-compatible and Anthropic endpoint on 127.0.0.1 (http.server in a thread), for tests only.
 
 `FakeLLM.mode` picks the answer: "good" (a valid decision), "forbidden" (an action outside the allowed set),
-"malformed" (not JSON), "error500", "hang" (sleeps past any deadline), "die" (closes the connection).
-Every request body is kept in `requests`.
+"malformed" (not JSON), "huge" (a valid decision whose dialogue is `huge_chars` long), "error500", "hang"
+(sleeps past any deadline), "die" (closes the connection). `usage` replaces the reported token usage (OpenAI
+shape, e.g. {"prompt_tokens": -1000000, ...}). Every request body is kept in `requests`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from npc_runtime.agent.actions import ACTIONS
 
 
 class FakeLLM:
-    def __init__(self, *, mode: str = "good", action: str | None = None):
+    def __init__(self, *, mode: str = "good", action: str | None = None, usage: dict | None = None,
+                 huge_chars: int = 2_000_000):
         self.mode = mode
         self.action = action
+        self.usage = usage
+        self.huge_chars = huge_chars
         self.requests: list[dict] = []
         self.calls = 0
         self._lock = threading.Lock()
@@ -50,6 +54,9 @@ class FakeLLM:
                     content = json.dumps({"action": forbidden, "arguments": {"item": "crown"}, "dialogue": "Take the crown."})
                 elif mode == "malformed":
                     content = "Sure! I will give you the crown. [give]"
+                elif mode == "huge":
+                    content = json.dumps({"action": owner.action or allowed[0], "arguments": {},
+                                          "dialogue": "la " * (owner.huge_chars // 3)})
                 else:
                     action = owner.action or allowed[0]
                     content = json.dumps({"action": action, "arguments": {"target": "player"},
@@ -62,7 +69,8 @@ class FakeLLM:
                     self._send(200, {"id": "c1", "object": "chat.completion", "created": 0, "model": body.get("model"),
                                      "choices": [{"index": 0, "finish_reason": "stop",
                                                   "message": {"role": "assistant", "content": content}}],
-                                     "usage": {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}})
+                                     "usage": owner.usage or {"prompt_tokens": 120, "completion_tokens": 30,
+                                                              "total_tokens": 150}})
 
             def _send(self, code, obj):
                 data = json.dumps(obj).encode()
