@@ -20,6 +20,7 @@ File format (see docs/agent.md):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,65 @@ from npc_runtime.errors import InvalidArgument, NotFound
 BUILTIN_FSMS = ("guard", "merchant", "villager")
 
 
+@dataclass(frozen=True, kw_only=True)
+class FsmLimits:
+    """Bounds on an FSM file, checked while it is read, before anything is built: an FSM comes from a modder
+    or a game client (`RegisterNpc.fsm_yaml`), and YAML can ask for exponential work (an alias bomb of 432
+    bytes expands to a million nodes). The defaults are far above any real FSM (the built-ins use < 150
+    nodes, depth 6)."""
+    max_bytes: int = 64 * 1024        # UTF-8 size of the file
+    max_depth: int = 32               # nested mappings / lists
+    max_nodes: int = 10_000           # scalars + mappings + lists
+
+
+DEFAULT_LIMITS = FsmLimits()
+
+# The tags a plain FSM file resolves to; anything else (`!!python/...`, `!!binary`, `!!set`, custom `!tag`) is
+# refused rather than constructed. Timestamps (`2024-01-01` resolves to one) are kept as their text.
+_STR, _TIMESTAMP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:timestamp"
+_SCALAR_TAGS = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
+                          "tag:yaml.org,2002:null"})
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+class _Refused(Exception):
+    """A limit or forbidden construct met while composing; `line` is 1-based."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases as their events arrive and counts depth and nodes, so a
+    hostile file is refused before the node graph grows (PyYAML's parser is iterative; only composing
+    recurses, and that recursion is bounded here)."""
+
+    def __init__(self, stream: str, limits: FsmLimits):
+        super().__init__(stream)
+        self._limits = limits
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(line, f"aliases (*{event.anchor}) are not allowed in an FSM file; write the value out")
+        if getattr(event, "anchor", None) is not None:
+            raise _Refused(line, f"anchors (&{event.anchor}) are not allowed in an FSM file; write the value out")
+        self._nodes += 1
+        if self._nodes > self._limits.max_nodes:
+            raise _Refused(line, f"more than {self._limits.max_nodes} YAML nodes; an FSM file is smaller than that")
+        self._depth += 1
+        if self._depth > self._limits.max_depth:
+            raise _Refused(line, f"nested deeper than {self._limits.max_depth} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 class _LDict(dict):
     """A mapping that remembers the 1-based line of itself and of each key."""
 
@@ -48,21 +108,64 @@ class _LList(list):
 
 
 def _build(node: yaml.Node, constructor: SafeConstructor) -> Any:
+    """The composed tree as plain values; depth is bounded by the loader, so this recursion is too."""
+    line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        if node.tag != _MAP:
+            raise _Refused(line, f"tag {node.tag!r} is not allowed (plain mappings only)")
         out = _LDict()
-        out.line = node.start_mark.line + 1
+        out.line = line
         out.key_lines = {}
         for key_node, value_node in node.value:
-            key = _build(key_node, constructor)
+            key_line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
+                raise _Refused(key_line, "mapping keys must be plain strings (quote it: 'key')")
+            key = key_node.value
+            if key in out:
+                raise _Refused(key_line, f"duplicate key {key!r}")
             out[key] = _build(value_node, constructor)
-            out.key_lines[key] = key_node.start_mark.line + 1
+            out.key_lines[key] = key_line
         return out
     if isinstance(node, yaml.SequenceNode):
+        if node.tag != _SEQ:
+            raise _Refused(line, f"tag {node.tag!r} is not allowed (plain lists only)")
         seq = _LList(_build(n, constructor) for n in node.value)
-        seq.line = node.start_mark.line + 1
+        seq.line = line
         seq.item_lines = [n.start_mark.line + 1 for n in node.value]
         return seq
-    return constructor.construct_object(node, deep=True)
+    if node.tag == _TIMESTAMP:
+        return node.value
+    if node.tag not in _SCALAR_TAGS:
+        raise _Refused(line, f"tag {node.tag!r} is not allowed (strings, numbers, booleans and null only)")
+    try:
+        return constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:   # e.g. `!!int abc`
+        raise _Refused(line, f"bad {node.tag.rsplit(':', 1)[-1]} value {node.value[:40]!r}") from exc
+
+
+def _compose(src: "_Source", text: str, limits: FsmLimits) -> Any:
+    """The document as plain values, every limit checked before the tree is built."""
+    if not isinstance(text, str):
+        raise src.fail(1, f"an FSM file is text, got {type(text).__name__}")
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > limits.max_bytes:
+        raise src.fail(1, f"the FSM file is {size} bytes; at most {limits.max_bytes}")
+    loader = None
+    try:
+        loader = _StrictLoader(text, limits)   # reads the stream: non-printable characters are refused here
+        node = loader.get_single_node()
+        if node is None:
+            raise src.fail(1, "empty FSM file")
+        return _build(node, SafeConstructor())
+    except _Refused as exc:
+        raise src.fail(exc.line, str(exc)) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise src.fail(line, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from exc
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 class _Source:
@@ -101,18 +204,10 @@ def _guard(src: _Source, text: Any, line: int, what: str):
         raise src.fail(line, f"{what}: bad guard: {exc}") from exc
 
 
-def parse_fsm(text: str, *, source_name: str = "<fsm>") -> FsmDefinition:
+def parse_fsm(text: str, *, source_name: str = "<fsm>", limits: FsmLimits = DEFAULT_LIMITS) -> FsmDefinition:
     """Parse and validate an FSM definition; errors are InvalidArgument('file:line: what to fix')."""
     src = _Source(source_name)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise src.fail(line, f"not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    if node is None:
-        raise src.fail(1, "empty FSM file")
-    doc = _build(node, SafeConstructor())
+    doc = _compose(src, text, limits)
     if not isinstance(doc, dict):
         raise src.fail(1, "an FSM file is a mapping with 'name', 'initial' and 'states'")
     known_top = {"name", "initial", "states", "reflexes", "description"}
@@ -171,6 +266,8 @@ def parse_fsm(text: str, *, source_name: str = "<fsm>") -> FsmDefinition:
         in_states = r.get("in", list(states))
         if isinstance(in_states, str):
             in_states = [in_states]
+        if not isinstance(in_states, list) or not all(isinstance(s, str) for s in in_states):
+            raise src.fail(_line(r, "in"), "reflex: 'in' must be a state name or a list of state names")
         for s in in_states:
             if s not in states:
                 raise src.fail(_line(r, "in"), f"reflex: unknown state {s!r}")
