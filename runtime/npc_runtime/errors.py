@@ -28,6 +28,11 @@ class ResourceExhausted(NpcRuntimeError):
     """Too many sessions, too long a prompt, context full, budget spent (gRPC RESOURCE_EXHAUSTED)."""
 
 
+class RequestTooLarge(ResourceExhausted):
+    """A request over a size limit: body bytes, message count, prompt characters, or a prompt longer than the
+    model's context (gRPC RESOURCE_EXHAUSTED, HTTP 413). The message names the limit."""
+
+
 class FailedPrecondition(NpcRuntimeError):
     """The request is valid but not in this state, e.g. ticking a finished or evicted session
     (gRPC FAILED_PRECONDITION)."""

@@ -33,6 +33,7 @@ _TABLE: dict[type[BaseException], tuple[grpc.StatusCode, int, str]] = {
     errors.NotFound: (grpc.StatusCode.NOT_FOUND, 404, "not_found_error"),
     errors.AlreadyExists: (grpc.StatusCode.ALREADY_EXISTS, 409, "conflict_error"),
     errors.ResourceExhausted: (grpc.StatusCode.RESOURCE_EXHAUSTED, 429, "rate_limit_error"),
+    errors.RequestTooLarge: (grpc.StatusCode.RESOURCE_EXHAUSTED, 413, "invalid_request_error"),
     errors.FailedPrecondition: (grpc.StatusCode.FAILED_PRECONDITION, 409, "invalid_request_error"),
     errors.ModelPackageError: (grpc.StatusCode.FAILED_PRECONDITION, 409, "invalid_request_error"),
     errors.Cancelled: (grpc.StatusCode.CANCELLED, 499, "cancelled"),
