@@ -14,11 +14,14 @@ Names:
     time_in_state          game seconds since the FSM entered its current state
     said                   true when the player said something this step
 Types are checked at compile time: ordering comparisons need numbers, == / != need equal types.
-Compiled to nested closures: evaluating a guard costs well under a microsecond per node.
+Compiled to nested closures: evaluating a guard costs well under a microsecond per node. Guards come from
+modders' files and game clients, so their size is bounded (`GuardLimits`: characters, nesting of `not` and
+parentheses) and chains of `and` / `or` compile flat: neither compiling nor evaluating can recurse deeply.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -38,6 +41,15 @@ class GuardContext:
 
 
 Evaluator = Callable[[GuardContext], object]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuardLimits:
+    max_chars: int = 1_000     # the built-in FSMs' longest guard is under 100
+    max_depth: int = 32        # nested `not` and parentheses
+
+
+DEFAULT_GUARD_LIMITS = GuardLimits()
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<str>\"[^\"]*\"|'[^']*')|(?P<op><=|>=|==|!=|<|>|\(|\))"
@@ -87,11 +99,32 @@ _ORDER_OPS = {
 _EQ_OPS = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b}
 
 
+def _all(fns: list[Evaluator]) -> Evaluator:
+    if len(fns) == 2:   # the common case, without a loop
+        a, b = fns
+        return lambda c: bool(a(c)) and bool(b(c))
+    return lambda c: all(f(c) for f in fns)
+
+
+def _any(fns: list[Evaluator]) -> Evaluator:
+    if len(fns) == 2:
+        a, b = fns
+        return lambda c: bool(a(c)) or bool(b(c))
+    return lambda c: any(f(c) for f in fns)
+
+
 class _Parser:
-    def __init__(self, text: str):
+    def __init__(self, text: str, limits: GuardLimits):
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0
+        self.max_depth = limits.max_depth
+
+    def _enter(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > self.max_depth:
+            self._fail(f"nested deeper than {self.max_depth} levels", tok)
 
     def _peek(self) -> _Tok:
         return self.toks[self.i]
@@ -114,26 +147,27 @@ class _Parser:
 
     def _or(self):
         fn, typ = self._and()
+        fns = [fn]
         while self._peek().kind == "kw" and self._peek().text == "or":
             self._next()
-            rhs, _ = self._and()
-            fn = (lambda a, b: lambda c: bool(a(c)) or bool(b(c)))(fn, rhs)
-            typ = "bool"
-        return fn, typ
+            fns.append(self._and()[0])
+        return (fn, typ) if len(fns) == 1 else (_any(fns), "bool")
 
     def _and(self):
         fn, typ = self._not()
+        fns = [fn]
         while self._peek().kind == "kw" and self._peek().text == "and":
             self._next()
-            rhs, _ = self._not()
-            fn = (lambda a, b: lambda c: bool(a(c)) and bool(b(c)))(fn, rhs)
-            typ = "bool"
-        return fn, typ
+            fns.append(self._not()[0])
+        return (fn, typ) if len(fns) == 1 else (_all(fns), "bool")
 
     def _not(self):
-        if self._peek().kind == "kw" and self._peek().text == "not":
+        tok = self._peek()
+        if tok.kind == "kw" and tok.text == "not":
             self._next()
+            self._enter(tok)
             inner, _ = self._not()
+            self.depth -= 1
             return (lambda a: lambda c: not a(c))(inner), "bool"
         return self._cmp()
 
@@ -159,6 +193,8 @@ class _Parser:
         tok = self._next()
         if tok.kind == "num":
             v = float(tok.text)
+            if not math.isfinite(v):
+                self._fail(f"number {tok.text[:20]}... is too large", tok)
             return (lambda c: v), "num"
         if tok.kind == "str":
             s = tok.text[1:-1]
@@ -167,7 +203,9 @@ class _Parser:
             b = tok.text == "true"
             return (lambda c: b), "bool"
         if tok.kind == "op" and tok.text == "(":
+            self._enter(tok)
             fn, typ = self._or()
+            self.depth -= 1
             if self._peek().text != ")":
                 self._fail("missing ')'", self._peek())
             self._next()
@@ -204,9 +242,12 @@ class Guard:
         return bool(self._fn(ctx))
 
 
-def compile_guard(text: str) -> Guard:
+def compile_guard(text: str, *, limits: GuardLimits = DEFAULT_GUARD_LIMITS) -> Guard:
     """Parse and type-check `text`; raises InvalidArgument naming the column."""
     if not isinstance(text, str):
-        raise ExpressionError(f"a guard must be a string, got {type(text).__name__}", text=str(text), column=1)
-    fn, _typ = _Parser(text).parse()
+        raise ExpressionError(f"a guard must be a string, got {type(text).__name__}", text=str(text)[:40], column=1)
+    if len(text) > limits.max_chars:
+        raise ExpressionError(f"a guard is at most {limits.max_chars} characters (got {len(text)})",
+                              text=text[:40] + "...", column=limits.max_chars + 1)
+    fn, _typ = _Parser(text, limits).parse()
     return Guard(text, fn)
