@@ -89,6 +89,8 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = None
+    # vLLM's extension: generate max_tokens even past the end-of-sequence token (benchmarks, load tests)
+    ignore_eos: bool = False
 
 
 # OpenAI finish_reason of each engine finish reason
@@ -105,7 +107,8 @@ def _open_request(body: ChatCompletionRequest) -> OpenRequest:
         model=body.model, npc_id=body.user or "",
         messages=[{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages],
         sampling=SamplingParams(temperature=1.0 if body.temperature is None else body.temperature,  # OpenAI's default
-                                top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=tuple(stop)),
+                                top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=tuple(stop),
+                                ignore_eos=body.ignore_eos),
         limits=None if max_tokens is None else SessionLimits(max_new_tokens=max_tokens))
 
 
