@@ -61,6 +61,7 @@ ENVIRONMENT: dict[str, tuple[str, str]] = {
     "NPCRT_ESCALATION_MODEL": ("escalation", "provider_options.model"),
 }
 SECRET_KEYS = frozenset({"token", "api_key"})
+EMPTY_IS_AN_ERROR = frozenset({"NPCRT_TOKEN"})
 SECRET_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY")
 PUBLIC_ENV = ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL")
 
@@ -196,7 +197,9 @@ def _from_env(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], dict[s
     tables: dict[str, dict[str, Any]] = {}
     origins: dict[str, str] = {}
     for name, (section, path) in ENVIRONMENT.items():
-        if env.get(name):
+        # set but empty is unset, except the token: NPCRT_TOKEN="" (an unset secret in a deploy script) must
+        # not silently turn auth off, so it reaches ServerConfig's "token must not be empty" check
+        if env.get(name) or (name in EMPTY_IS_AN_ERROR and name in env):
             key, _, sub = path.partition(".")
             tables.setdefault(section, {})[key] = {sub: env[name]} if sub else env[name]
             origins[f"{section}.{key}"] = f"environment {name}"
