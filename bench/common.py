@@ -187,3 +187,51 @@ def write_json(name: str, data: dict, *, meta: dict | None = None, results_dir: 
 
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def _thread_cpu_ticks() -> dict[int, tuple[str, int]]:
+    """tid -> (thread name, user + system clock ticks) for every thread of this process."""
+    out = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        # the name sits in parentheses and may hold spaces: fields after the last ')' are positional
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(task.name)] = (name, int(fields[11]) + int(fields[12]))  # utime, stime (fields 14, 15)
+    return out
+
+
+class ThreadCpu:
+    """CPU time each thread of this process spent inside a `with` block (/proc/self/task/*/stat).
+
+    Shows whether a peer really computes on the threads it was given: `busy_threads` counts threads that
+    ran at least a quarter of the wall time, `parallelism` is CPU seconds / wall seconds. Spinning idle
+    threads count as busy (they do burn the core). Resolution: one clock tick (10 ms): measure blocks of
+    a second or more.
+    """
+
+    BUSY_SHARE = 0.25
+
+    def __enter__(self):
+        self._hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._before = _thread_cpu_ticks() if Path("/proc/self/task").is_dir() else {}
+        self._t0 = time.perf_counter()
+        self.summary: dict = {}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall = time.perf_counter() - self._t0
+        if not self._before:
+            self.summary = {"wall_s": round(wall, 3), "available": False}
+            return
+        after = _thread_cpu_ticks()
+        deltas = sorted(((after[t][1] - self._before.get(t, ("", 0))[1]) / self._hz, after[t][0]) for t in after)
+        deltas = [(s, n) for s, n in reversed(deltas) if s > 0]
+        cpu = sum(s for s, _ in deltas)
+        self.summary = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                        "parallelism": round(cpu / wall, 2) if wall > 0 else None,
+                        "busy_threads": sum(1 for s, _ in deltas if s >= self.BUSY_SHARE * wall),
+                        "top_threads": [{"name": n, "cpu_s": round(s, 3)} for s, n in deltas[:8]]}
