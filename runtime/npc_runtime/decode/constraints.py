@@ -19,9 +19,11 @@ Two kinds:
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 import numpy as np
 
@@ -29,6 +31,52 @@ from npc_runtime.errors import InvalidArgument
 
 State = Hashable
 _MASK_CACHE_LIMIT = 4096
+
+# A schema comes from a client (`Constraint.json_schema`): its size is bounded before it is parsed or compiled.
+# The supported subset is 4 levels deep (object > properties > property > enum); compiling costs
+# O(properties^2) alternatives when properties are optional, hence the property cap.
+MAX_SCHEMA_CHARS = 32 * 1024
+MAX_SCHEMA_DEPTH = 16
+MAX_SCHEMA_PROPERTIES = 64
+MAX_ENUM_VALUES = 256
+MAX_STRING_LENGTH = 4096
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_DELTA = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """Deepest nesting of [ and { in JSON text (outside strings), found without parsing it: json.loads
+    recurses once per level, so a hostile text is measured first."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_DELTA.__getitem__, brackets)), default=0)
+
+
+def load_schema(text: str, *, field: str = "json_schema") -> dict:
+    """A schema's JSON text -> the schema object, size and depth checked before parsing; errors name `field`."""
+    if not isinstance(text, str):
+        raise InvalidArgument(f"{field} must be JSON text (got {type(text).__name__})")
+    if len(text) > MAX_SCHEMA_CHARS:
+        raise InvalidArgument(f"{field} is {len(text)} characters; at most {MAX_SCHEMA_CHARS}")
+    depth = json_depth(text)
+    if depth > MAX_SCHEMA_DEPTH:
+        raise InvalidArgument(f"{field} is nested {depth} levels deep; at most {MAX_SCHEMA_DEPTH}")
+    try:
+        schema = json.loads(text)
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError is a ValueError
+        raise InvalidArgument(f"{field} is not valid JSON: {exc}") from exc
+    if not isinstance(schema, dict):
+        raise InvalidArgument(f"{field} must be a JSON object (a schema), got {type(schema).__name__}")
+    return schema
+
+
+def _max_length(sub: dict, name: str) -> int:
+    value = sub.get("maxLength", _DEFAULT_MAX_STRING)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_STRING_LENGTH:
+        raise InvalidArgument(f"json schema: maxLength of {name!r} must be an integer in [1, {MAX_STRING_LENGTH}] "
+                              f"(got {value!r})")
+    return value
 
 
 class Constraint(ABC):
@@ -187,7 +235,12 @@ class JsonSchemaConstraint(Constraint):
         props = schema.get("properties") or {}
         if not isinstance(props, dict) or not all(isinstance(k, str) and k for k in props):
             raise InvalidArgument("json schema: 'properties' must map non-empty names to schemas")
-        required = set(schema.get("required") or [])
+        if len(props) > MAX_SCHEMA_PROPERTIES:
+            raise InvalidArgument(f"json schema: {len(props)} properties; at most {MAX_SCHEMA_PROPERTIES}")
+        required_list = schema.get("required") or []
+        if not isinstance(required_list, list) or not all(isinstance(r, str) for r in required_list):
+            raise InvalidArgument("json schema: 'required' must be a list of property names")
+        required = set(required_list)
         unknown = required - set(props)
         if unknown:
             raise InvalidArgument(f"json schema: required names {sorted(unknown)} are not in properties")
@@ -203,17 +256,19 @@ class JsonSchemaConstraint(Constraint):
                 raise InvalidArgument(f"json schema: property {names[j]!r} must be a schema object")
             if "enum" in sub:
                 values = sub["enum"]
-                if not values or not all(isinstance(v, str) for v in values):
-                    raise InvalidArgument(f"json schema: enum of {names[j]!r} must be a non-empty list of strings")
+                if (not isinstance(values, list) or not values or len(values) > MAX_ENUM_VALUES
+                        or not all(isinstance(v, str) for v in values)):
+                    raise InvalidArgument(f"json schema: enum of {names[j]!r} must be a list of 1 to "
+                                          f"{MAX_ENUM_VALUES} strings")
                 return "", self._add(_Lit(tuple((json.dumps(v), after) for v in values)))
             kind = sub.get("type")
             builders = {
-                "string": lambda: ('"', self._add(_Str(after, int(sub.get("maxLength", _DEFAULT_MAX_STRING))))),
+                "string": lambda: ('"', self._add(_Str(after, _max_length(sub, names[j])))),
                 "integer": lambda: ("", self._add(_Num(True, after))),
                 "number": lambda: ("", self._add(_Num(False, after))),
                 "boolean": lambda: ("", self._add(_Lit((("true", after), ("false", after))))),
             }
-            if kind not in builders:
+            if not isinstance(kind, str) or kind not in builders:
                 raise InvalidArgument(f"json schema: property {names[j]!r} has type {kind!r}; supported: "
                                       f"{sorted(builders)} or an enum of strings")
             return builders[kind]()
@@ -340,8 +395,5 @@ def compile_constraint(spec: ConstraintSpec, tokenizer, *, vocab_size: int) -> C
         raise InvalidArgument("constraint: give exactly one of choices or json_schema")
     if spec.choices is not None:
         return ChoiceConstraint(spec.choices, tokenizer, vocab_size=vocab_size)
-    try:
-        schema = json.loads(spec.json_schema)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"constraint: json_schema is not valid JSON ({exc})") from exc
-    return JsonSchemaConstraint(schema, tokenizer, vocab_size=vocab_size)
+    return JsonSchemaConstraint(load_schema(spec.json_schema, field="constraint.json_schema"), tokenizer,
+                                vocab_size=vocab_size)

@@ -13,13 +13,12 @@ Size limits that are server policy (longest text, largest budget...) come from `
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from npc_runtime.config import SessionLimits
-from npc_runtime.decode.constraints import ConstraintSpec
+from npc_runtime.decode.constraints import ConstraintSpec, load_schema
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import InvalidArgument
 
@@ -123,7 +122,18 @@ def text(value, field: str, limits: RequestLimits) -> str:
         raise InvalidArgument(f"{field} must be a string (got {type(value).__name__})")
     if limits.max_text_chars is not None and len(value) > limits.max_text_chars:
         raise InvalidArgument(f"{field} is {len(value)} characters long; the limit is {limits.max_text_chars}")
+    valid_unicode(value, field)
     return value
+
+
+def valid_unicode(value: str, field: str) -> None:
+    """Text the tokenizer can encode: a lone surrogate ("\\ud800" in a JSON body) has no UTF-8 form."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(f"{field} has an unpaired surrogate {value[exc.start]!r} at character {exc.start}; "
+                                  "send valid Unicode text") from exc
 
 
 def text_or_ids(value, field: str, limits: RequestLimits) -> None:
@@ -200,13 +210,7 @@ def check_constraint(spec: ConstraintSpec, limits: RequestLimits, field: str = "
                 raise InvalidArgument(f"{where}[{i}] is empty")
             text(choice, f"{where}[{i}]", limits)
         return
-    schema_text = text(spec.json_schema, f"{field}.json_schema", limits)
-    try:
-        schema = json.loads(schema_text)
-    except json.JSONDecodeError as exc:
-        raise InvalidArgument(f"{field}.json_schema is not valid JSON: {exc}") from exc
-    if not isinstance(schema, dict):
-        raise InvalidArgument(f"{field}.json_schema must be a JSON object (a schema), got {type(schema).__name__}")
+    load_schema(text(spec.json_schema, f"{field}.json_schema", limits), field=f"{field}.json_schema")
 
 
 def _new_turn(new_input, constraint, limits: RequestLimits, input_field: str, constraint_field: str) -> None:
