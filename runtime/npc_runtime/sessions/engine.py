@@ -28,7 +28,7 @@ from npc_runtime.decode.package import ModelPackage, load_package
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.decode.tokenizer import TextTokenizer
 from npc_runtime.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
-                                NpcRuntimeError, ResourceExhausted)
+                                InternalError, NpcRuntimeError, ResourceExhausted)
 from npc_runtime.sessions.cost_model import StepCostModel
 from npc_runtime.sessions.prefix_cache import PrefixCache
 from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
@@ -561,6 +561,10 @@ class Engine:
                 entries.append(self._tick_entry(r, f"entries[{i}]", seen))
             except NpcRuntimeError as exc:
                 entries.append(exc)
+            except Exception as exc:  # noqa: BLE001 - a bug preparing one entry fails that entry (INTERNAL), not the tick
+                failure = InternalError(f"entries[{i}]: {type(exc).__name__} while preparing the entry")
+                failure.__cause__ = exc   # the servicer logs the traceback once, with this cause
+                entries.append(failure)
         runs = [e[:3] for e in entries if not isinstance(e, NpcRuntimeError)]
         budget_s = min(min((e[3] for e in entries if not isinstance(e, NpcRuntimeError)), default=0.0),
                        left_ms) / 1000.0
