@@ -30,6 +30,7 @@ class TextTokenizer:
             except TemplateError as exc:
                 raise ModelPackageError(f"chat_template does not compile: {exc}") from exc
         self._token_strings: list[str] | None = None
+        self._max_chars: int | None = None     # max_chars_per_token, computed on first use (0: no bound)
 
     @classmethod
     def from_package(cls, package: ModelPackage) -> "TextTokenizer":
@@ -53,6 +54,25 @@ class TextTokenizer:
         if self._token_strings is None:
             self._token_strings = [self._tok.decode([i], skip_special_tokens=True) for i in range(self.vocab_size)]
         return self._token_strings
+
+    def max_chars_per_token(self) -> int | None:
+        """An upper bound on the characters of input text one token stands for, or None when there is none.
+        With it a prompt that cannot fit a context is refused without tokenizing it: tokens >= chars / bound
+        (docs/limits.md). Sound for BPE that never drops a character (byte-level, byte fallback, or an
+        unfused unknown token): a token covers at most its vocabulary string's length ("Ġthe": one character
+        per byte; "<0x41>" is longer than the byte it stands for). A normalizer may compose characters
+        (NFC: "e" + U+0301 -> one), so with one the bound doubles. Other models (WordPiece, Unigram; fused
+        unknown runs, one [UNK] for any length): None."""
+        if self._max_chars is None:
+            model = self._tok.model
+            keeps_every_char = (getattr(model, "byte_fallback", False) or "ByteLevel" in repr(self._tok.pre_tokenizer)
+                                or (getattr(model, "unk_token", None) is not None and not getattr(model, "fuse_unk", True)))
+            if type(model).__name__ != "BPE" or not keeps_every_char:
+                self._max_chars = 0
+            else:
+                longest = max((len(t) for t in self._tok.get_vocab(with_added_tokens=True)), default=1)
+                self._max_chars = longest * (1 if self._tok.normalizer is None else 2)
+        return self._max_chars or None
 
     def id_to_token(self, token_id: int) -> str | None:
         return self._tok.id_to_token(token_id)
