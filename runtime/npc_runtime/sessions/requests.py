@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec, load_schema
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import InvalidArgument
+from npc_runtime.errors import InvalidArgument, RequestTooLarge
 
 MAX_ID_CHARS = 256
 MAX_TEMPERATURE = 5.0
@@ -42,6 +42,8 @@ class RequestLimits:
     max_stop_sequences: int = 16
     max_allowed_sequences: int = 256        # ConstraintSpec.one_of choices
     max_tick_entries: int | None = None     # entries of one tick; None: no limit
+    max_messages: int | None = None         # chat messages of one open; None: no limit
+    max_prompt_chars: int | None = None     # characters of one open's prompt (all messages, or prefix + prompt)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +159,7 @@ def _short(value, field: str, hint: str) -> None:
         raise InvalidArgument(f"{field} must be a string")
     if len(value) > MAX_ID_CHARS:
         raise InvalidArgument(f"{field} is longer than {MAX_ID_CHARS} characters; {hint}")
+    valid_unicode(value, field)   # echoed in error messages: a lone surrogate would break the response
 
 
 def check_sampling(p: SamplingParams, limits: RequestLimits, field: str = "sampling") -> None:
@@ -238,11 +241,15 @@ def check_open(r: OpenRequest, limits: RequestLimits, field: str = "") -> None:
             raise InvalidArgument(f"{_join(field, 'messages')}: give messages or a prompt, not both")
         if not r.messages:
             raise InvalidArgument(f"{_join(field, 'messages')} is empty; give at least one message")
+        if limits.max_messages is not None and len(r.messages) > limits.max_messages:
+            raise RequestTooLarge(f"{_join(field, 'messages')} has {len(r.messages)} messages; the limit is "
+                                  f"{limits.max_messages} per request")
         for i, m in enumerate(r.messages):
             where = f"{_join(field, 'messages')}[{i}]"
             if not isinstance(m, dict) or not isinstance(m.get("role"), str):
                 raise InvalidArgument(f"{where} must be {{\"role\": ..., \"content\": ...}}")
             text(m.get("content", ""), f"{where}.content", limits)
+    _prompt_size(r, limits, field)
     if r.sampling is not None:
         check_sampling(r.sampling, limits, _join(field, "sampling"))
     if r.limits is not None:
@@ -251,6 +258,23 @@ def check_open(r: OpenRequest, limits: RequestLimits, field: str = "") -> None:
         check_constraint(r.constraint, limits, _join(field, "constraint"))
     if r.session_id is not None:
         session_id(r.session_id, _join(field, "session_id"))
+
+
+def prompt_chars(r: OpenRequest) -> int:
+    """Characters of an open's prompt text: its messages' contents, or prefix + prompt (0 for token ids)."""
+    if r.messages is not None:
+        return sum(len(m.get("content") or "") for m in r.messages if isinstance(m, dict))
+    return len(r.prefix) + (len(r.prompt) if isinstance(r.prompt, str) else 0)
+
+
+def _prompt_size(r: OpenRequest, limits: RequestLimits, field: str) -> None:
+    if limits.max_prompt_chars is None:
+        return
+    chars = prompt_chars(r)
+    if chars > limits.max_prompt_chars:
+        what = "messages" if r.messages is not None else "prefix + prompt"
+        raise RequestTooLarge(f"{_join(field, what)}: {chars} characters of prompt text; the limit is "
+                              f"{limits.max_prompt_chars} per request")
 
 
 def check_tick_entry(r: TickRequest, limits: RequestLimits, field: str) -> tuple[float, int]:
