@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from npc_runtime.agent.actions import ACTIONS
 from npc_runtime.agent.config import AgentConfig
@@ -33,6 +33,7 @@ from npc_runtime.agent.policy_model import Policy, UniformPolicy
 from npc_runtime.agent.providers.base import EscalationRequest
 from npc_runtime.agent.reflection import reflect
 from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
+from npc_runtime.agent.versions import PolicyVersion, PolicyVersions
 from npc_runtime.errors import (AlreadyExists, InternalError, InvalidArgument, NotFound, NpcRuntimeError,
                                 ResourceExhausted)
 
@@ -94,6 +95,22 @@ class NpcBrain:
         return f"{text} Traits: {traits}." if traits else text
 
 
+class Pending(NamedTuple):
+    """An escalation in flight, with what the distillation record needs once it settles."""
+    trigger: str
+    handle: PendingEscalation
+    example: Mapping[str, Any]      # observation, local proposal, policy version
+
+
+@dataclass
+class VersionStats:
+    """Per policy version (metrics `npc_agent_version_*`, the demo's days)."""
+    decisions: int = 0
+    escalations: int = 0
+    rejected_actions: int = 0
+    cost_usd: float = 0.0
+
+
 @dataclass
 class AgentStats:
     decisions: int = 0
@@ -108,16 +125,19 @@ class AgentStats:
     reflections: int = 0
     local_tokens: int = 0
     step_ms: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    versions: dict = field(default_factory=dict)     # policy version name -> VersionStats
 
 
 class AgentRuntime:
     def __init__(self, *, config: AgentConfig = AgentConfig(), memory: MemoryStore | None = None,
                  policy: Policy | None = None, dialogue: DialogueModel | None = None,
                  escalation: EscalationManager | None = None, importance: ImportanceScorer | None = None,
-                 npc_store: "NpcStore | None" = None):
+                 npc_store: "NpcStore | None" = None, policies: PolicyVersions | None = None,
+                 records: Any = None):
         self.config = config
         self.memory = memory or MemoryStore(config.memory_db, weights=config.retrieval)
-        self.policy: Policy = policy or UniformPolicy()
+        # the policy versions NPCs are routed to (one, "base", unless several are configured)
+        self.policies = policies or PolicyVersions.single(policy or UniformPolicy())
         self.dialogue: DialogueModel = dialogue or TemplateDialogue()
         self.escalation = escalation
         self.importance = importance or HeuristicImportance()
@@ -126,6 +146,13 @@ class AgentRuntime:
         self._lock = threading.Lock()
         # registered NPCs persisted here (None: they live as long as the process)
         self.npc_store = npc_store
+        # where each settled escalation's training example goes (`.append(dict)`; None: not recorded)
+        self.records = records
+
+    @property
+    def policy(self) -> Policy:
+        """The default version's policy."""
+        return self.policies.default.policy
 
     # ---- registry -------------------------------------------------------------------------------------
     def register(self, npc_id: str, persona: Persona, fsm: FsmDefinition, *,
@@ -281,11 +308,18 @@ class AgentRuntime:
                 continue
             role_features = ROLE_FEATURES.get(brain.persona.role)
             values = {**role_features, **percept.values} if role_features else percept.values
-            pending.append((i, brain, values, spec, base))
-        proposals = self.policy.propose_batch([p[2] for p in pending], [p[3].allowed for p in pending])
-        for (i, brain, _values, spec, base), proposal in zip(pending, proposals):
-            local = decide_quiet(proposal, default=spec.default, floor=self.config.policy_confidence_floor)
-            out[i] = self._decision(base, local, 0)
+            version = self.policies.route(npc_id)
+            pending.append((i, version, values, spec, {**base, "policy_version": version.name}))
+        # one policy call per version present in the batch (one in all, unless an A/B split is running)
+        by_version: dict[str, list] = {}
+        for item in pending:
+            by_version.setdefault(item[1].name, []).append(item)
+        for group in by_version.values():
+            policy = group[0][1].policy
+            proposals = policy.propose_batch([p[2] for p in group], [p[3].allowed for p in group])
+            for (i, _version, _values, spec, base), proposal in zip(group, proposals):
+                local = decide_quiet(proposal, default=spec.default, floor=self.config.policy_confidence_floor)
+                out[i] = self._decision(base, local, 0)
         latency = (time.monotonic() - started) * 1000.0
         for d in out:
             if isinstance(d, AgentDecision):
@@ -326,7 +360,9 @@ class AgentRuntime:
         role_features = ROLE_FEATURES.get(brain.persona.role)
         if role_features or said:
             values = {**(role_features or {}), **({"player_talking": 1.0} if said else {}), **percept.values}
-        proposal = self.policy.propose(values, allowed)
+        version: PolicyVersion = self.policies.route(brain.npc_id)
+        base["policy_version"] = version.name
+        proposal = version.policy.propose(values, allowed)
 
         if not said and not events:
             local = decide_quiet(proposal, default=default, floor=self.config.policy_confidence_floor)
@@ -336,7 +372,7 @@ class AgentRuntime:
         prompt = DialoguePrompt(persona=brain.persona_text, mood=MOOD_BY_STATE.get(tick.state, "calm"),
                                 situation=self._situation(percept, events), player_text=said)
         pending = self._maybe_escalate(brain, proposal, prompt, events, novelty, tick.state, allowed, said,
-                                       deadline, now_s)
+                                       deadline, now_s, values=values, version=version.name)
         if out is not None and hasattr(self.dialogue, "reply_stream"):
             decision = self._speak_streamed(brain, base, prompt, proposal, pending, written, deadline, now_s, out,
                                             cancelled)
@@ -349,13 +385,20 @@ class AgentRuntime:
         decision.memories_written += self._reflect(brain, now_s)
         return decision
 
-    def _settle(self, brain: NpcBrain, decision: AgentDecision, pending: tuple[str, PendingEscalation] | None,
+    def _settle(self, brain: NpcBrain, decision: AgentDecision, pending: Pending | None,
                 local: LocalDecision, now_s: float) -> None:
         """Waits for the escalation (until the deadline) and lets a valid cloud decision replace the local one."""
         if pending is None:
             return
-        trigger, handle = pending
+        trigger, handle, example = pending
         result = handle.result()
+        try:
+            self._decide_escalated(brain, decision, trigger, result, local, now_s)
+        finally:
+            self._record(decision, trigger, result, example, now_s)
+
+    def _decide_escalated(self, brain: NpcBrain, decision: AgentDecision, trigger: str, result, local: LocalDecision,
+                          now_s: float) -> None:
         allowed = decision.allowed_actions
         decision.escalated = result.attempted
         decision.escalation_outcome = result.outcome
@@ -376,8 +419,31 @@ class AgentRuntime:
             decision.reason = (f"escalated ({trigger}) but {result.outcome}: {result.detail[:120]}; "
                                f"local decision ({local.reason})")
 
+    def _record(self, decision: AgentDecision, trigger: str, result, example: Mapping[str, Any], now_s: float) -> None:
+        """Per-version cost, and the escalation's training example for `npcrt distill` (agent/distill/records.py):
+        what the policy saw and proposed, what the teacher chose (only a validated, allowed choice), what ran."""
+        with self._lock:
+            self._version_stats(decision.policy_version).cost_usd += result.cost_usd
+        if self.records is None:
+            return
+        teacher = result.decision.action if result.outcome == "ok" and result.decision is not None else None
+        self.records.append({
+            **example, "npc_id": decision.npc_id, "state": decision.state, "allowed": list(decision.allowed_actions),
+            "trigger": trigger, "outcome": result.outcome, "teacher_action": teacher, "executed": decision.action,
+            "provider": self.escalation.provider.name, "model": self.escalation.provider.model,
+            "cost_usd": result.cost_usd, "input_tokens": result.input_tokens, "output_tokens": result.output_tokens,
+            "game_time_s": now_s, "wall_time_unix": time.time(),
+        })
+
+    def _version_stats(self, name: str) -> VersionStats:
+        """Under self._lock."""
+        stats = self.stats.versions.get(name)
+        if stats is None:
+            stats = self.stats.versions[name] = VersionStats()
+        return stats
+
     def _speak_streamed(self, brain: NpcBrain, base: dict, prompt: DialoguePrompt, proposal,
-                        pending: tuple[str, PendingEscalation] | None, written: int, deadline: float, now_s: float,
+                        pending: Pending | None, written: int, deadline: float, now_s: float,
                         out: StepOutput, cancelled: threading.Event | None) -> AgentDecision:
         """The local model's turn for `step_stream`: the action once the tag is decoded and any escalation is
         settled, then the rest of the line straight from the engine. Decides exactly as `decide_with_dialogue`
@@ -460,7 +526,7 @@ class AgentRuntime:
 
     def _maybe_escalate(self, brain: NpcBrain, proposal, prompt: DialoguePrompt, events: Sequence[Event],
                         novelty: float | None, state: str, allowed: tuple[str, ...], said: str, deadline: float,
-                        now_s: float) -> tuple[str, PendingEscalation] | None:
+                        now_s: float, *, values: Mapping[str, float], version: str) -> Pending | None:
         if self.escalation is None:
             return None
         trigger = self.escalation.trigger(confidence=proposal.confidence, margin=proposal.margin,
@@ -483,10 +549,14 @@ class AgentRuntime:
         request = EscalationRequest(npc_id=brain.npc_id, system=SYSTEM_PROMPT, user=user, allowed_actions=allowed,
                                     max_output_tokens=self.escalation.config.max_output_tokens, trigger=trigger,
                                     local_prompt=prompt, local_hint=order_allowed(allowed, proposal))
-        return trigger, self.escalation.start(request, deadline_s=remaining, game_time_s=now_s)
+        example = {"observation": {k: float(v) for k, v in values.items()}, "policy_version": version,
+                   "local_action": proposal.action, "local_confidence": round(proposal.confidence, 4),
+                   "local_margin": round(proposal.margin, 4)}
+        return Pending(trigger, self.escalation.start(request, deadline_s=remaining, game_time_s=now_s), example)
 
     @staticmethod
     def _decision(base: dict, local: LocalDecision, written: int) -> AgentDecision:
+        # base: npc_id, state, allowed_actions and (not for FSM reflexes) policy_version
         return AgentDecision(action=local.action, arguments={}, dialogue=local.line, escalated=False,
                              reason=local.reason, confidence=local.confidence, source=local.source,
                              memories_written=written, rejected_action=local.rejected, tokens=local.tokens, **base)
@@ -503,6 +573,11 @@ class AgentRuntime:
             s.memories_written += d.memories_written
             s.local_tokens += d.tokens
             s.step_ms.append(d.latency_ms)
+            if d.policy_version:    # FSM reflexes use no policy version
+                v = self._version_stats(d.policy_version)
+                v.decisions += 1
+                v.rejected_actions += int(d.rejected_action)
+                v.escalations += int(d.escalated)
             if d.escalation_outcome:
                 attempted = d.escalated
                 s.escalations += int(attempted)

@@ -52,3 +52,4 @@ class AgentDecision:
     rejected_action: bool = False
     tokens: int = 0                    # dialogue tokens generated locally this step
     escalation_outcome: str = ""       # "" when not escalated
+    policy_version: str = ""           # the policy version that proposed (agent/versions.py); "" for FSM reflexes
