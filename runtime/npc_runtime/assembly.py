@@ -8,6 +8,7 @@ both use it, so whatever the demo does, a game server can do over gRPC.
 
 What it builds, in order (a failure at any step closes what was built and raises one NpcRuntimeError):
   data_dir        created if missing; holds memory.sqlite3 (WAL): memories, escalation records, registered NPCs
+                  ([memory] db / --memory-url: another SQLite file, or postgresql://... for a fleet of replicas)
   engine          the dialogue model packages (server.models; default the built-in npc-dialogue package)
   policy          the policy package (agent.policy_model; default the built-in npc-policy package)
   agent runtime   dialogue model over the engine, escalation manager with its provider, budgets and
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npc_runtime.agent.database import describe, is_postgres_url
 from npc_runtime.errors import InvalidArgument, NpcRuntimeError
 from npc_runtime.settings import Settings
 
@@ -152,7 +154,10 @@ def _build(settings: Settings, closers: list) -> System:
     system.agent = _build_agent(settings, engine, dialogue_model, policy_package, closers)
     system.policy_package = policy_package
     restored, problems = system.agent.restore_npcs()
-    db = settings.memory_db if settings.memory_db == ":memory:" else Path(settings.memory_db).resolve()
+    db = settings.memory_db
+    if db != ":memory:" and not is_postgres_url(db):
+        db = Path(db).resolve()
+    db = describe(str(db))
     startup.append(f"{restored} NPC(s) restored from {db}" if restored else
                    f"no NPCs registered yet (they will be kept in {db})")
     startup.extend(problems)

@@ -11,7 +11,7 @@ Config file (TOML, or YAML with the same keys; `examples/npcrt.toml` lists every
     [escalation]   npc_runtime.agent.escalation.EscalationConfig: provider, thresholds, retries, breaker
                    (+ [escalation.provider_options] {model, base_url, api_key}, [escalation.prices])
     [budgets]      npc_runtime.agent.budget.BudgetConfig: calls and tokens per minute, cost per hour
-    [memory]       db (SQLite file; default <data_dir>/memory.sqlite3) and the retrieval weights
+    [memory]       db (SQLite file, default <data_dir>/memory.sqlite3, or a postgresql:// URL) and the retrieval weights
 
 Environment (documented in docs/serving.md):
     NPCRT_TOKEN                 server.token
@@ -258,7 +258,8 @@ def _build(layers: dict[str, dict[str, Any]], origins: Mapping[str, str]) -> Set
     _known_keys(memory, _MEMORY_KEYS, "memory", where)
     db = memory.pop("db", None)
     if db is not None and not (isinstance(db, str) and db):
-        raise InvalidArgument(f"{where('memory', 'db')}: [memory] db must be a file path (or \":memory:\"), got {db!r}")
+        raise InvalidArgument(f"{where('memory', 'db')}: [memory] db must be a SQLite file path, \":memory:\" or a "
+                              f"postgresql:// URL, got {db!r}")
     _check_ranges("memory", memory, where)
     retrieval = _construct(RetrievalWeights, memory, "memory", where)
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import grpc
 import pytest
@@ -15,6 +16,8 @@ from npc_runtime.agent.memory import MemoryStore
 from npc_runtime.agent.types import Persona
 from npc_runtime.serving.agent_servicer import agent_hook
 
+from tests.helpers.postgres import PostgresServer, find_pg_bin
+
 from .fake_llm import FakeLLM
 
 
@@ -22,6 +25,28 @@ from .fake_llm import FakeLLM
 def fake_llm():
     with FakeLLM() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throwaway PostgreSQL server for the session (tests/helpers/postgres.py); skips without the binaries
+    unless NPCRT_REQUIRE_POSTGRES=1 (CI installs them)."""
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        if os.environ.get("NPCRT_REQUIRE_POSTGRES") == "1":
+            pytest.fail("NPCRT_REQUIRE_POSTGRES=1 but no PostgreSQL binaries (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_location(request, tmp_path):
+    """Where an agent database lives, once per backend: a SQLite file, then a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "memory.sqlite3")
+    return request.getfixturevalue("postgres_server").url_for_new_schema()
 
 
 @pytest.fixture

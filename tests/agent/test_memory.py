@@ -1,5 +1,6 @@
 """Memory: WAL mode, retrieval ranking (recency, importance, relevance), token budget, reflection, and
-nothing lost when the process is killed with SIGTERM."""
+nothing lost when the process is killed with SIGTERM. The store tests run on SQLite and on PostgreSQL
+(`db_location` in conftest.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,35 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from npc_runtime.agent.memory import MemoryStore, RetrievalWeights, estimate_tokens
 from npc_runtime.agent.types import Event, Percept
 
 from .conftest import make_runtime, register_guard
+
+
+@pytest.fixture
+def memory(db_location):
+    """This module's store: once on SQLite, once on PostgreSQL."""
+    store = MemoryStore(db_location)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def store_with(db_location, request):
+    """A second store factory over fresh locations of the same backend, with other retrieval weights."""
+    opened = []
+
+    def make(weights: RetrievalWeights) -> MemoryStore:
+        location = (request.getfixturevalue("postgres_server").url_for_new_schema()
+                    if db_location.startswith("postgresql") else ":memory:")
+        opened.append(MemoryStore(location, weights=weights))
+        return opened[-1]
+    yield make
+    for store in opened:
+        store.close()
 
 
 def test_wal_mode_on_disk(tmp_path):
@@ -20,21 +46,21 @@ def test_wal_mode_on_disk(tmp_path):
     store.close()
 
 
-def test_relevance_importance_recency_rank(memory):
+def test_relevance_importance_recency_rank(memory, store_with):
     memory.add("m", "The player stole an apple from my stall", kind="event:theft", importance=7, game_time_s=0)
     memory.add("m", "It rained all morning", kind="observation", importance=1, game_time_s=0)
     memory.add("m", "The harvest festival is next week", kind="observation", importance=3, game_time_s=0)
-    only_relevance = MemoryStore(":memory:", weights=RetrievalWeights(recency=0, importance=0, relevance=1))
+    only_relevance = store_with(RetrievalWeights(recency=0, importance=0, relevance=1))
     for row in memory.all("m"):
         only_relevance.add("m", row.text, kind=row.kind, importance=row.importance, game_time_s=0)
     top = only_relevance.retrieve("m", "did someone steal apples from the stall?", now_s=10)[0]
     assert "stole an apple" in top.text
-    only_importance = MemoryStore(":memory:", weights=RetrievalWeights(recency=0, importance=1, relevance=0))
+    only_importance = store_with(RetrievalWeights(recency=0, importance=1, relevance=0))
     for row in memory.all("m"):
         only_importance.add("m", row.text, kind=row.kind, importance=row.importance, game_time_s=0)
     assert [m.importance for m in only_importance.retrieve("m", "x", now_s=10)] == [7, 3, 1]
     # recency: the same memory, one old and one fresh
-    rec = MemoryStore(":memory:", weights=RetrievalWeights(recency=1, importance=0, relevance=0))
+    rec = store_with(RetrievalWeights(recency=1, importance=0, relevance=0))
     rec.add("m", "old news", kind="observation", importance=5, game_time_s=0)
     rec.add("m", "fresh news", kind="observation", importance=5, game_time_s=200 * 3600)
     assert rec.retrieve("m", "news", now_s=200 * 3600)[0].text == "fresh news"

@@ -29,8 +29,8 @@ def runtime(db: str) -> AgentRuntime:
     return AgentRuntime(config=AgentConfig(memory_db=db), memory=MemoryStore(db), npc_store=NpcStore(db))
 
 
-def test_npcs_come_back_in_their_state(tmp_path):
-    db = str(tmp_path / "memory.sqlite3")
+def test_npcs_come_back_in_their_state(db_location):
+    db = db_location
     rt = runtime(db)
     rt.register("guard-01", Persona("Bram", "guard", ("stern",), "Old soldier."), load_builtin_fsm("guard"))
     rt.register("sentry-01", Persona("Ada", "guard"), parse_fsm(CUSTOM_FSM, source_name="sentry.yaml"))
@@ -51,8 +51,8 @@ def test_npcs_come_back_in_their_state(tmp_path):
     again.close()
 
 
-def test_a_row_that_cannot_be_rebuilt_is_reported_not_fatal(tmp_path):
-    db = str(tmp_path / "memory.sqlite3")
+def test_a_row_that_cannot_be_rebuilt_is_reported_not_fatal(db_location):
+    db = db_location
     store = NpcStore(db)
     store.save("ok", Persona("A", "guard"), load_builtin_fsm("guard"), state="patrol", entered_s=0.0)
     store._db.execute("INSERT INTO npcs VALUES ('bad', '{}', 'x.yaml', 'not: [an fsm', 's', 0, 0)")

@@ -36,7 +36,7 @@ FLAG_KEYS = {
     "log_level": "server.log_level@--log-level", "data_dir": "server.data_dir@--data-dir",
     "insecure": "server.insecure@--insecure", "agent_service": "server.agent_service@--no-agent",
     "max_sessions": "engine.max_sessions@--max-sessions", "policy_model": "agent.policy_model@--policy",
-    "escalation_provider": "escalation.provider@--escalation-provider",
+    "escalation_provider": "escalation.provider@--escalation-provider", "memory_url": "memory.db@--memory-url",
 }
 
 
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="TOML or YAML config file (see examples/npcrt.toml)")
     parser.add_argument("--data-dir", metavar="DIR", help="where memories and registered NPCs are kept "
                                                           "(default ./npcrt-data; env NPCRT_DATA_DIR)")
+    parser.add_argument("--memory-url", metavar="URL",
+                        help="agent database: a SQLite file (default <data-dir>/memory.sqlite3) or "
+                             "postgresql://user:password@host:5432/db shared by replicas (needs npc-runtime[postgres])")
     parser.add_argument("--host", help="listen address (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 = any free port)")
     parser.add_argument("--http-port", type=int, help="HTTP port (default 8000; 0 = any free port, -1 = off)")
