@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ import grpc
 
 from npc_proto.v1 import agent_pb2 as pb
 from npc_proto.v1 import agent_pb2_grpc
-from npc_runtime.agent.brain import AgentRuntime
+from npc_runtime.agent.brain import MAX_NPC_ID, AgentRuntime
 from npc_runtime.agent.fsm import FsmDefinition
 from npc_runtime.agent.fsm_loader import BUILTIN_FSMS, load_builtin_fsm, parse_fsm
 from npc_runtime.agent.memory import Memory, recall_kind
@@ -37,6 +38,12 @@ MAX_FSM_YAML_CHARS = 64 * 1024
 MAX_TEXT_CHARS = 2_000
 MAX_STEPS_PER_PLAY = 4_096
 DEFAULT_RECALL = 20
+# bounds on what one request may carry; every float is checked finite (NaN passes range checks unnoticed)
+MAX_GAME_TIME_S = 1e12            # ~31,700 years of game time
+MAX_MAP_ENTRIES = 256             # Observation.values / .tags, GameEvent.attributes
+MAX_KEY_CHARS = 64
+MAX_TAG_CHARS = 256
+MAX_SEED_MEMORIES = 256
 
 SOURCE_TO_PB = {
     "fsm": pb.DECISION_SOURCE_FSM, "policy": pb.DECISION_SOURCE_POLICY, "local_model": pb.DECISION_SOURCE_LOCAL_MODEL,
@@ -45,12 +52,49 @@ SOURCE_TO_PB = {
 
 
 # ---- translation ------------------------------------------------------------------------------------
+def finite(value: float, field: str, low: float, high: float) -> float:
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidArgument(f"{field} must be a finite number in [{low:g}, {high:g}] (got {value!r})")
+    return value
+
+
+def npc_id_field(value: str, field: str = "npc_id") -> str:
+    """Checked before any lookup: a NotFound message quotes the id, so it must be short (an empty one is
+    simply not found)."""
+    if len(value) > MAX_NPC_ID:
+        raise InvalidArgument(f"{field} must be 1-{MAX_NPC_ID} characters (got {len(value)})")
+    return value
+
+
+def string_map(m, field: str, *, max_value_chars: int) -> dict[str, str]:
+    if len(m) > MAX_MAP_ENTRIES:
+        raise InvalidArgument(f"{field} has {len(m)} entries; at most {MAX_MAP_ENTRIES}")
+    for key, value in m.items():
+        if not key or len(key) > MAX_KEY_CHARS:
+            raise InvalidArgument(f"{field}: keys must be 1-{MAX_KEY_CHARS} characters (got {key[:MAX_KEY_CHARS]!r}...)")
+        if len(value) > max_value_chars:
+            raise InvalidArgument(f"{field}[{key!r}] is {len(value)} characters; at most {max_value_chars}")
+    return dict(m)
+
+
+def number_map(m, field: str) -> dict[str, float]:
+    if len(m) > MAX_MAP_ENTRIES:
+        raise InvalidArgument(f"{field} has {len(m)} entries; at most {MAX_MAP_ENTRIES}")
+    for key, value in m.items():
+        if not key or len(key) > MAX_KEY_CHARS:
+            raise InvalidArgument(f"{field}: keys must be 1-{MAX_KEY_CHARS} characters (got {key[:MAX_KEY_CHARS]!r}...)")
+        if not math.isfinite(value):
+            raise InvalidArgument(f"{field}[{key!r}] must be a finite number (got {value!r})")
+    return dict(m)
+
+
 def fsm_from_request(req: pb.RegisterNpcRequest) -> FsmDefinition:
     which = req.WhichOneof("fsm")
     if which == "fsm_yaml":
         if len(req.fsm_yaml) > MAX_FSM_YAML_CHARS:
             raise InvalidArgument(f"fsm_yaml: at most {MAX_FSM_YAML_CHARS} characters")
-        return parse_fsm(req.fsm_yaml, source_name=f"fsm_yaml[{req.npc_id}]")
+        with status.client_input("fsm_yaml"):
+            return parse_fsm(req.fsm_yaml, source_name=f"fsm_yaml[{req.npc_id[:MAX_NPC_ID]}]")
     name = req.fsm_name if which == "fsm_name" else req.persona.role
     if name not in BUILTIN_FSMS:
         raise InvalidArgument(f"fsm: give fsm_yaml or fsm_name (built-ins: {', '.join(BUILTIN_FSMS)}), got {name!r}")
@@ -65,21 +109,36 @@ def persona_from_pb(p: pb.Persona) -> Persona:
     return Persona(name=p.name[:64], role=p.role[:64], traits=tuple(t[:32] for t in p.traits[:8]), backstory=p.backstory)
 
 
+def memories_from_pb(memories) -> list[tuple[str, float]]:
+    if len(memories) > MAX_SEED_MEMORIES:
+        raise InvalidArgument(f"memories has {len(memories)} entries; at most {MAX_SEED_MEMORIES}")
+    return [(m.text[:MAX_TEXT_CHARS], finite(m.importance, f"memories[{i}].importance", 0.0, 10.0))
+            for i, m in enumerate(memories)]
+
+
 def step_from_pb(req: pb.StepRequest) -> tuple[Percept, list[Event], float]:
+    npc_id_field(req.npc_id)
     obs = req.observation
     if len(obs.player_utterance) > MAX_TEXT_CHARS:
         raise InvalidArgument(f"observation.player_utterance: at most {MAX_TEXT_CHARS} characters")
-    percept = Percept(game_time_s=obs.game_time_s, values=dict(obs.values), tags=dict(obs.tags),
+    percept = Percept(game_time_s=finite(obs.game_time_s, "observation.game_time_s", -MAX_GAME_TIME_S, MAX_GAME_TIME_S),
+                      values=number_map(obs.values, "observation.values"),
+                      tags=string_map(obs.tags, "observation.tags", max_value_chars=MAX_TAG_CHARS),
                       player_utterance=obs.player_utterance)
     events = []
     for i, e in enumerate(req.events):
         if not e.kind:
             raise InvalidArgument(f"events[{i}].kind is required")
-        if not 0 <= e.importance <= 10:
+        if not 0 <= e.importance <= 10:   # NaN fails this too
             raise InvalidArgument(f"events[{i}].importance must be 0-10 (0 = let the runtime judge), got {e.importance}")
         events.append(Event(kind=e.kind[:64], description=e.description[:MAX_TEXT_CHARS], importance=e.importance,
-                            story_critical=e.story_critical, attributes=dict(e.attributes)))
-    return percept, events, float(req.deadline_ms)
+                            story_critical=e.story_critical,
+                            attributes=string_map(e.attributes, f"events[{i}].attributes", max_value_chars=MAX_TAG_CHARS)))
+    # the range is the runtime's (its max_deadline_ms); NaN would pass any range check, so it stops here
+    deadline_ms = float(req.deadline_ms)
+    if not math.isfinite(deadline_ms):
+        raise InvalidArgument(f"deadline_ms must be a finite number (got {deadline_ms!r})")
+    return percept, events, deadline_ms
 
 
 def decision_to_pb(d: AgentDecision) -> pb.Decision:
@@ -127,8 +186,8 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
     def _register(self, req: pb.RegisterNpcRequest) -> pb.RegisterNpcResponse:
         persona = persona_from_pb(req.persona)
         fsm = fsm_from_request(req)
-        brain = self.runtime.register(req.npc_id, persona, fsm, replace=req.replace,
-                                      memories=[(m.text[:MAX_TEXT_CHARS], m.importance) for m in req.memories])
+        brain = self.runtime.register(npc_id_field(req.npc_id), persona, fsm, replace=req.replace,
+                                      memories=memories_from_pb(req.memories))
         return pb.RegisterNpcResponse(npc_id=req.npc_id, state=brain.fsm.state,
                                       allowed_actions=list(brain.fsm.spec.allowed))
 
@@ -160,7 +219,7 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
 
     @_unary
     async def UnregisterNpc(self, request, context):
-        await self._run(self.runtime.unregister, request.npc_id, forget=request.forget)
+        await self._run(self.runtime.unregister, npc_id_field(request.npc_id), forget=request.forget)
         return pb.UnregisterNpcResponse()
 
     @_unary
@@ -207,7 +266,7 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
     async def RecallMemories(self, request, context):
         if len(request.query) > MAX_TEXT_CHARS:
             raise InvalidArgument(f"query: at most {MAX_TEXT_CHARS} characters")
-        memories = await self._run(self.runtime.recall, request.npc_id, request.query,
+        memories = await self._run(self.runtime.recall, npc_id_field(request.npc_id), request.query,
                                    limit=request.limit or DEFAULT_RECALL)
         return pb.RecallMemoriesResponse(memories=[memory_to_pb(m) for m in memories])
 

@@ -2,12 +2,16 @@
 
 Every servicer and the HTTP API go through `status_for(exc)`. A `NpcRuntimeError` keeps its message
 (it says what to fix); anything else is a bug: its traceback is logged and the client gets INTERNAL
-with a generic message, the server keeps running.
+with a generic message, the server keeps running. Client data is parsed inside `client_input(field)`, so
+what a parser raises on bad input (RecursionError, UnicodeError, ValueError) is the client's
+INVALID_ARGUMENT naming the field, never mistaken for a server bug.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import grpc
@@ -46,6 +50,9 @@ _TABLE: dict[type[BaseException], tuple[grpc.StatusCode, int, str]] = {
 
 _INTERNAL = (grpc.StatusCode.INTERNAL, 500, "server_error")
 INTERNAL_MESSAGE = "internal error (a bug in npc-runtime: please report it with the server log)"
+# A status message can quote client data (an unknown id, a bad value): it is cut so the status always fits
+# gRPC's trailing metadata (8 KiB by default; a larger one reaches the client as UNKNOWN / INTERNAL).
+MAX_MESSAGE_CHARS = 1_000
 
 # Codes a client may see from the NpcRuntime service (documented in runtime.proto).
 DOCUMENTED_CODES = frozenset({
@@ -61,7 +68,7 @@ def status_for(exc: BaseException, *, where: str = "") -> Status:
         row = _TABLE.get(cls)
         if row is not None:
             code, http_status, http_type = row
-            message = str(exc) or cls.__name__
+            message = _cut(str(exc) or cls.__name__)
             if code is grpc.StatusCode.INTERNAL:
                 log.error("internal error in %s: %s", where or "request", message, exc_info=exc)
             return Status(code, http_status, http_type, message)
@@ -70,6 +77,26 @@ def status_for(exc: BaseException, *, where: str = "") -> Status:
     log.error("unexpected exception in %s", where or "request", exc_info=exc)
     code, http_status, http_type = _INTERNAL
     return Status(code, http_status, http_type, INTERNAL_MESSAGE)
+
+
+def _cut(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[:MAX_MESSAGE_CHARS - 20] + f"... ({len(message)} chars)"
+
+
+@contextmanager
+def client_input(field: str) -> Iterator[None]:
+    """Parse client data inside this block: a RecursionError (too deep), UnicodeError (not valid text) or
+    ValueError (malformed) becomes InvalidArgument naming `field`, raised from the parser's error."""
+    try:
+        yield
+    except RecursionError as exc:
+        raise errors.InvalidArgument(f"{field} is nested too deeply") from exc
+    except UnicodeError as exc:
+        raise errors.InvalidArgument(f"{field} is not valid Unicode text ({getattr(exc, 'reason', exc)})") from exc
+    except ValueError as exc:
+        raise errors.InvalidArgument(f"{field} is malformed: {_cut(str(exc))}") from exc
 
 
 def grpc_code_number(code: grpc.StatusCode) -> int:
