@@ -28,12 +28,12 @@ from npc_runtime.decode.package import ModelPackage, load_package
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.decode.tokenizer import TextTokenizer
 from npc_runtime.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
-                                InternalError, NpcRuntimeError, ResourceExhausted)
+                                InternalError, NpcRuntimeError, RequestTooLarge, ResourceExhausted)
 from npc_runtime.sessions.cost_model import StepCostModel
 from npc_runtime.sessions.prefix_cache import PrefixCache
 from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
                                            RequestLimits, TickRequest, Turn, check_constraint, check_generate, check_open, check_tick_entry,
-                                           check_tick_size, session_id as check_session_id, text_or_ids)
+                                           check_tick_size, prompt_chars, session_id as check_session_id, text_or_ids)
 from npc_runtime.sessions.scheduler import Scheduler
 from npc_runtime.sessions.session import FinishReason, Session, SessionStatus
 
@@ -112,6 +112,16 @@ class EngineStats:
     prefix_cache_miss_tokens: int
     tick_ms_p50: float
     tick_ms_p99: float
+
+
+@dataclass(frozen=True)
+class PreparedOpen:
+    """An OpenRequest made ready off the engine thread (`Engine.prepare_open`, on a worker): validated, its
+    prompt rendered and tokenized, its constraint compiled. `open` / `start` take it instead of the request,
+    so the engine thread only admits the session."""
+    request: OpenRequest
+    tokens: list[int]
+    constraint: Constraint | None
 
 
 @dataclass
@@ -292,11 +302,38 @@ class Engine:
         return compiled
 
     # -- opening ------------------------------------------------------------------------------------------
-    def open(self, request: OpenRequest) -> OpenedSession:
+    def open(self, request: OpenRequest | PreparedOpen) -> OpenedSession:
         """A new session whose first turn is the request's prompt (generation starts on the next tick /
         generate step). The prefix cache is consulted now, so `cached_prefix_tokens` is known at open."""
-        check_open(request, self.limits)
+        if not isinstance(request, PreparedOpen):
+            check_open(request, self.limits)
         return self._open(request)
+
+    def prepare_open(self, r: OpenRequest) -> PreparedOpen:
+        """The per-request heavy part of `open`, safe on any thread (it reads only what is fixed after load;
+        the constraint cache is a dict of immutable values): validation, the cheap context bound, chat
+        template, tokenizing, constraint compiling. Raises what `open` would for the same request."""
+        check_open(r, self.limits)
+        name = r.model or self._default_model
+        m = self._model(name)
+        tokens = self._prompt_tokens(name, m, r)
+        return PreparedOpen(request=r, tokens=tokens, constraint=self._constraint(m, r.constraint))
+
+    def _prompt_tokens(self, name: str, m: _Model, r: OpenRequest) -> list[int]:
+        """The prompt's token ids. A prompt that cannot fit the context is refused from its length alone,
+        before rendering or tokenizing (tokens >= characters / the tokenizer's max characters per token;
+        docs/limits.md), unless sliding_window keeps its tail."""
+        limits = r.limits or self.config.default_limits
+        capacity = min(limits.max_context or self.config.max_context, m.capacity)
+        per_token = m.tokenizer.max_chars_per_token() if m.tokenizer is not None else None
+        if per_token and not self.config.sliding_window:
+            chars = prompt_chars(r)
+            if chars >= capacity * per_token:
+                raise RequestTooLarge(
+                    f"prompt of {chars} characters is at least {math.ceil(chars / per_token)} tokens (this "
+                    f"model's tokens hold at most {per_token} characters); max context is {capacity} "
+                    "(shorten it, or enable sliding_window)")
+        return self._encode(m, self._prompt_text(name, r), first=True)
 
     def open_session(self, model: str = "", *, npc_id: str = "", prompt: str | Sequence[int] = "",
                      sampling: SamplingParams | None = None, limits: SessionLimits | None = None,
@@ -305,8 +342,10 @@ class Engine:
         return self.open(OpenRequest(model=model, npc_id=npc_id, prompt=prompt, sampling=sampling, limits=limits,
                                      constraint=constraint, session_id=session_id)).session_id
 
-    def _open(self, r: OpenRequest) -> OpenedSession:
-        """`open` of a validated request."""
+    def _open(self, r: OpenRequest | PreparedOpen) -> OpenedSession:
+        """`open` of a validated (or prepared) request."""
+        prepared = r if isinstance(r, PreparedOpen) else None
+        r = prepared.request if prepared is not None else r
         name = r.model or self._default_model
         m = self._model(name)
         sampling = r.sampling or self.config.default_sampling
@@ -314,7 +353,7 @@ class Engine:
         if r.session_id is not None and r.session_id in self._sessions:
             raise AlreadyExists(f"session {r.session_id!r} already exists")
         sid = r.session_id or uuid.uuid4().hex
-        tokens = self._encode(m, self._prompt_text(name, r), first=True)
+        tokens = list(prepared.tokens) if prepared is not None else self._prompt_tokens(name, m, r)
         bos = m.package.special_tokens.bos if m.package else None
         if not tokens:
             if bos is None:
@@ -323,8 +362,8 @@ class Engine:
         capacity = min(limits.max_context or self.config.max_context, m.capacity)
         if len(tokens) >= capacity:
             if not self.config.sliding_window:
-                raise ResourceExhausted(f"prompt has {len(tokens)} tokens; max context is {capacity} "
-                                        "(shorten it, or enable sliding_window)")
+                raise RequestTooLarge(f"prompt has {len(tokens)} tokens; max context is {capacity} "
+                                      "(shorten it, or enable sliding_window)")
             tokens = tokens[-max(1, capacity // 2):]
         if m.scheduler.free_slots == 0:
             self.evict_idle()
@@ -333,7 +372,7 @@ class Engine:
         m.scheduler.admit(session)   # ResourceExhausted when every slot is taken
         session.detokenizer = m.tokenizer.detokenizer() if m.tokenizer else None
         try:
-            session.start_turn(tokens, self._constraint(m, r.constraint))
+            session.start_turn(tokens, prepared.constraint if prepared is not None else self._constraint(m, r.constraint))
         except Exception:
             m.scheduler.release(session)
             raise
@@ -622,16 +661,16 @@ class Engine:
             self._complete(*e, 0.0, now)
         return results
 
-    def start(self, request: GenerateRequest) -> OpenedSession:
-        """Validates a generate request (all its turns), opens its session (`request.open`) and starts its
-        first turn. On failure nothing stays open."""
+    def start(self, request: GenerateRequest, prepared: PreparedOpen | None = None) -> OpenedSession:
+        """Validates a generate request (all its turns), opens its session (`request.open`, or `prepared`:
+        `prepare_open(request.open)`, made on a worker) and starts its first turn. On failure nothing stays open."""
         check_generate(request, self.limits)
         if request.open is None:
             session = self._session(request.session_id)
             self.begin(session.id, request.turns[0])
             return OpenedSession(session_id=session.id, model=session.model, prompt_tokens=len(session.tokens),
                                  cached_prefix_tokens=session.prefix_hit_tokens)
-        opened = self._open(request.open)
+        opened = self._open(prepared if prepared is not None and prepared.request is request.open else request.open)
         try:
             self.begin(opened.session_id, request.turns[0])
         except Exception:
