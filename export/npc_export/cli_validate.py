@@ -1,4 +1,8 @@
-"""`npcrt validate DIR [--json]`: check a package against its profile and manifest."""
+"""`npcrt validate DIR [--json]`: check a package against its profile and manifest.
+
+Exit codes: 0 valid; 1 the package's files disagree with its manifest (hash, missing file, graph); 2 the
+manifest itself is malformed or absent-in-part (not JSON, a field missing or of the wrong type, an unsafe file
+name, a required file not listed). Always one line per error, never a traceback."""
 
 from __future__ import annotations
 
@@ -27,4 +31,10 @@ def run(args: argparse.Namespace) -> int:
         status = "valid" if report.ok else f"INVALID ({len(report.errors)} problem(s))"
         print(f"{args.dir}: {status} [{m.get('kind', '?')} {m.get('target', '?')}/{m.get('precision', '?')}, "
               f"{len(report.checked_files)} files hashed]")
-    return 0 if report.ok else 1
+    if report.ok:
+        return 0
+    return EXIT_MALFORMED_MANIFEST if report.manifest_problem else EXIT_INVALID
+
+
+EXIT_INVALID = 1
+EXIT_MALFORMED_MANIFEST = 2

@@ -26,13 +26,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from npc_runtime.decode.package import read_manifest, sha256_of  # noqa: F401 - shared with the runtime
+from npc_package import FORMAT_VERSION, MANIFEST_FILE, PackageError, check_package, is_package_dir, sha256_of
+from npc_package import read_manifest  # noqa: F401 - re-exported for callers of the exporter
 
 from . import __version__
-from .errors import InvalidOptions, OutputError
+from .errors import InvalidOptions, OutputError, PackageInvalid
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_FILE
 DEFAULT_FILE_MODE = 0o644  # world-readable: the serving account is often not the exporting one
 
 _ONNX_DTYPES = {
@@ -42,7 +42,11 @@ _ONNX_DTYPES = {
 
 
 def hash_files(root: Path) -> dict[str, str]:
-    """sha256 of every file under root except the manifest, keyed by relative posix path."""
+    """sha256 of every file under root except the manifest, keyed by relative posix path (symlinks are
+    refused: a package holds its own files)."""
+    links = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_symlink())
+    if links:
+        raise OutputError(f"the package would hold symlinks ({', '.join(links)}); a package holds its own files")
     out = {}
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = file.relative_to(root).as_posix()
@@ -189,8 +193,14 @@ class PackageWriter:
         out = self.out_dir
         if out.exists() and not out.is_dir():
             raise OutputError(f"output {out} exists and is not a directory")
-        if out.exists() and any(out.iterdir()) and not self.force:
-            raise OutputError(f"output {out} already exists and is not empty; pass --force to replace it")
+        if out.exists() and any(out.iterdir()):
+            if not self.force:
+                raise OutputError(f"output {out} already exists and is not empty; pass --force to replace it")
+            if not is_package_dir(out):
+                # --force replaces a model package, never a folder of the user's own files (a typo in --out)
+                raise OutputError(f"output {out} is not a model package (no manifest.json this exporter can read) "
+                                  "and is not empty; --force only replaces a model package or an empty folder: "
+                                  "choose another --out, or remove the folder yourself")
         parent = out.parent
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +228,10 @@ class PackageWriter:
         tmp_manifest = self.dir / (MANIFEST + ".part")
         tmp_manifest.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         os.replace(tmp_manifest, self.dir / MANIFEST)
+        try:  # the reader's own check, before the package takes its place (hashes were just computed)
+            check_package(self.dir, verify_hashes=False)
+        except PackageError as exc:
+            raise PackageInvalid(f"the exporter wrote a package its reader refuses: {exc.detail}") from exc
         apply_modes(self.dir, self.file_mode)
         old = old_lock = None
         if self.out_dir.exists():

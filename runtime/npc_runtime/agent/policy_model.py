@@ -3,6 +3,8 @@
 The package holds `model.onnx` (input `observations` float32 [batch, F] in raw game units, outputs
 `action_logits` [batch, A] and `confidence` [batch]) and `policy.json` (feature and action names, in
 order). Observations are built by feature name from `Observation.values`; a missing feature is 0.
+It is checked like every package (npc_package.check_package: manifest, confinement, sha256, graph I/O)
+before any of its files is read.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Mapping, Protocol, Sequence
 
 import numpy as np
+
+from npc_package import PackageError, check_package
 
 from npc_runtime.agent.actions import ACTIONS
 from npc_runtime.errors import InternalError, ModelPackageError
@@ -62,14 +66,21 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class OnnxPolicyModel:
     """A loaded policy package. Thread-safe (ONNX Runtime sessions are), ~tens of µs per batch row."""
 
-    def __init__(self, package_dir: str | Path, *, intra_op_threads: int = 1):
+    def __init__(self, package_dir: str | Path, *, intra_op_threads: int = 1, verify_hashes: bool = True):
         from npc_runtime._ort import import_onnxruntime
 
         ort = import_onnxruntime()
 
         self.package_dir = Path(package_dir)
-        spec_path = self.package_dir / "policy.json"
-        model_path = self.package_dir / "model.onnx"
+        try:
+            checked = check_package(self.package_dir, verify_hashes=verify_hashes)
+        except PackageError as exc:
+            raise ModelPackageError(f"policy package: {exc} (see docs/package.md)") from exc
+        if checked.manifest.kind != "policy":
+            raise ModelPackageError(f"{package_dir}: a {checked.manifest.kind} package, not a policy "
+                                    "(export one with `npcrt export --model builtin:npc-policy`)")
+        spec_path = checked.path("policy.json")
+        model_path = checked.path("model.onnx")
         try:
             spec = json.loads(spec_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
