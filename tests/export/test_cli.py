@@ -95,4 +95,4 @@ def test_interrupted_export_leaves_nothing(tmp_path, tiny_models, capsys, monkey
 
 def test_validate_reports_bad_package(tmp_path, capsys):
     code, out, err = _run(capsys, "validate", str(tmp_path))
-    assert code == 1 and "manifest.json" in err
+    assert code == 2 and "manifest.json" in err  # 2: no / malformed manifest (docs/package.md)

@@ -91,9 +91,18 @@ def test_existing_output_needs_force(tmp_path, tiny_models, fast_validation):
     with pytest.raises(ExportError, match="--force"):
         export_model(tiny_models("llama"), out, target="portable", progress=False, validation=fast_validation)
     assert (out / "keep.txt").read_text() == "mine"
+    # --force replaces model packages only: a folder of the user's files is never deleted
+    with pytest.raises(ExportError, match="not a model package"):
+        export_model(tiny_models("llama"), out, target="portable", context_length=16, progress=False, force=True,
+                     validation=fast_validation)
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
     export_model(tiny_models("llama"), out, target="portable", context_length=16, progress=False, force=True,
                  validation=fast_validation)
-    assert not (out / "keep.txt").exists() and (out / MANIFEST).is_file()
+    assert (out / MANIFEST).is_file()
+    export_model(tiny_models("llama"), out, target="portable", context_length=16, progress=False, force=True,
+                 validation=fast_validation)  # a package replaces a package
+    assert (out / MANIFEST).is_file()
 
 
 def test_failed_export_leaves_nothing(tmp_path, tiny_models, monkeypatch):
