@@ -30,7 +30,14 @@ class ExportResult:
     notes: list = field(default_factory=list)     # stale temp folders removed / left beside out_dir
 
 
-def check_options(precision: str, target: str, context_length: int | None) -> None:
+def check_options(precision: str, target: str, context_length: int | None,
+                  int8_kernel: str = "matmulnbits") -> None:
+    from .ort_profile import DEFAULT_INT8_KERNEL, INT8_KERNELS
+
+    if int8_kernel not in INT8_KERNELS:
+        raise InvalidOptions(f"unknown int8 kernel {int8_kernel!r}; choose one of {', '.join(INT8_KERNELS)}")
+    if int8_kernel != DEFAULT_INT8_KERNEL and (precision, target) != ("int8", "ort"):
+        raise InvalidOptions(f"--int8-kernel {int8_kernel} applies to --precision int8 --target ort only")
     if target not in TARGETS:
         raise InvalidOptions(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
@@ -77,6 +84,7 @@ def export_model(
     threads: int = DEFAULT_THREADS,
     file_mode: int = DEFAULT_FILE_MODE,
     handle_signals: bool = True,
+    int8_kernel: str = "matmulnbits",
 ) -> ExportResult:
     """Export `source` (a local HF directory, `builtin:npc-dialogue` or `builtin:npc-policy`) to a
     model package at `out_dir` (docs/model-package.md). Raises `ExportError` subclasses, and
@@ -85,8 +93,10 @@ def export_model(
     progress: stage lines on stderr (a live line in a terminal, one line per stage otherwise).
     threads: intra-op threads of PyTorch and ONNX Runtime while exporting (threads.py; no spinning).
     file_mode: mode of every package file (directories get the matching search bits), minus the umask.
-    handle_signals: install the SIGTERM / SIGHUP / SIGINT handlers for the export (main thread only)."""
-    check_options(precision, target, context_length)
+    handle_signals: install the SIGTERM / SIGHUP / SIGINT handlers for the export (main thread only).
+    int8_kernel: matmulnbits (batch-invariant) or matmulinteger (faster at large batches, not batch-invariant;
+    docs/exporter.md, Precisions)."""
+    check_options(precision, target, context_length, int8_kernel)
     check_threads(threads)
     check_file_mode(file_mode)
     with contextlib.ExitStack() as stack:
@@ -96,11 +106,11 @@ def export_model(
         return _export(source, Path(out_dir), precision=precision, target=target, context_length=context_length,
                        validate=validate, force=force, progress=progress,
                        allow_validation_failure=allow_validation_failure, cfg=validation or ValidationConfig(),
-                       threads=threads, file_mode=file_mode)
+                       threads=threads, file_mode=file_mode, int8_kernel=int8_kernel)
 
 
 def _export(source, out_dir: Path, *, precision, target, context_length, validate, force, progress,
-            allow_validation_failure, cfg, threads, file_mode) -> ExportResult:
+            allow_validation_failure, cfg, threads, file_mode, int8_kernel="matmulnbits") -> ExportResult:
     text = str(source)
     name = None
     if text.startswith(BUILTIN_PREFIX):
@@ -118,7 +128,7 @@ def _export(source, out_dir: Path, *, precision, target, context_length, validat
         src, out_dir, precision=precision, target=target, validate=validate, force=force,
         progress=progress, allow_validation_failure=allow_validation_failure, cfg=cfg,
         name=name or src.path.name, source_name=text if name else str(src.path.absolute()),
-        threads=threads, file_mode=file_mode,
+        threads=threads, file_mode=file_mode, int8_kernel=int8_kernel,
     )
 
 
@@ -144,7 +154,7 @@ def decoder_stages(target: str, precision: str, *, validate: bool) -> list[tuple
 
 def _export_decoder(src: HFSource, out_dir: Path, *, precision, target, validate, force, progress,
                     allow_validation_failure, cfg: ValidationConfig, name: str, source_name: str,
-                    threads: int, file_mode: int) -> ExportResult:
+                    threads: int, file_mode: int, int8_kernel: str = "matmulnbits") -> ExportResult:
     stages = Stages(decoder_stages(target, precision, validate=validate), enabled=progress,
                     desc=f"{name} {target}/{precision}")
     try:
@@ -154,7 +164,8 @@ def _export_decoder(src: HFSource, out_dir: Path, *, precision, target, validate
             stage = writer.dir
             torch_model = stages.run("load", src.load_torch_model) if validate else None
             build = _builder_for(src, target)
-            info = stages.run("export", build, src, stage, precision)
+            kernel = {"int8_kernel": int8_kernel} if target == "ort" else {}
+            info = stages.run("export", build, src, stage, precision, **kernel)
             for file_name in TOKENIZER_FILES:
                 if (src.path / file_name).is_file() and not (stage / file_name).exists():
                     shutil.copy2(src.path / file_name, stage / file_name)

@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="builtin:npc-dialogue, builtin:npc-policy or a local Hugging Face model directory")
     parser.add_argument("--out", required=True, metavar="DIR", help="package directory to write")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="weight precision (default fp32)")
+    parser.add_argument("--int8-kernel", default="matmulnbits", choices=("matmulnbits", "matmulinteger"),
+                        help="int8 on ort: matmulnbits (default; greedy output identical batched or alone) or "
+                             "matmulinteger (dynamic activation quantization: faster at large batches, but a "
+                             "row's output depends on the rest of its batch)")
     parser.add_argument("--target", default="ort", choices=TARGETS,
                         help="ort: server graph with fused ops; portable: plain ai.onnx opset 15 for Sentis / NNE")
     parser.add_argument("--context", type=int, default=None, metavar="N",
@@ -113,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
             options["threads"] = args.threads
         if args.file_mode is not None:
             options["file_mode"] = args.file_mode
+        if args.int8_kernel != "matmulnbits":
+            options["int8_kernel"] = args.int8_kernel
         result = export_model(
             args.model, args.out, precision=args.precision, target=args.target, context_length=args.context,
             validate=not args.no_validate, force=args.force, progress=not args.json,

@@ -24,6 +24,11 @@ from .hf_import import HFSource
 
 BLOCK_SIZE = 32
 ACCURACY_LEVEL = 4  # MatMulNBits: activations quantized to int8 (AVX512-VNNI / AMX kernels)
+# int8 kernels (`--int8-kernel`): MatMulNBits (default) quantizes activations per row and block, so a row's
+# logits do not depend on the other rows of a batch; MatMulInteger (quantize_dynamic) picks ONE activation
+# scale per [batch, hidden] tensor (DynamicQuantizeLinear): faster at large batches, not batch-invariant.
+INT8_KERNELS = ("matmulnbits", "matmulinteger")
+DEFAULT_INT8_KERNEL = "matmulnbits"
 
 
 @dataclass
@@ -36,12 +41,15 @@ class GraphInfo:
     fixed_capacity: int | None = None   # portable: capacity of model.fixed.onnx
 
 
-def quantization_record(precision: str) -> dict | None:
+def quantization_record(precision: str, int8_kernel: str = DEFAULT_INT8_KERNEL) -> dict | None:
     bits = {"int4": 4, "int8": 8}.get(precision)
     if bits is None:
         return None
+    if precision == "int8" and int8_kernel == "matmulinteger":
+        return {"method": "MatMulInteger", "bits": 8, "weights": "int8 per tensor, symmetric",
+                "activations": "uint8, dynamic, one scale per tensor", "batch_invariant": False}
     return {"method": "MatMulNBits", "bits": bits, "block_size": BLOCK_SIZE, "accuracy_level": ACCURACY_LEVEL,
-            "symmetric": True}
+            "symmetric": True, "batch_invariant": True}
 
 
 @contextlib.contextmanager
@@ -125,6 +133,34 @@ def quantize_matmul_nbits(model_path: Path, bits: int) -> None:
             p.rename(data)
 
 
+def quantize_matmul_integer(model_path: Path) -> None:
+    """int8 weights for every MatMul with a constant weight, activations quantized at run time
+    (`onnxruntime.quantization.quantize_dynamic`: MatMulInteger, fused by ORT into DynamicQuantizeMatMul /
+    MatMulIntegerToFloat, VNNI kernels whose cost per row falls with the batch), in place. Only MatMul:
+    attention (GroupQueryAttention) and the embedding Gather are left as they are."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = model_path.with_name("quantized." + model_path.name)
+    with _quiet():
+        quantize_dynamic(model_path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                         use_external_data_format=True, extra_options={"MatMulConstBOnly": True})
+    data = model_path.with_name(model_path.name + ".data")
+    if data.exists():
+        data.unlink()
+    _save_external(quantized, model_path)
+    for leftover in model_path.parent.glob("quantized." + model_path.name + "*"):
+        leftover.unlink()
+
+
+def _save_external(source: Path, target: Path) -> None:
+    """Load `source` (with its external data) and save it as `target` + `target.data`."""
+    import onnx
+
+    model = onnx.load(str(source))
+    onnx.save(model, str(target), save_as_external_data=True, all_tensors_to_one_file=True,
+              location=target.name + ".data", size_threshold=1024)
+
+
 def quantize_embedding_int8(model_path: Path) -> dict | None:
     """Token embedding table -> int8 with one fp32 scale per row, dequantized by plain ops:
     Gather(q, ids) -> Cast(float) -> Mul(Gather(scales, ids)). The builder leaves the table fp32
@@ -172,16 +208,20 @@ def quantize_embedding_int8(model_path: Path) -> dict | None:
     return {"method": "per-row int8 (Gather, Cast, Mul)", "bits": 8, "tensor": base}
 
 
-def build_with_genai(source: HFSource, stage: Path, precision: str) -> GraphInfo:
-    builder_precision = "fp32" if precision == "fp16" else precision
+def build_with_genai(source: HFSource, stage: Path, precision: str, *,
+                     int8_kernel: str = DEFAULT_INT8_KERNEL) -> GraphInfo:
+    matmul_integer = precision == "int8" and int8_kernel == "matmulinteger"
+    builder_precision = "fp32" if precision == "fp16" or matmul_integer else precision
     extra = {}
-    if precision in ("int4", "int8"):
+    if builder_precision in ("int4", "int8"):
         extra = {"block_size": BLOCK_SIZE, "accuracy_level": ACCURACY_LEVEL, "is_symmetric": "true"}
     run_genai_builder(source.path, stage, builder_precision, extra=extra)
-    quantization = quantization_record(precision)
+    quantization = quantization_record(precision, int8_kernel)
     if precision == "fp16":
         convert_fp16(stage / "model.onnx")
     elif quantization is not None:
+        if matmul_integer:
+            quantize_matmul_integer(stage / "model.onnx")
         quantization["embedding"] = quantize_embedding_int8(stage / "model.onnx")
     _patch_genai_config(stage, source)
     # The builder copies tokenizer.json / tokenizer_config.json; keep the rest of the tokenizer files.

@@ -19,7 +19,8 @@ import torch
 from .errors import ConversionError
 from .hf_import import HFSource
 from .modeling import Decoder, DecoderConfig, load_hf_weights
-from .ort_profile import GraphInfo, convert_fp16, quantization_record, quantize_embedding_int8, quantize_matmul_nbits
+from .ort_profile import (DEFAULT_INT8_KERNEL, GraphInfo, convert_fp16, quantization_record, quantize_embedding_int8,
+                          quantize_matmul_integer, quantize_matmul_nbits)
 
 PORTABLE_OPSET = 15
 ORT_OPSET = 17
@@ -101,12 +102,16 @@ def build_portable(source: HFSource, stage: Path, precision: str) -> GraphInfo:
     return GraphInfo(quantization=None, kv_layout="growing", kv_dtype="float32", fixed_capacity=capacity)
 
 
-def build_ort_own(source: HFSource, stage: Path, precision: str) -> GraphInfo:
+def build_ort_own(source: HFSource, stage: Path, precision: str, *,
+                  int8_kernel: str = DEFAULT_INT8_KERNEL) -> GraphInfo:
     """ort profile for families the genai builder lacks (gpt2): our graph + ORT quantizers."""
     model_path = stage / "model.onnx"
     export_onnx(build_module(source, "growing"), model_path, opset=ORT_OPSET)
-    quantization = quantization_record(precision)
-    if quantization is not None:
+    quantization = quantization_record(precision, int8_kernel)
+    if quantization is not None and quantization["method"] == "MatMulInteger":
+        quantize_matmul_integer(model_path)
+        quantization["embedding"] = quantize_embedding_int8(model_path)
+    elif quantization is not None:
         quantize_matmul_nbits(model_path, bits=quantization["bits"])
         quantization["embedding"] = quantize_embedding_int8(model_path)
     elif precision == "fp16":
