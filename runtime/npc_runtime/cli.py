@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("npc_export.cli_validate", "check a model package against its profile and manifest"),
     "serve": ("npc_runtime.serving.cli_serve", "run the gRPC (+ OpenAI-compatible HTTP) server"),
     "demo": ("npc_runtime.demo.cli_demo", "run the offline demo on the built-in models"),
+    "distill": ("npc_runtime.agent.distill.cli_distill", "train a new policy version from recorded escalations"),
 }
 
 

@@ -26,7 +26,7 @@ from npc_runtime.agent.expressions import GuardContext
 from npc_runtime.agent.fsm import FsmDefinition, FsmInstance
 from npc_runtime.agent.importance import HeuristicImportance, ImportanceScorer
 from npc_runtime.agent.memory import Memory, MemoryStore
-from npc_runtime.agent.npc_store import NpcStore
+from npc_runtime.agent.npc_store import NpcStore, StoredNpc
 from npc_runtime.agent.planner import (LocalDecision, decide_from_reply, decide_quiet, decide_with_dialogue,
                                        dialogue_failed, order_allowed)
 from npc_runtime.agent.policy_model import Policy, UniformPolicy
@@ -177,8 +177,9 @@ class AgentRuntime:
 
     def unregister(self, npc_id: str, *, forget: bool = False) -> None:
         with self._lock:
-            if self._npcs.pop(npc_id, None) is None:
-                raise NotFound(f"no NPC registered as {npc_id!r}")
+            held = self._npcs.pop(npc_id, None)
+        if held is None and (self.npc_store is None or not self.npc_store.exists(npc_id)):
+            raise NotFound(f"no NPC registered as {npc_id!r}")
         if self.npc_store is not None:
             self.npc_store.delete(npc_id)
         if forget:
@@ -192,10 +193,7 @@ class AgentRuntime:
         stored, problems = self.npc_store.load_all()
         with self._lock:
             for npc in stored:
-                fsm = FsmInstance(npc.fsm, now_s=npc.state_entered_s)
-                fsm.state = npc.state
-                self._npcs[npc.npc_id] = NpcBrain(npc_id=npc.npc_id, persona=npc.persona, fsm=fsm,
-                                                  persisted_state=npc.state)
+                self._npcs[npc.npc_id] = _brain_of(npc)
         return len(stored), problems
 
     def _persist_state(self, brain: NpcBrain) -> None:
@@ -208,8 +206,21 @@ class AgentRuntime:
     def get(self, npc_id: str) -> NpcBrain:
         brain = self._npcs.get(npc_id)
         if brain is None:
+            brain = self._load_stored(npc_id)
+        if brain is None:
             raise NotFound(f"no NPC registered as {npc_id!r} (call RegisterNpc first)")
         return brain
+
+    def _load_stored(self, npc_id: str) -> NpcBrain | None:
+        """An NPC this process does not hold but the NPC store does: registered through another replica of a
+        fleet sharing the database (or before this replica took over). Loaded once, then held here."""
+        if self.npc_store is None or not npc_id or len(npc_id) > MAX_NPC_ID:
+            return None
+        stored = self.npc_store.load(npc_id)
+        if stored is None:
+            return None
+        with self._lock:
+            return self._npcs.setdefault(npc_id, _brain_of(stored))
 
     def __len__(self) -> int:
         return len(self._npcs)
@@ -548,7 +559,8 @@ class AgentRuntime:
             player_said=said)
         request = EscalationRequest(npc_id=brain.npc_id, system=SYSTEM_PROMPT, user=user, allowed_actions=allowed,
                                     max_output_tokens=self.escalation.config.max_output_tokens, trigger=trigger,
-                                    local_prompt=prompt, local_hint=order_allowed(allowed, proposal))
+                                    local_prompt=prompt, local_hint=order_allowed(allowed, proposal),
+                                    observation=values)
         example = {"observation": {k: float(v) for k, v in values.items()}, "policy_version": version,
                    "local_action": proposal.action, "local_confidence": round(proposal.confidence, 4),
                    "local_margin": round(proposal.margin, 4)}
@@ -590,3 +602,10 @@ class AgentRuntime:
         self.memory.close()
         if self.npc_store is not None:
             self.npc_store.close()
+
+
+def _brain_of(npc: StoredNpc) -> NpcBrain:
+    """The brain of a stored NPC, in the FSM state it was stored in."""
+    fsm = FsmInstance(npc.fsm, now_s=npc.state_entered_s)
+    fsm.state = npc.state
+    return NpcBrain(npc_id=npc.npc_id, persona=npc.persona, fsm=fsm, persisted_state=npc.state)

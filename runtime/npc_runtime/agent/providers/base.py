@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from npc_runtime.agent.dialogue import DialoguePrompt
 from npc_runtime.errors import DeadlineExceeded, InvalidArgument, Unauthenticated, Unavailable
@@ -27,6 +27,7 @@ class EscalationRequest:
     trigger: str                         # low_confidence | low_margin | novelty | story_critical
     local_prompt: DialoguePrompt | None = None   # for the `local` provider (same chat format as the small model)
     local_hint: Sequence[str] = field(default_factory=tuple)  # allowed actions ordered by the policy, best first
+    observation: Mapping[str, float] = field(default_factory=dict)  # the policy's input (the `rules` provider reads it)
 
 
 @dataclass(frozen=True)
