@@ -30,10 +30,11 @@ from pathlib import Path
 from npc_runtime.config import EngineConfig
 from npc_runtime.decode.tokenizer import TextTokenizer
 from npc_runtime.errors import FailedPrecondition, NpcRuntimeError, Unavailable
-from npc_runtime.sessions.engine import Engine, EngineStats, ModelInfo, TickResult, TokenChunk
+from npc_runtime.sessions.engine import Engine, EngineStats, ModelInfo, PreparedOpen, TickResult, TokenChunk
 from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
                                            RequestLimits, TickRequest)
 from npc_runtime.sessions.session import FinishReason
+from npc_runtime.workers import WorkerPool, default_pool
 
 _IDLE_WAIT_S = 0.05
 DEFAULT_EVICT_EVERY_S = 5.0
@@ -111,6 +112,8 @@ class EngineFacade:
         self._accepting = True
         self._stopping = False
         self._evict_every_s = evict_every_s
+        # renders, tokenizes and compiles open requests before their engine submission (None: default_pool())
+        self.workers: WorkerPool | None = None
         self._thread = threading.Thread(target=self._loop, name="npc-engine", daemon=True)
         self._thread.start()
 
@@ -163,7 +166,18 @@ class EngineFacade:
         return await self._submit("session_info", self.engine.session_info, session_id)
 
     async def open(self, request: OpenRequest) -> OpenedSession:
-        return await self._submit("open", self.engine.open, request)
+        return await self._submit("open", self.engine.open, await self._prepare(request))
+
+    async def _prepare(self, request: OpenRequest) -> PreparedOpen | OpenRequest:
+        """The request's heavy part (validation, context bound, chat template, tokenizing, constraint) on the
+        bounded worker pool, so neither the event loop nor the engine thread runs it (a full pool raises
+        ResourceExhausted "server busy"). A request that is no OpenRequest goes on as is: the engine's one
+        validation names what is wrong with it."""
+        if not isinstance(request, OpenRequest):
+            return request
+        if not self._accepting:
+            raise Unavailable("the engine is shutting down")
+        return await (self.workers or default_pool()).run(self.engine.prepare_open, request)
 
     async def tick(self, entries: Sequence[TickRequest], *, deadline: float | None = None) -> list[TickResult]:
         """Frame-sliced tick; a bad entry fails alone (`TickResult.error`). `deadline`: a
@@ -175,7 +189,8 @@ class EngineFacade:
         request raises here, before any chunk. Then iterate the stream."""
         loop = asyncio.get_running_loop()
         chunks: asyncio.Queue = asyncio.Queue()
-        opened = await self._submit("generate", self._start, request, loop, chunks)
+        prepared = await self._prepare(request.open) if isinstance(request, GenerateRequest) and request.open else None
+        opened = await self._submit("generate", self._start, request, loop, chunks, prepared)
         return GenerateStream(self, opened, chunks)
 
     async def cancel(self, session_id: str) -> bool:
@@ -254,10 +269,11 @@ class EngineFacade:
         for item in items:
             stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
 
-    def _start(self, request: GenerateRequest, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue) -> OpenedSession:
+    def _start(self, request: GenerateRequest, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue,
+               prepared: PreparedOpen | None = None) -> OpenedSession:
         if request.open is None and request.session_id in self._streams:
             raise FailedPrecondition(f"session {request.session_id!r} already has a generate stream")
-        opened = self.engine.start(request)
+        opened = self.engine.start(request, prepared if isinstance(prepared, PreparedOpen) else None)
         stream = _Stream(request, loop, chunks, owned=request.open is not None)
         stream.remaining = request.turns[0].max_tokens or UNBOUNDED_TOKENS
         self._streams[opened.session_id] = stream
