@@ -67,19 +67,39 @@ class NpcStore:
 
     def load_all(self) -> tuple[list[StoredNpc], list[str]]:
         """Every stored NPC, and one line per row that could not be rebuilt (it is skipped, not deleted)."""
-        rows = self._db.query("SELECT npc_id, persona_json, fsm_source, fsm_yaml, fsm_state, state_entered_s "
-                              "FROM npcs ORDER BY npc_id")
+        rows = self._db.query(f"SELECT {_COLUMNS} FROM npcs ORDER BY npc_id")
         npcs, problems = [], []
-        for npc_id, persona_json, source, text, state, entered_s in rows:
+        for row in rows:
             try:
-                p = json.loads(persona_json)
-                persona = Persona(name=p["name"], role=p["role"], traits=tuple(p["traits"]), backstory=p["backstory"])
-                builtin = source.removeprefix("fsms/").removesuffix(".yaml")
-                fsm = load_builtin_fsm(builtin) if not text and builtin in BUILTIN_FSMS else \
-                    parse_fsm(text, source_name=source)
-                if state not in fsm.states:
-                    state = fsm.initial   # the FSM changed since: start over rather than refuse the NPC
-                npcs.append(StoredNpc(npc_id, persona, fsm, state, float(entered_s)))
+                npcs.append(_rebuild(*row))
             except (InvalidArgument, KeyError, TypeError, ValueError) as exc:
-                problems.append(f"NPC {npc_id!r} not restored: {exc}")
+                problems.append(f"NPC {row[0]!r} not restored: {exc}")
         return npcs, problems
+
+    def exists(self, npc_id: str) -> bool:
+        return self._db.query_one("SELECT 1 FROM npcs WHERE npc_id = ?", (npc_id,)) is not None
+
+    def load(self, npc_id: str) -> StoredNpc | None:
+        """One stored NPC (None when none is stored under `npc_id`): a replica of a fleet serving an NPC that
+        another replica registered (they share a PostgreSQL database)."""
+        row = self._db.query_one(f"SELECT {_COLUMNS} FROM npcs WHERE npc_id = ?", (npc_id,))
+        if row is None:
+            return None
+        try:
+            return _rebuild(*row)
+        except (InvalidArgument, KeyError, TypeError, ValueError) as exc:
+            raise InvalidArgument(f"NPC {npc_id!r} is stored but cannot be rebuilt: {exc}; register it again "
+                                  "with replace=true") from exc
+
+
+_COLUMNS = "npc_id, persona_json, fsm_source, fsm_yaml, fsm_state, state_entered_s"
+
+
+def _rebuild(npc_id: str, persona_json: str, source: str, text: str, state: str, entered_s: float) -> StoredNpc:
+    p = json.loads(persona_json)
+    persona = Persona(name=p["name"], role=p["role"], traits=tuple(p["traits"]), backstory=p["backstory"])
+    builtin = source.removeprefix("fsms/").removesuffix(".yaml")
+    fsm = load_builtin_fsm(builtin) if not text and builtin in BUILTIN_FSMS else parse_fsm(text, source_name=source)
+    if state not in fsm.states:
+        state = fsm.initial   # the FSM changed since: start over rather than refuse the NPC
+    return StoredNpc(npc_id, persona, fsm, state, float(entered_s))
