@@ -91,11 +91,12 @@ class WorkerPool:
         wait on itself) nor from the event loop (it would block it)."""
         return self.submit(fn, *args, **kwargs).result()
 
-    def shutdown(self, *, wait: bool = False) -> None:
-        """Refuses new jobs; queued jobs not yet started are dropped, running ones finish."""
+    def shutdown(self, *, wait: bool = False, cancel_queued: bool = True) -> None:
+        """Refuses new jobs; running ones finish; queued ones are cancelled (their callers get CancelledError),
+        or with cancel_queued=False run first."""
         with self._lock:
             self._closed = True
-        self._executor.shutdown(wait=wait, cancel_futures=True)
+        self._executor.shutdown(wait=wait, cancel_futures=cancel_queued)
 
 
 _default: WorkerPool | None = None
@@ -113,10 +114,10 @@ def default_pool() -> WorkerPool:
 
 
 def configure_default_pool(*, threads: int = DEFAULT_THREADS, queue_limit: int = DEFAULT_QUEUE_LIMIT) -> WorkerPool:
-    """Replaces the process-wide pool (the old one finishes its running jobs, then its threads end)."""
+    """Replaces the process-wide pool (the old one finishes the jobs it admitted, then its threads end)."""
     global _default
     with _default_lock:
         old, _default = _default, WorkerPool(threads=threads, queue_limit=queue_limit)
     if old is not None:
-        old.shutdown(wait=False)
+        old.shutdown(wait=False, cancel_queued=False)
     return _default
