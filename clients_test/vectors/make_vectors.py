@@ -8,6 +8,7 @@ Files (JSON, next to this script):
   wire_vectors.json       hex of serialized npc.v1 messages (Python protobuf, deterministic) and their JSON form
   budget_vectors.json     frame-budget slicing traces: which steps run in which frame
   stream_vectors.json     NpcAgent.StepStream chunk sequences (wire hex) and the events a client raises from them
+  manifest_vectors.json   valid and invalid manifest.json texts with the error rule / field (manifest_cases.py)
 The tokenizer is the built-in dialogue tokenizer (export/npc_export/builtin/weights/npc-dialogue/tokenizer.json)
 when it exists; otherwise a small byte-level BPE tokenizer with the same configuration, trained here once on a
 fixed corpus and kept as clients_test/vectors/tokenizer.json.
@@ -24,6 +25,8 @@ from google.protobuf import json_format
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from npc_proto.v1 import agent_pb2, runtime_pb2
+
+from manifest_cases import manifest_vectors  # beside this script (run as a script: its folder is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -308,6 +311,7 @@ def render() -> dict[str, str]:
         "wire_vectors.json": wire_vectors(),
         "budget_vectors.json": budget_vectors(),
         "stream_vectors.json": stream_vectors(),
+        "manifest_vectors.json": manifest_vectors(),
     }
     return {name: json.dumps(data, indent=2, ensure_ascii=False) + "\n" for name, data in files.items()}
 
