@@ -1,4 +1,4 @@
-"""Escalation providers, chosen by name (`NPCRT_ESCALATION_PROVIDER=local|openai|anthropic` or config)."""
+"""Escalation providers, chosen by name (`NPCRT_ESCALATION_PROVIDER=local|openai|anthropic|rules` or config)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,14 @@ def _local(options: Mapping[str, Any], dialogue: DialogueModel | None) -> Escala
                          max_tokens=int(options.get("max_tokens", 48)))
 
 
+def _rules(options: Mapping[str, Any], dialogue: DialogueModel | None) -> EscalationProvider:
+    from npc_runtime.agent.providers.rules_provider import RulesProvider
+
+    return RulesProvider(model=str(options.get("model") or "rules"))
+
+
 PROVIDERS: dict[str, Callable[[Mapping[str, Any], DialogueModel | None], EscalationProvider]] = {
-    "local": _local, "openai": _openai, "anthropic": _anthropic,
+    "local": _local, "openai": _openai, "anthropic": _anthropic, "rules": _rules,
 }
 
 
