@@ -30,7 +30,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from npc_proto.v1 import runtime_pb2 as pb
 from npc_proto.v1 import runtime_pb2_grpc
 
@@ -38,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench scripts run as files; reuse bench_engine's package cache
     sys.path.insert(0, str(ROOT))
 
-from bench.common import print_table, write_json  # noqa: E402
+from bench.common import physical_cores, print_table, result_metadata, write_json
 
 LISTENING = re.compile(r"listening grpc=\S+:(\d+)")
 
@@ -110,7 +109,7 @@ def measure(port: int, sessions: int, ticks: int) -> dict:
 
 
 def reference_package(work: Path) -> Path:
-    from bench.bench_engine import export_ref, make_ref_hf_dir
+    from bench.ref import export_ref, make_ref_hf_dir
 
     return export_ref(make_ref_hf_dir(work / "hf"), work / "pkg-fp32", "fp32")
 
@@ -123,9 +122,13 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="100 ticks")
     ap.add_argument("--out", default="grpc", help="results name: bench/results/NAME.json")
-    ap.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0 = all cores)")
+    ap.add_argument("--threads", type=int, default=physical_cores(),
+                    help="engine intra-op threads, set explicitly (default: physical cores, here %(default)s)")
     ap.add_argument("--no-spinning", action="store_true", help="engine: idle ORT threads sleep instead of spinning")
     args = ap.parse_args()
+    if args.threads < 1:
+        ap.error("--threads must be >= 1 (the server gets exactly this many intra-op threads)")
+    meta = result_metadata()
     package = args.package or reference_package(args.work)
     ticks = 100 if args.quick else args.ticks
     rows = []
@@ -144,7 +147,7 @@ def main() -> int:
     table = print_table(rows, columns, title="Tick gRPC overhead on loopback (RTT - engine time)")
     path = write_json(args.out, {"model": str(package), "engine_threads": args.threads,
                                "engine_spinning": not args.no_spinning, "rows": rows,
-                               "table": table})
+                               "table": table}, meta=meta)
     print(f"\nwrote {path}")
     return 0
 
