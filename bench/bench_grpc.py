@@ -122,6 +122,7 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="100 ticks")
     ap.add_argument("--out", default="grpc", help="results name: bench/results/NAME.json")
+    ap.add_argument("--out-dir", type=Path, default=None, help="folder of NAME.json (default bench/results/)")
     ap.add_argument("--threads", type=int, default=physical_cores(),
                     help="engine intra-op threads, set explicitly (default: physical cores, here %(default)s)")
     ap.add_argument("--no-spinning", action="store_true", help="engine: idle ORT threads sleep instead of spinning")
@@ -147,7 +148,7 @@ def main() -> int:
     table = print_table(rows, columns, title="Tick gRPC overhead on loopback (RTT - engine time)")
     path = write_json(args.out, {"model": str(package), "engine_threads": args.threads,
                                "engine_spinning": not args.no_spinning, "rows": rows,
-                               "table": table}, meta=meta)
+                               "table": table}, meta=meta, results_dir=args.out_dir)
     print(f"\nwrote {path}")
     return 0
 
