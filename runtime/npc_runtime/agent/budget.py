@@ -4,10 +4,13 @@ Every attempt reserves its worst case (prompt estimate + max output tokens, pric
 and is refused if any window would go over; after the call the reservation is settled to the real
 usage. So a storm of escalations can never spend past the limits, only be refused (and counted).
 Time is wall-clock (`time.monotonic`), windows are 60 s (calls, tokens) and 3600 s (cost).
+The usage an endpoint reports is untrusted (`sane_usage`): missing, negative or absurd counts settle at the
+reservation, so a hostile or broken endpoint can neither free budget nor record a negative cost.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -43,6 +46,39 @@ def price_usd(model: str, input_tokens: int, output_tokens: int,
               prices: Mapping[str, tuple[float, float]] = PRICES_PER_MTOK) -> float:
     pin, pout = prices.get(model, DEFAULT_PRICE)
     return (input_tokens * pin + output_tokens * pout) / 1_000_000
+
+
+# Reported input beyond this is absurd: the estimate is ~4 characters a token, and no tokenizer spends more
+# than a few tokens on one character.
+ABSURD_INPUT_FACTOR = 8
+ABSURD_INPUT_SLACK = 4_096
+
+
+@dataclass(frozen=True)
+class SaneUsage:
+    input_tokens: int
+    output_tokens: int
+    problem: str = ""     # why the reported usage was replaced ("" when it was kept)
+
+
+def sane_usage(input_tokens: int | None, output_tokens: int | None, *, estimated_input: int,
+               max_output: int) -> SaneUsage:
+    """The usage to settle a call at. Input missing, negative or beyond ABSURD_INPUT_FACTOR x the estimate
+    settles at the estimate (what was reserved); output missing or negative settles at `max_output` (the
+    reservation), output beyond it (the endpoint was asked for at most that) at `max_output`."""
+    problems = []
+    sane_in = input_tokens
+    if input_tokens is None or input_tokens < 0:
+        problems.append(f"input tokens {input_tokens!r}")
+        sane_in = estimated_input
+    elif input_tokens > max(ABSURD_INPUT_FACTOR * estimated_input, estimated_input + ABSURD_INPUT_SLACK):
+        problems.append(f"input tokens {input_tokens} for a prompt of ~{estimated_input}")
+        sane_in = estimated_input
+    sane_out = output_tokens
+    if output_tokens is None or output_tokens < 0 or output_tokens > max_output:
+        problems.append(f"output tokens {output_tokens!r} (max {max_output})")
+        sane_out = max_output
+    return SaneUsage(int(sane_in), int(sane_out), "; ".join(problems))
 
 
 @dataclass
@@ -111,7 +147,12 @@ class Budget:
             return Reservation(entry)
 
     def settle(self, reservation: Reservation, tokens: int, cost_usd: float) -> None:
-        """Replace the worst-case reservation by the real usage."""
+        """Replace the worst-case reservation by the real usage. A negative or non-finite figure (a bug
+        upstream of `sane_usage`) keeps the reservation's: settling can never free budget."""
+        if not (isinstance(tokens, int) and tokens >= 0):
+            tokens = reservation.entry.tokens
+        if not (math.isfinite(cost_usd) and cost_usd >= 0):
+            cost_usd = reservation.entry.cost
         with self._lock:
             reservation.entry.tokens = tokens
             reservation.entry.cost = cost_usd

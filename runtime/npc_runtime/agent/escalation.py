@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import re
 import threading
@@ -22,10 +23,13 @@ from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from npc_runtime.agent.budget import PRICES_PER_MTOK, Budget, BudgetConfig, CircuitBreaker, price_usd
+from npc_runtime.agent.budget import (PRICES_PER_MTOK, Budget, BudgetConfig, CircuitBreaker, SaneUsage, price_usd,
+                                      sane_usage)
 from npc_runtime.agent.memory import EscalationRecord, MemoryStore, estimate_tokens
 from npc_runtime.agent.providers.base import EscalationProvider, EscalationRequest
 from npc_runtime.errors import DeadlineExceeded, NpcRuntimeError, Unavailable
+
+log = logging.getLogger("npc_runtime.agent.escalation")
 
 MAX_DIALOGUE_CHARS = 400
 MAX_ARGUMENTS = 8
@@ -137,6 +141,7 @@ class EscalationStats:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    usage_sanitised: int = 0     # replies whose reported usage was missing, negative or absurd
 
     def count(self, result: EscalationResult) -> None:
         self.requested += 1
@@ -234,12 +239,12 @@ class EscalationManager:
                 kind = "" if isinstance(exc, NpcRuntimeError) else f"{type(exc).__name__}: "
                 result = EscalationResult("error", attempts=attempt, detail=f"{kind}{exc}")
                 break
-            cost = price_usd(reply.model if reply.model in c.prices else self.provider.model,
-                             reply.input_tokens, reply.output_tokens, c.prices)
-            self.budget.settle(reservation, reply.input_tokens + reply.output_tokens, cost)
+            usage = self._sane_usage(request, reply, est_in)
+            cost = self._cost(reply.model, usage.input_tokens, usage.output_tokens)
+            self.budget.settle(reservation, usage.input_tokens + usage.output_tokens, cost)
             self.breaker.record_success()
             checked = validate_decision(reply.text, request.allowed_actions)
-            base = dict(attempts=attempt, input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+            base = dict(attempts=attempt, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                         cost_usd=cost)
             if isinstance(checked, str):
                 result = EscalationResult("rejected", detail=f"rejected: {checked}", **base)
@@ -248,6 +253,25 @@ class EscalationManager:
             break
         result.latency_ms = (time.monotonic() - start) * 1000
         return result
+
+    def _sane_usage(self, request: EscalationRequest, reply, estimated_input: int):
+        if getattr(self.provider, "trusted_usage", False):   # counted in this process (the local provider)
+            return SaneUsage(max(0, reply.input_tokens or 0), max(0, reply.output_tokens or 0))
+        usage = sane_usage(reply.input_tokens, reply.output_tokens, estimated_input=estimated_input,
+                           max_output=request.max_output_tokens)
+        if usage.problem:
+            with self._lock:
+                self.stats.usage_sanitised += 1
+            log.warning("escalation provider %s reported unusable usage (%s); settled at %d input + %d output tokens",
+                        self.provider.name, usage.problem, usage.input_tokens, usage.output_tokens)
+        return usage
+
+    def _cost(self, reply_model: str, input_tokens: int, output_tokens: int) -> float:
+        """Priced as the dearer of the configured model and the one the reply names: an endpoint that
+        answers `"model": "local"` (free) cannot make its calls free."""
+        prices = self.config.prices
+        named = price_usd(reply_model, input_tokens, output_tokens, prices) if reply_model in prices else 0.0
+        return max(named, price_usd(self.provider.model, input_tokens, output_tokens, prices))
 
     def _finish(self, request: EscalationRequest, result: EscalationResult, prompt_hash: str,
                 game_time_s: float) -> EscalationResult:

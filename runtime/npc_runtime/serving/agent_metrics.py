@@ -8,6 +8,8 @@ nothing of Prometheus; nothing is counted twice).
                                                circuit_open)
     npc_agent_escalation_tokens_total{direction}  provider tokens (input, output)
     npc_agent_escalation_cost_usd_total        provider cost, US dollars (from the price table)
+    npc_agent_escalation_usage_sanitised_total provider replies whose reported usage was missing, negative or
+                                               absurd (settled at the reservation instead)
     npc_agent_registered_npcs                  NPCs registered now
 """
 
@@ -48,4 +50,7 @@ class AgentCollector(Collector):
             yield tokens
             yield CounterMetricFamily("npc_agent_escalation_cost_usd", "Escalation cost, US dollars",
                                       value=e.cost_usd)
+            yield CounterMetricFamily("npc_agent_escalation_usage_sanitised",
+                                      "Provider replies whose usage was missing, negative or absurd",
+                                      value=e.usage_sanitised)
         yield GaugeMetricFamily("npc_agent_registered_npcs", "NPCs registered now", value=len(runtime))

@@ -9,8 +9,7 @@ import os
 
 import anthropic
 
-from npc_runtime.agent.memory import estimate_tokens
-from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply, sdk_errors
+from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply, sdk_errors, usage_count
 from npc_runtime.errors import Unauthenticated
 
 DEFAULT_ANTHROPIC_MODEL = "claude-3-5-haiku-latest"
@@ -33,10 +32,10 @@ class AnthropicProvider:
                 model=self.model, max_tokens=request.max_output_tokens, system=request.system,
                 messages=[{"role": "user", "content": request.user}], timeout=timeout_s)
         text = "".join(getattr(block, "text", "") for block in resp.content if getattr(block, "type", "") == "text")
-        usage = resp.usage
+        usage = resp.usage   # the SDK keeps whatever the endpoint sent: checked by usage_count / sane_usage
         return ProviderReply(
             text=text,
-            input_tokens=int(usage.input_tokens) if usage else estimate_tokens(request.system + request.user),
-            output_tokens=int(usage.output_tokens) if usage else estimate_tokens(text),
-            model=resp.model or self.model,
+            input_tokens=usage_count(getattr(usage, "input_tokens", None)),
+            output_tokens=usage_count(getattr(usage, "output_tokens", None)),
+            model=resp.model if isinstance(resp.model, str) and resp.model else self.model,
         )

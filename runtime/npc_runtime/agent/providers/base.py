@@ -8,6 +8,7 @@ Providers raise only runtime errors: `Unavailable` (connection failed, 429, 5xx:
 from __future__ import annotations
 
 from collections.abc import Iterator
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -33,9 +34,21 @@ class EscalationRequest:
 @dataclass(frozen=True)
 class ProviderReply:
     text: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int | None      # as the endpoint reported them; None: missing or not a count. Untrusted:
+    output_tokens: int | None     # the escalation manager settles the budget through `budget.sane_usage`
     model: str
+
+
+def usage_count(value: object) -> int | None:
+    """A token count from an endpoint's usage block, or None when it is missing or not a whole number
+    (a string, NaN, 1.5, a boolean...). Range checks are `budget.sane_usage`'s."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
 
 
 class EscalationProvider(Protocol):

@@ -18,6 +18,8 @@ from npc_runtime.errors import DeadlineExceeded, FailedPrecondition
 
 class LocalProvider:
     name = "local"
+    trusted_usage = True   # its counts come from this process's engine (several candidates may exceed the
+                           # request's max_output_tokens together): not sanitised like an endpoint's
 
     def __init__(self, dialogue: DialogueModel, *, candidates: int = 3, max_tokens: int = 48):
         self.dialogue = dialogue

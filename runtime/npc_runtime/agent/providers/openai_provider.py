@@ -10,8 +10,7 @@ import os
 
 import openai
 
-from npc_runtime.agent.memory import estimate_tokens
-from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply, sdk_errors
+from npc_runtime.agent.providers.base import EscalationRequest, ProviderReply, sdk_errors, usage_count
 from npc_runtime.errors import Unauthenticated
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -40,10 +39,10 @@ class OpenAIProvider:
         text = ""
         if resp.choices:
             text = resp.choices[0].message.content or ""
-        usage = resp.usage
+        usage = resp.usage   # the SDK keeps whatever the endpoint sent: checked by usage_count / sane_usage
         return ProviderReply(
             text=text,
-            input_tokens=int(usage.prompt_tokens) if usage else estimate_tokens(request.system + request.user),
-            output_tokens=int(usage.completion_tokens) if usage else estimate_tokens(text),
-            model=resp.model or self.model,
+            input_tokens=usage_count(getattr(usage, "prompt_tokens", None)),
+            output_tokens=usage_count(getattr(usage, "completion_tokens", None)),
+            model=resp.model if isinstance(resp.model, str) and resp.model else self.model,
         )
