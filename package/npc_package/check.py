@@ -20,6 +20,8 @@ from .manifest import Manifest, read_manifest
 from .onnx_graph import GraphSummary, read_graph
 from .paths import name_problem, real_root, resolve_inside
 
+MAX_PROBLEMS_SHOWN = 5  # portable-profile problems named in the one-line error
+
 
 @dataclass
 class CheckedPackage:
@@ -121,8 +123,9 @@ def _check_graphs(root: Path, manifest: Manifest) -> dict[str, GraphSummary]:
     if manifest.target == "portable":
         problems = [p for name, graph in graphs.items() for p in portable_problems(name, graph)]
         if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise PackageError(problems[0] + more, rule="graph", field="files")
+            shown = problems[:MAX_PROBLEMS_SHOWN]
+            more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+            raise PackageError("; ".join(shown) + more, rule="graph", field="files")
     return graphs
 
 

@@ -174,7 +174,7 @@ def _check_version(obj: dict) -> None:
     if "format_version" not in obj:
         raise PackageError("manifest.json format_version: is required but absent", rule="missing", field="format_version")
     version = obj["format_version"]
-    if isinstance(version, bool) or not isinstance(version, (int, float)) or float(version) != int(version):
+    if isinstance(version, bool) or not (isinstance(version, int) or (isinstance(version, float) and version.is_integer())):
         raise PackageError(f"manifest.json format_version: must be integer, got {version!r}", rule="type",
                            field="format_version")
     if int(version) not in c.SUPPORTED_FORMAT_VERSIONS:
@@ -231,7 +231,7 @@ def parse_manifest_text(text: str | bytes) -> Manifest:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        obj = json.loads(text, parse_constant=_reject_constant)
+        obj = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise PackageError(f"manifest.json is not valid JSON ({exc})", rule="json") from exc
     return parse_manifest(obj)
@@ -239,6 +239,13 @@ def parse_manifest_text(text: str | bytes) -> Manifest:
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is out of range for a number")
+    return value
 
 
 def read_manifest_text(root: str | Path) -> bytes:
