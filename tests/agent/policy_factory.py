@@ -49,5 +49,11 @@ def build_policy_package(out_dir: Path) -> Path:
     spec = {"name": "tiny-policy", "features": [{"index": i, "name": f} for i, f in enumerate(FEATURES)],
             "actions": list(ACTIONS)}
     (out_dir / "policy.json").write_text(json.dumps(spec))
-    (out_dir / "manifest.json").write_text(json.dumps({"format_version": 1, "kind": "policy", "name": "tiny-policy"}))
+    from npc_package import sha256_of
+
+    # a complete manifest: policy packages are checked like every package (docs/package.md)
+    (out_dir / "manifest.json").write_text(json.dumps({
+        "format_version": 1, "kind": "policy", "name": "tiny-policy", "precision": "fp32", "target": "ort", "opset": 17,
+        "inputs": [{"name": "observations"}], "outputs": [{"name": "action_logits"}, {"name": "confidence"}],
+        "files": {name: sha256_of(out_dir / name) for name in ("model.onnx", "policy.json")}}))
     return out_dir
