@@ -115,7 +115,7 @@ def _quantize_dynamic(fp32_pkg: Path, out: Path) -> None:
     finally:
         quiet.setLevel(level)
     manifest = json.loads((fp32_pkg / "manifest.json").read_text())
-    manifest["precision"] = "int8dyn"
+    manifest["precision"] = "int8"   # the contract's precisions (docs/package.md); `quantization` tells them apart
     manifest["quantization"] = {"method": "onnxruntime.quantization.quantize_dynamic", "weights": "int8",
                                 "op": "MatMulInteger"}
     manifest["files"] = {f.name: hashlib.sha256(f.read_bytes()).hexdigest()
