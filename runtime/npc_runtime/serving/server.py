@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving.auth import BearerTokenInterceptor
+from npc_runtime.serving.malformed import MalformedRequestInterceptor
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.metrics import ServingMetrics
 from npc_runtime.serving.runtime_servicer import RuntimeServicer
@@ -80,6 +81,7 @@ def create_server(engine: Engine | EngineFacade, *, config: ServerConfig, metric
         ("grpc.so_reuseport", 0),
     ]
     interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+    interceptors.append(MalformedRequestInterceptor())   # after auth: corrupt bytes -> INVALID_ARGUMENT, not UNKNOWN
     server = grpc.aio.server(interceptors=interceptors, options=options,
                              maximum_concurrent_rpcs=config.max_concurrent_rpcs)
     metrics = metrics or ServingMetrics()
