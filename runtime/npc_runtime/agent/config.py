@@ -7,6 +7,7 @@ It is read from the [agent], [escalation], [budgets] and [memory] tables of the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from npc_runtime.agent.escalation import EscalationConfig
 from npc_runtime.agent.memory import RetrievalWeights
@@ -33,6 +34,16 @@ class AgentConfig:
     dialogue_model: str | None = None
     # policy model package directory; None = the built-in npc-policy package
     policy_model: str | None = None
+    # more policy versions served side by side: version name -> package directory (agent/versions.py);
+    # policy_model is always loaded too, as version "base"
+    policy_versions: Mapping[str, str] = field(default_factory=dict)
+    # the version NPCs play with unless a routing rule takes them; None = "base"
+    policy_default: str | None = None
+    # routing rules, tried in order: [{version = "v2", match = "guard-*", fraction = 0.1}] (match: glob over
+    # the NPC id, default "*"; fraction: sticky share of the matching NPCs by a hash of the id, default 1)
+    policy_routing: list = field(default_factory=list)
+    # append each settled escalation's training example to <data_dir>/escalations/*.jsonl (`npcrt distill`)
+    record_escalations: bool = True
     # SQLite file; None = <server data_dir>/memory.sqlite3 (the [memory] db key), ":memory:" for tests
     memory_db: str | None = None
     retrieval: RetrievalWeights = field(default_factory=RetrievalWeights)
