@@ -175,7 +175,8 @@ namespace NpcRuntime.Unity.Tests
         [Test]
         public void PolicyBrainReadsBackWithoutBlocking()
         {
-            var policyManifest = ModelManifest.Parse(@"{""format_version"": 1, ""kind"": ""policy"", ""name"": ""p"", ""target"": ""portable"",
+            var policyManifest = ModelManifest.Parse(@"{""format_version"": 1, ""kind"": ""policy"", ""name"": ""p"", ""target"": ""portable"", ""precision"": ""fp32"", ""opset"": 15,
+                ""files"": {""model.onnx"": ""0000000000000000000000000000000000000000000000000000000000000000"", ""policy.json"": ""0000000000000000000000000000000000000000000000000000000000000001""},
                 ""inputs"": [{""name"": ""observations""}], ""outputs"": [{""name"": ""action_logits""}, {""name"": ""confidence""}],
                 ""policy"": {""num_features"": 2, ""num_actions"": 3}}");
             var model = new Model();

@@ -4,7 +4,8 @@ using NpcRuntime.Unity.Json;
 
 namespace NpcRuntime.Unity.Package
 {
-    /// <summary>The fields of manifest.json (docs/model-package.md, format_version 1) the Unity client needs.</summary>
+    /// <summary>The fields of manifest.json (docs/package.md, format_version 1) the Unity client needs. Parse checks the
+    /// whole contract first (ManifestContract: the same rules, fields and error classes as the Python and C++ readers).</summary>
     public sealed class ModelManifest
     {
         public const int SupportedFormatVersion = 1;
@@ -27,14 +28,22 @@ namespace NpcRuntime.Unity.Package
         public List<string> OutputNames { get; private set; }
         public int PolicyFeatures { get; private set; }
         public int PolicyActions { get; private set; }
+        /// <summary>Listed file name (relative, confined) -> sha256 hex.</summary>
+        public Dictionary<string, string> Files { get; private set; }
 
         public bool HasInput(string name) { return InputNames.Contains(name); }
 
         public static ModelManifest Parse(string json)
         {
             const string where = "manifest.json";
-            var root = MiniJson.ParseObject(json, where);
+            object parsed;
+            try { parsed = MiniJson.Parse(json); }
+            catch (FormatException e) { throw new ManifestException("json", "", "is not valid JSON (" + e.Message + ")", e); }
+            ManifestContract.Check(parsed);
+            var root = (Dictionary<string, object>)parsed;
             var m = new ModelManifest();
+            m.Files = new Dictionary<string, string>();
+            foreach (var entry in (Dictionary<string, object>)root["files"]) m.Files[entry.Key] = (string)entry.Value;
             m.FormatVersion = JsonFields.Int(root, "format_version", where);
             if (m.FormatVersion != SupportedFormatVersion)
                 throw new FormatException(where + ": format_version " + m.FormatVersion + " is not supported (this client reads " + SupportedFormatVersion + "); re-export the package or update the client");
@@ -55,8 +64,8 @@ namespace NpcRuntime.Unity.Package
                 m.ContextLength = JsonFields.Int(arch, "context_length", where + " architecture");
                 var kv = JsonFields.Obj(root, "kv_cache", where);
                 m.KvLayout = JsonFields.Str(kv, "layout", where + " kv_cache");
-                m.KvCapacity = JsonFields.Int(kv, "capacity", where + " kv_cache");
-                var special = JsonFields.Obj(root, "special_tokens", where);
+                m.KvCapacity = kv.ContainsKey("capacity") ? JsonFields.Int(kv, "capacity", where + " kv_cache") : m.ContextLength;
+                var special = JsonFields.OptObj(root, "special_tokens") ?? new Dictionary<string, object>();
                 object bos;
                 m.BosId = special.TryGetValue("bos", out bos) && bos is double ? (int)(double)bos : -1;
                 object eos;

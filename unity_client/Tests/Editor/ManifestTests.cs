@@ -8,7 +8,11 @@ namespace NpcRuntime.Unity.Tests
     public sealed class ManifestTests
     {
         public const string DialogueManifest = @"{
-          ""format_version"": 1, ""kind"": ""causal-lm"", ""name"": ""tiny"", ""target"": ""portable"", ""precision"": ""fp32"",
+          ""format_version"": 1, ""kind"": ""causal-lm"", ""name"": ""tiny"", ""target"": ""portable"", ""precision"": ""fp32"", ""opset"": 15,
+          ""files"": {""model.onnx"": ""0000000000000000000000000000000000000000000000000000000000000000"",
+                      ""model.fixed.onnx"": ""0000000000000000000000000000000000000000000000000000000000000001"",
+                      ""tokenizer.json"": ""0000000000000000000000000000000000000000000000000000000000000002"",
+                      ""genai_config.json"": ""0000000000000000000000000000000000000000000000000000000000000003""},
           ""architecture"": {""family"": ""llama"", ""num_layers"": 2, ""num_heads"": 2, ""num_kv_heads"": 1, ""head_dim"": 2,
                              ""hidden_size"": 4, ""vocab_size"": 400, ""context_length"": 64},
           ""kv_cache"": {""layout"": ""growing"", ""capacity"": 64, ""dtype"": ""float32""},
@@ -45,8 +49,10 @@ namespace NpcRuntime.Unity.Tests
         [Test]
         public void MissingFieldIsNamed()
         {
-            var error = Assert.Throws<FormatException>(() => ModelManifest.Parse(DialogueManifest.Replace("\"kv_cache\"", "\"kv\"")));
-            StringAssert.Contains("'kv_cache'", error.Message);
+            var error = Assert.Throws<ManifestException>(() => ModelManifest.Parse(DialogueManifest.Replace("\"kv_cache\"", "\"kv\"")));
+            StringAssert.Contains("kv_cache", error.Message);
+            Assert.AreEqual("missing", error.Rule);
+            Assert.AreEqual("kv_cache", error.Field);
         }
 
         [Test]
@@ -54,6 +60,35 @@ namespace NpcRuntime.Unity.Tests
         {
             var error = Assert.Throws<FormatException>(() => ModelManifest.Parse(DialogueManifest.Replace("\"format_version\": 1", "\"format_version\": 2")));
             StringAssert.Contains("format_version 2", error.Message);
+        }
+
+        /// <summary>clients_test/vectors/manifest_vectors.json: the same outcome, rule and field as npc_package.</summary>
+        [Test]
+        public void ManifestVectors()
+        {
+            var vectors = TestVectors.Load("manifest_vectors.json");
+            int count = 0;
+            foreach (var item in (System.Collections.Generic.List<object>)vectors["cases"])
+            {
+                var c = (System.Collections.Generic.Dictionary<string, object>)item;
+                var expect = (System.Collections.Generic.Dictionary<string, object>)c["expect"];
+                string got;
+                try { ModelManifest.Parse((string)c["text"]); got = "ok"; }
+                catch (ManifestException e) { got = e.Rule + " " + e.Field; }
+                var want = (bool)expect["ok"] ? "ok" : expect["rule"] + " " + expect["field"];
+                Assert.AreEqual(want, got, (string)c["name"]);
+                count++;
+            }
+            Assert.IsTrue(count >= 60, "expected the full vector set");
+        }
+
+        [Test]
+        public void ResolveInsideKeepsFilesInThePackage()
+        {
+            var dir = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "npc-pkg");
+            StringAssert.Contains("npc-pkg", ManifestContract.ResolveInside(dir, "sub/model.onnx"));
+            foreach (var bad in new[] { "../secret.txt", "/etc/hostname", "a/../../b", "C:/x", "..\\x" })
+                Assert.Throws<ManifestException>(() => ManifestContract.ResolveInside(dir, bad));
         }
 
         [Test]
