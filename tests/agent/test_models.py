@@ -31,7 +31,7 @@ def test_policy_features_by_name_and_restriction(policy):
 
 
 def test_policy_package_errors(tmp_path):
-    with pytest.raises(ModelPackageError, match="policy.json"):
+    with pytest.raises(ModelPackageError, match="manifest.json"):  # checked as a package before policy.json is read
         OnnxPolicyModel(tmp_path)
 
 
