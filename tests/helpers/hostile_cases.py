@@ -344,7 +344,6 @@ def start_refused(workdir, **serve_kwargs) -> Outcome:
     try:
         server.start(timeout=60)
     except AssertionError:
-        server._stderr_thread.join(timeout=5)   # noqa: SLF001 - the whole log of the exited process
         return Outcome(f"exit {server.proc.returncode}", _short(server.stderr.strip(), 600),
                        {"stderr": server.stderr, "stdout": "".join(server.stdout_lines)})
     server.stop()

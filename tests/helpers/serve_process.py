@@ -162,8 +162,10 @@ class ServeProcess:
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM, wait; the exit code (the process is killed, and AssertionError raised, past `timeout`)."""
-        self.close_channel()
+        # the client channel is closed after the process ends: closing it first would cancel the calls in
+        # flight on the client side, and hide what the server does with them
         if self.proc is None or self.proc.poll() is not None:
+            self.close_channel()
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -171,13 +173,22 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"npcrt serve ignored SIGTERM for {timeout:.0f} s:\n{self.stderr[-4000:]}")
+        finally:
+            self._join_output()
+            self.close_channel()
 
     def kill(self) -> None:
         """SIGKILL (a crash): no shutdown code runs."""
-        self.close_channel()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._join_output()
+        self.close_channel()
+
+    def _join_output(self) -> None:
+        """After the process ended: wait for its last log lines."""
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(timeout=5)
 
     def cleanup(self) -> None:
         self.kill()
