@@ -10,13 +10,17 @@ What it builds, in order (a failure at any step closes what was built and raises
   data_dir        created if missing; holds memory.sqlite3 (WAL): memories, escalation records, registered NPCs
                   ([memory] db / --memory-url: another SQLite file, or postgresql://... for a fleet of replicas)
   engine          the dialogue model packages (server.models; default the built-in npc-dialogue package)
-  policy          the policy package (agent.policy_model; default the built-in npc-policy package)
+  policy          the policy package (agent.policy_model; default the built-in npc-policy package) as version
+                  "base", plus [agent] policy_versions side by side, routed by [agent] policy_routing
+                  (agent/versions.py); `reload_policies` (SIGHUP) swaps them without dropping a session
+  records         each settled escalation's training example -> <data_dir>/escalations/ (`npcrt distill`)
   agent runtime   dialogue model over the engine, escalation manager with its provider, budgets and
                   circuit breaker, memory store, NPC store; NPCs registered before the restart come back
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +77,20 @@ class System:
             from npc_runtime.serving.agent_metrics import AgentCollector
 
             metrics.registry.register(AgentCollector(self.agent))
+
+    def reload_policies(self, settings: Settings | None = None) -> str:
+        """Load the policy versions of `settings` (default: the current ones, re-read from their packages) and
+        swap them in at once; a bad package or rule raises and leaves the running versions as they were.
+        Returns one line saying what is served now."""
+        if self.agent is None:
+            raise InvalidArgument("the agent service is off: no policy versions to reload")
+        agent_cfg = (settings or self.settings).agent
+        versions, default, rules = load_policy_versions(agent_cfg, self.policy_package)
+        generation = self.agent.policies.install(versions, default=default, rules=rules)
+        if settings is not None:
+            self.settings = settings
+        return (f"policy versions generation {generation}: {', '.join(versions)}; default {default}; "
+                f"{len(rules)} routing rule(s)")
 
     async def shutdown(self) -> None:
         """Drain the engine (in-flight turns finish), then close the agent's parts. Call after the server stopped."""
@@ -168,21 +186,51 @@ def _build(settings: Settings, closers: list) -> System:
     return system
 
 
+def load_policy_versions(agent_cfg, base_package: str | None):
+    """([agent] policy_model as "base" + policy_versions) loaded, the default name, the routing rules."""
+    from npc_runtime.agent.policy_model import OnnxPolicyModel, UniformPolicy
+    from npc_runtime.agent.versions import DEFAULT_VERSION, PolicyVersion, parse_rules
+
+    def load(name: str, package: str | None) -> PolicyVersion:
+        if package is None:
+            return PolicyVersion(name, UniformPolicy(), None)
+        try:
+            policy = OnnxPolicyModel(package)
+        except NpcRuntimeError as exc:
+            raise type(exc)(f"[agent] policy version {name!r}: {exc}") from exc
+        try:
+            lineage = json.loads((Path(package) / "manifest.json").read_text(encoding="utf-8")).get("lineage") or {}
+        except (OSError, ValueError, AttributeError):
+            lineage = {}
+        return PolicyVersion(name, policy, str(package), lineage if isinstance(lineage, dict) else {})
+
+    versions = {DEFAULT_VERSION: load(DEFAULT_VERSION, base_package)}
+    for name, package in agent_cfg.policy_versions.items():
+        if not isinstance(package, str) or not (Path(package) / "manifest.json").is_file():
+            raise InvalidArgument(f"[agent] policy_versions.{name} = {package!r} is not a policy package directory")
+        versions[name] = load(name, package)
+    default = agent_cfg.policy_default or DEFAULT_VERSION
+    return versions, default, parse_rules(agent_cfg.policy_routing)
+
+
 def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package: str | None, closers: list):
     from npc_runtime.agent.brain import AgentRuntime
     from npc_runtime.agent.engine_dialogue import EngineDialogueModel
     from npc_runtime.agent.escalation import EscalationManager
     from npc_runtime.agent.memory import MemoryStore
     from npc_runtime.agent.npc_store import NpcStore
-    from npc_runtime.agent.policy_model import OnnxPolicyModel, UniformPolicy
+    from npc_runtime.agent.distill.records import RecordLog
     from npc_runtime.agent.providers import make_provider
+    from npc_runtime.agent.versions import PolicyVersions
 
     config = settings.agent
     memory = MemoryStore(settings.memory_db, weights=config.retrieval)
     closers.append(memory.close)
     npc_store = NpcStore(settings.memory_db)
     closers.append(npc_store.close)
-    policy = OnnxPolicyModel(policy_package) if policy_package else UniformPolicy()
+    versions, default, rules = load_policy_versions(config, policy_package)
+    policies = PolicyVersions(versions, default=default, rules=rules)
+    records = RecordLog(settings.data_dir / "escalations") if config.record_escalations else None
     dialogue = EngineDialogueModel(engine, dialogue_model)
     closers.append(dialogue.close)
     try:
@@ -191,5 +239,5 @@ def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package
         raise type(exc)(f"[escalation] provider {config.escalation.provider!r}: {exc}") from exc
     escalation = EscalationManager(provider, config=config.escalation, memory=memory)
     closers.append(escalation.close)
-    return AgentRuntime(config=config, memory=memory, policy=policy, dialogue=dialogue, escalation=escalation,
-                        npc_store=npc_store)
+    return AgentRuntime(config=config, memory=memory, policies=policies, dialogue=dialogue, escalation=escalation,
+                        npc_store=npc_store, records=records)

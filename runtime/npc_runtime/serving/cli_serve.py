@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -151,19 +152,33 @@ def run(args: argparse.Namespace) -> int:
     for line in system.startup:
         print(f"npcrt serve: {line}", file=sys.stderr, flush=True)
     try:
-        return asyncio.run(_serve(system))
+        return asyncio.run(_serve(system, reload_settings=lambda: load_serve_settings(args)))
     except NpcRuntimeError as exc:  # e.g. the port is taken
         return _fail(str(exc))
     finally:
         system.close()
 
 
-async def _serve(system) -> int:
+async def _serve(system, *, reload_settings=None) -> int:
     from npc_runtime.serving.server import serve
 
     config = system.settings.server
 
+    def reload() -> None:
+        """SIGHUP: re-read the configuration and swap the policy versions in (sessions go on; a bad package
+        or rule is reported and the running versions stay)."""
+        try:
+            line = system.reload_policies(reload_settings() if reload_settings else None)
+        except NpcRuntimeError as exc:
+            print(f"npcrt serve: reload refused, still serving the previous policy versions: {exc}", file=sys.stderr,
+                  flush=True)
+            return
+        print(f"npcrt serve: reloaded: {line}", file=sys.stderr, flush=True)
+
     def ready(server) -> None:
+        if system.agent is not None and hasattr(signal, "SIGHUP"):
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, reload))
         system.attach_metrics(server.metrics)
         http = f"{config.host}:{server.http_port}" if server.http_port is not None else "off"
         names = ",".join(m.name for m in system.engine.list_models_now())
