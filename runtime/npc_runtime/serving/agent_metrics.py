@@ -10,6 +10,7 @@ nothing of Prometheus; nothing is counted twice).
     npc_agent_escalation_cost_usd_total        provider cost, US dollars (from the price table)
     npc_agent_escalation_usage_sanitised_total provider replies whose reported usage was missing, negative or
                                                absurd (settled at the reservation instead)
+    npc_agent_version_{decisions,escalations,rejected_actions,cost_usd}_total{version}  the same per policy version
     npc_agent_registered_npcs                  NPCs registered now
 """
 
@@ -53,4 +54,14 @@ class AgentCollector(Collector):
             yield CounterMetricFamily("npc_agent_escalation_usage_sanitised",
                                       "Provider replies whose usage was missing, negative or absurd",
                                       value=e.usage_sanitised)
+        # per policy version (agent/versions.py): decisions, escalations, rejected actions, escalation cost
+        families = {key: CounterMetricFamily(f"npc_agent_version_{key}", f"Per policy version: {help_}",
+                                             labels=["version"])
+                    for key, help_ in (("decisions", "decisions"), ("escalations", "escalations attempted"),
+                                       ("rejected_actions", "actions refused by the allowlist"),
+                                       ("cost_usd", "escalation cost, US dollars"))}
+        for version, v in sorted(dict(stats.versions).items()):
+            for key, family in families.items():
+                family.add_metric([version], getattr(v, key))
+        yield from families.values()
         yield GaugeMetricFamily("npc_agent_registered_npcs", "NPCs registered now", value=len(runtime))
