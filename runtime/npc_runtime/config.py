@@ -13,6 +13,7 @@ DEFAULT_IDLE_TIMEOUT_S = 600.0
 DEFAULT_PREFIX_CACHE_BYTES = 64 << 20
 DEFAULT_PREFILL_CHUNK = 256
 DEFAULT_PREFIX_BLOCK = 32
+AUTO = -1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +40,11 @@ class EngineConfig:
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S # sessions idle longer are evicted by evict_idle()
     intra_op_threads: int = 0                      # ONNX Runtime intra-op threads; 0: all cores
     intra_op_spinning: bool = True                 # False: idle ORT threads sleep (steadier on shared CPUs)
+    small_batch_threads: int = AUTO                # threads of a second ORT session for small decode batches
+                                                   # (thread count per batch size); -1: auto (1 thread where the
+                                                   # main pool has more than 2), 0: off (one session)
+    small_batch_max: int = AUTO                    # decode batches up to this run on it; -1: measured at warm-up
+                                                   # (batch 1 without warm-up)
     flush_denormals: bool = False                  # True: ORT FTZ/DAZ, fp32 ~15 % faster, but it also sets the FP
                                                    # mode of the thread creating the engine (process-visible)
     prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES   # 0 disables the prefix cache
@@ -61,6 +67,8 @@ class EngineConfig:
             (self.max_context >= 2, "max_context must be >= 2"),
             (self.idle_timeout_s > 0, "idle_timeout_s must be > 0"),
             (self.intra_op_threads >= 0, "intra_op_threads must be >= 0"),
+            (self.small_batch_threads >= AUTO, "small_batch_threads must be >= 0, or -1 (auto)"),
+            (self.small_batch_max >= AUTO, "small_batch_max must be >= 0, or -1 (measured at warm-up)"),
             (self.prefix_cache_bytes >= 0, "prefix_cache_bytes must be >= 0"),
             (self.prefix_block_tokens >= 1, "prefix_block_tokens must be >= 1"),
             (self.max_prefill_chunk >= 1, "max_prefill_chunk must be >= 1"),
@@ -71,3 +79,4 @@ class EngineConfig:
         self.default_sampling.validate()
         self.default_limits.validate()
         return self
+

@@ -15,6 +15,8 @@ Both expose the same small interface (`DecoderModel`), which the scheduler and i
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,6 +71,28 @@ class DecoderOptions:
     intra_op_threads: int = 0            # 0: ONNX Runtime's default (all cores)
     spinning: bool = True                # intra-op threads spin between steps (lower latency, burns CPU)
     flush_denormals: bool = False        # flush-to-zero / denormals-as-zero (fp32 ~15 % faster; see EngineConfig)
+    small_batch_threads: int = 0         # > 0: a second session with this many threads for small decode batches;
+                                         # -1: auto_small_batch_threads()
+    small_batch_max: int = 1             # decode batches up to this run on it; -1: batch 1 until tune_threads()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def auto_small_batch_threads(intra_op_threads: int) -> int:
+    """Threads of the small-batch session when the configuration says auto: SMALL_BATCH_THREADS where the
+    main pool has more than SMALL_BATCH_THREADS + 1 (measured: bench/bench_step_profile.py); 0, no second
+    session, otherwise (on two cores, splitting even a one-row step two ways still pays)."""
+    wide = intra_op_threads or available_cores()
+    return SMALL_BATCH_THREADS if wide > SMALL_BATCH_THREADS + 1 else 0
+
+
+SMALL_BATCH_THREADS = 1
+AUTO = -1
 
 
 def _session(package: ModelPackage, threads: int, spinning: bool = True,
@@ -111,6 +135,7 @@ class _OrtDecoderBase:
         if self.dtype is None:
             raise ModelPackageError(f"{package.path}: kv_cache.dtype {kv.dtype!r} unsupported")
         self.session = _session(package, options.intra_op_threads, options.spinning, options.flush_denormals)
+        self.threads = options.intra_op_threads or available_cores()
         self.has_position_ids = "position_ids" in package.input_names
         # pool order: layer0.key, layer0.value, layer1.key, ...
         self.past_names = [f"past_key_values.{i}.{kv_}" for i in range(self.num_layers) for kv_ in ("key", "value")]
@@ -127,7 +152,7 @@ class _OrtDecoderBase:
 class SharedBufferDecoder(_OrtDecoderBase):
     """GQA graphs: past and present bound to the same preallocated pool views (no copies per step).
 
-    IO bindings are cached per (start slot, batch) with EVERY decode input and output bound once: the KV
+    IO bindings are cached per (start slot, batch, session) with EVERY decode input and output bound once: the KV
     views, input_ids, the logits buffer and a full-width attention mask `[B, capacity]` (row b: `len_b + 1`
     ones, then zeros; the graph takes each row's length from the mask's sum, as in ragged batching, and its
     total length from the width, the KV buffer's capacity). A decode step only writes ids and mask in place:
@@ -146,7 +171,18 @@ class SharedBufferDecoder(_OrtDecoderBase):
         self._positions = aligned_zeros((self.max_slots, 1), np.int64)
         self._mask = aligned_zeros((self.max_slots * (self.capacity + 1),), np.int64)   # [B, total] views of it
         self._columns = np.arange(self.capacity + 1, dtype=np.int64)[None, :]           # [1, capacity + 1]
-        self._bindings: dict[tuple[int, int], ort.IOBinding] = {}
+        self._bindings: dict[tuple[int, int, bool], tuple[ort.InferenceSession, ort.IOBinding]] = {}
+        # thread count per batch size: a second session with fewer threads for small decode batches, whose
+        # steps are ~200 short kernels that a wide pool slows with a fork/join each. Its weights are loaded
+        # (and prepacked) a second time; tune_threads() drops it where it does not pay.
+        self.small_session: ort.InferenceSession | None = None
+        self.small_batch_max = 0
+        threads = (auto_small_batch_threads(options.intra_op_threads) if options.small_batch_threads == AUTO
+                   else options.small_batch_threads)
+        self.tune_pending = options.small_batch_max == AUTO   # tune_threads() measures it (engine warm-up)
+        if 0 < threads < self.threads and options.small_batch_max != 0:
+            self.small_session = _session(package, threads, options.spinning, options.flush_denormals)
+            self.small_batch_max = 1 if self.tune_pending else min(int(options.small_batch_max), self.max_slots)
 
     @property
     def pool_bytes(self) -> int:
@@ -163,20 +199,22 @@ class SharedBufferDecoder(_OrtDecoderBase):
     def _bind_array(io: ort.IOBinding, name: str, array: np.ndarray) -> None:
         io.bind_input(name, "cpu", 0, array.dtype, list(array.shape), array.ctypes.data)
 
-    def _decode_binding(self, start: int, batch: int) -> ort.IOBinding:
-        io = self._bindings.get((start, batch))
-        if io is None:
+    def _decode_binding(self, start: int, batch: int) -> tuple[ort.InferenceSession, ort.IOBinding]:
+        small = batch <= self.small_batch_max
+        bound = self._bindings.get((start, batch, small))
+        if bound is None:
             if len(self._bindings) >= self._MAX_BINDINGS:
                 self._bindings.clear()
-            io = self.session.io_binding()
+            session = self.small_session if small else self.session
+            io = session.io_binding()
             self._bind_kv(io, start, batch)
             self._bind_array(io, "input_ids", self._ids[:batch])
             self._bind_array(io, "attention_mask", self._decode_mask(batch))
             if self.has_position_ids:
                 self._bind_array(io, "position_ids", self._positions[:batch])
             io.bind_output("logits", "cpu", 0, np.float32, [batch, 1, self.vocab_size], self._logits.ctypes.data)
-            self._bindings[(start, batch)] = io
-        return io
+            bound = self._bindings[(start, batch, small)] = (session, io)
+        return bound
 
     def _decode_mask(self, batch: int) -> np.ndarray:
         return self._mask[: batch * self.capacity].reshape(batch, self.capacity)   # [B, capacity]
@@ -204,21 +242,59 @@ class SharedBufferDecoder(_OrtDecoderBase):
         total = int(lens.max()) + 1
         if total > self.capacity or start + batch > self.max_slots:
             raise InvalidArgument(f"decode over slots {start}..{start + batch} to length {total} exceeds the pool")
-        io = self._decode_binding(start, batch)
+        session, io = self._decode_binding(start, batch)
         self._ids[:batch, 0] = token_ids
         if self.has_position_ids:
             self._positions[:batch, 0] = lens
         # right-padded to the capacity: row b has len_b + 1 ones  [B, capacity] (bound once, written in place)
         np.less_equal(self._columns[:, :self.capacity], lens[:, None], out=self._decode_mask(batch),
                       casting="unsafe")
-        self._run_binding(io)
+        self._run_binding(io, session)
         return self._logits[:batch, 0]
 
-    def _run_binding(self, io: ort.IOBinding) -> None:
+    def _run_binding(self, io: ort.IOBinding, session: ort.InferenceSession | None = None) -> None:
         try:
-            self.session.run_with_iobinding(io)
+            (session or self.session).run_with_iobinding(io)
         except Exception as exc:
             raise InternalError(f"ONNX Runtime run failed: {exc}") from exc
+
+    def tune_threads(self, *, past_len: int = 32, repeats: int = 5) -> dict[int, tuple[float, float]]:
+        """Measure decode steps at batch 1, 2, 4, ... on both sessions (slots from 0, which must be free) and
+        run on the small-batch session the batches up to the largest where it was faster at every size so far;
+        drop it when it never was. Returns {batch: (small-batch session s, main session s)}, best of `repeats`."""
+        self.tune_pending = False
+        if self.small_session is None:
+            return {}
+        timings: dict[int, tuple[float, float]] = {}
+        ids = np.ones(self.max_slots, np.int64)
+        lens = np.full(self.max_slots, min(past_len, self.capacity - 2), np.int64)
+        best, batch = 0, 1
+        while True:
+            self.small_batch_max = batch
+            small = self._best_decode_time(ids[:batch], lens[:batch], repeats)
+            self.small_batch_max = 0
+            large = self._best_decode_time(ids[:batch], lens[:batch], repeats)
+            timings[batch] = (small, large)
+            if small >= large:
+                break
+            best = batch
+            if batch == self.max_slots:
+                break
+            batch = min(2 * batch, self.max_slots)
+        self.small_batch_max = best
+        if best == 0:
+            self.small_session = None     # never faster: free its weights and threads
+        self._bindings.clear()
+        return timings
+
+    def _best_decode_time(self, ids: np.ndarray, lens: np.ndarray, repeats: int) -> float:
+        self.decode(0, ids, lens)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            self.decode(0, ids, lens)
+            best = min(best, time.perf_counter() - t0)
+        return best
 
     def move(self, src: int, dst: int, length: int) -> None:
         if src != dst:

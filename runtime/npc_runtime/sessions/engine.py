@@ -169,7 +169,9 @@ class Engine:
                                                            capacity=config.max_context,
                                                            intra_op_threads=config.intra_op_threads,
                                                            spinning=config.intra_op_spinning,
-                                                           flush_denormals=config.flush_denormals))
+                                                           flush_denormals=config.flush_denormals,
+                                                           small_batch_threads=config.small_batch_threads,
+                                                           small_batch_max=config.small_batch_max))
             models[package.name] = cls._wrap(package, decoder, config)
         engine = cls(models, config=config, limits=limits)
         if config.warmup:
@@ -209,6 +211,8 @@ class Engine:
             decoder, costs = model.decoder, model.scheduler.costs
             if model.scheduler.free_slots != decoder.max_slots:
                 continue
+            if getattr(decoder, "tune_pending", False):
+                decoder.tune_threads()   # which batch sizes run on the small-batch session (fewer threads)
             chunk = 16
             while chunk <= min(self.config.max_prefill_chunk, model.capacity - 1):
                 ids = np.ones(chunk, np.int64)
