@@ -218,7 +218,8 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
 async def _stream(stream: GenerateStream, metrics: ServingMetrics, completion_id: str, created: int,
                   include_usage: bool) -> AsyncIterator[bytes]:
     """SSE chunks in OpenAI's format. Starlette cancels this generator when the client disconnects; the
-    stream is then closed (`_SessionStream`), which closes its session."""
+    stream is then closed (`_SessionStream`), which closes its session. One event per wake-up: a piece holds
+    every token that arrived while the last event was sent."""
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": created,
             "model": stream.opened.model, "system_fingerprint": None}
 
@@ -226,6 +227,9 @@ async def _stream(stream: GenerateStream, metrics: ServingMetrics, completion_id
         return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                           "finish_reason": finish_reason}]})
 
+    # a content event is the same bytes as chunk({"content": text}) with only the text encoded per event
+    head, tail = chunk({"content": ""}).split(b'""', 1)
+    tokens_counter = metrics.tokens.labels("http")
     n_tokens = 0
     prompt_tokens = stream.opened.prompt_tokens
     try:
@@ -233,9 +237,9 @@ async def _stream(stream: GenerateStream, metrics: ServingMetrics, completion_id
         finish_reason = "stop"
         async for piece in stream:
             n_tokens += len(piece.token_ids)
-            metrics.tokens.labels("http").inc(len(piece.token_ids))
+            tokens_counter.inc(len(piece.token_ids))
             if piece.text_delta:
-                yield chunk({"content": piece.text_delta})
+                yield head + json.dumps(piece.text_delta, ensure_ascii=False).encode() + tail
             if piece.finished:
                 finish_reason = OPENAI_FINISH_REASONS[piece.finish_reason]
         yield chunk({}, finish_reason)
