@@ -30,6 +30,28 @@ BASE_CAPABILITIES = ("tick", "generate", "cancel", "prefix-cache", "constraints.
                      "constraints.json-schema", "chat-template")
 # a Tick stops this long before the call's deadline, to leave time for the reply, milliseconds
 DEADLINE_MARGIN_MS = 2.0
+# what a Tick's reply costs after the servicer returns it (encoding, gRPC's send on loopback), seconds; the
+# budget ends this much earlier, on top of the measured reply cost inside the server (`_ReplyCost`)
+SEND_RESERVE_S = 0.00015
+
+
+class _ReplyCost:
+    """Running estimate of a Tick's cost from the engine's result to the servicer's return (translation,
+    metrics), high side: mean + 2 mean deviations, so one slow reply moves it little and most fit under it."""
+
+    def __init__(self, weight: float = 0.1) -> None:
+        self.weight = weight
+        self.mean = 0.0
+        self.dev = 0.0
+
+    def add(self, seconds: float) -> None:
+        delta = seconds - self.mean
+        self.mean += self.weight * delta
+        self.dev += self.weight * (abs(delta) - self.dev)
+
+    @property
+    def reserve_s(self) -> float:
+        return self.mean + 2.0 * self.dev + SEND_RESERVE_S
 
 
 def unary(method: Callable) -> Callable:
@@ -63,6 +85,9 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
         self.metrics = metrics
         extra = ("sliding-window",) if engine.sliding_window else ()
         self.capabilities = tuple(dict.fromkeys((*BASE_CAPABILITIES, *extra, *capabilities)))
+        self._reply_cost = _ReplyCost()
+        # metric children looked up once (a labels() call per token or per Tick is measurable)
+        self._grpc_tokens = metrics.tokens.labels("grpc")
 
     # ---------------------------------------------------------------------------------- unary RPCs
 
@@ -91,23 +116,32 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
 
     @unary
     async def Tick(self, request: pb.TickRequest, context) -> pb.TickResponse:
+        """The budget counts from here (time queued for the engine thread counts), and ends early enough for
+        the reply to reach the client within it (`_ReplyCost`, the facade's measured hop back)."""
         started = time.perf_counter()
         deadline = self._tick_deadline(context)
-        outcomes = await self.engine.tick([translate.tick_request(e) for e in request.entries], deadline=deadline)
-        results, tokens, batch = [], 0, 0
+        outcomes = await self.engine.tick([translate.tick_request(e) for e in request.entries], deadline=deadline,
+                                          received=started, reply_s=self._reply_cost.reserve_s)
+        resumed = time.perf_counter()
+        response = pb.TickResponse()
+        add = response.results.add
+        tokens, batch = 0, 0
         for outcome in outcomes:
             if outcome.error is not None:   # a bad entry failed alone
-                results.append(self._error_result(outcome.session_id, outcome.error))
+                self._fill_error(add(), outcome.session_id, outcome.error)
                 continue
-            results.append(translate.tick_result_to_proto(outcome))
+            translate.fill_tick_result(add(), outcome)
             tokens += len(outcome.token_ids)
             batch = max(batch, outcome.stats.max_batch)
-        self.metrics.tokens.labels("grpc").inc(tokens)
+        self._grpc_tokens.inc(tokens)
         if batch:
             self.metrics.batch_size.observe(batch)
-        elapsed = time.perf_counter() - started
+        done = time.perf_counter()
+        self._reply_cost.add(done - resumed)
+        elapsed = done - started
         self.metrics.tick_latency.observe(elapsed)
-        return pb.TickResponse(results=results, tick_ms=elapsed * 1000.0)
+        response.tick_ms = elapsed * 1000.0
+        return response
 
     @unary
     async def Cancel(self, request: pb.CancelRequest, context) -> pb.CancelResponse:
@@ -128,10 +162,10 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
         chunks = None
         try:
             chunks = await self.engine.generate(translate.generate_request(request))
+            # one message per wake-up: a chunk holds every token that arrived while the last write was sent
             async for chunk in chunks:
-                message = translate.chunk_to_proto(chunk)
-                self.metrics.tokens.labels("grpc").inc(len(message.token_ids))
-                await context.write(message)
+                self._grpc_tokens.inc(len(chunk.token_ids))
+                await context.write(translate.chunk_to_proto(chunk))
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
@@ -156,8 +190,11 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
             raise DeadlineExceeded("the call's deadline leaves no time for a Tick; give it a longer deadline")
         return time.perf_counter() + remaining - DEADLINE_MARGIN_MS / 1000.0
 
-    def _error_result(self, session_id: str, exc: BaseException) -> pb.TickResult:
+    def _fill_error(self, message: pb.TickResult, session_id: str, exc: BaseException) -> None:
         st = status.status_for(exc, where="Tick entry")
         self.metrics.errors.labels("Tick", st.grpc_code.name).inc()
-        return pb.TickResult(session_id=session_id, finished=True, finish_reason=pb.FINISH_REASON_ERROR,
-                             error=st.message, error_code=status.grpc_code_number(st.grpc_code))
+        message.session_id = session_id
+        message.finished = True
+        message.finish_reason = pb.FINISH_REASON_ERROR
+        message.error = st.message
+        message.error_code = status.grpc_code_number(st.grpc_code)

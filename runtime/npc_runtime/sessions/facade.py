@@ -11,8 +11,10 @@ One background thread owns the `Engine` (single-threaded). Every operation is ON
 (one thread hop): its request is validated there once (`sessions/requests.py`), composite work (open + first
 turn, a stream's later turns, closing the session a stream opened) happens there too. `submissions` counts
 the hops per operation. Every open generate stream is stepped together (`Engine.step`: one forward pass for
-all of them per round), so concurrent generates share forward passes; chunks come back through the stream's
-asyncio queue with no further hop. A consumer that stops early (`aclose()`, disconnect, garbage collection)
+all of them per round), so concurrent generates share forward passes. Chunks go back with no further hop and
+one loop wake-up per step for ALL streams of that loop (`_Outbox`: one `call_soon_threadsafe` per step, not one
+per token); a consumer takes everything that arrived since its last wake-up as one chunk, so a stream whose
+consumer is busy (network writes, JSON) catches up with the engine instead of falling behind it. A consumer that stops early (`aclose()`, disconnect, garbage collection)
 cancels its turn, or closes the session its stream opened, without waiting.
 """
 
@@ -22,7 +24,8 @@ import asyncio
 import queue
 import threading
 import time
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +40,87 @@ from npc_runtime.sessions.session import FinishReason
 from npc_runtime.workers import WorkerPool, default_pool
 
 _IDLE_WAIT_S = 0.05
+_HOP_EWMA = 0.1          # weight of the newest reply hop in its running estimate
+_MIN_TICK_S = 0.0001     # what a tick whose budget was spent before it started still gets: nothing fits it
 DEFAULT_EVICT_EVERY_S = 5.0
 _END = object()
+
+
+class _Sink:
+    """One stream's items on its event loop: filled by the loop's delivery callback, drained by the consumer.
+    `take` returns every chunk of the current turn that arrived since the last call as ONE chunk."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: deque = deque()
+        self.waiter: asyncio.Future | None = None
+
+    def put(self, item) -> None:   # the loop's thread
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self):
+        while not self.items:
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        first = self.items.popleft()
+        while (isinstance(first, TokenChunk) and not first.finished and self.items
+               and isinstance(self.items[0], TokenChunk) and self.items[0].turn == first.turn):
+            _merge(first, self.items.popleft())
+        return first
+
+
+def _merge(into: TokenChunk, more: TokenChunk) -> None:
+    """Appends `more` (the next chunk of the same turn) to `into`: tokens, text, per-token data, the end."""
+    into.token_ids.extend(more.token_ids)
+    into.text_delta += more.text_delta
+    into.finished, into.finish_reason = more.finished, more.finish_reason
+    if more.logprobs is not None:
+        into.logprobs = (into.logprobs or []) + more.logprobs
+    if more.choice_probs is not None:
+        into.choice_probs = (into.choice_probs or []) + more.choice_probs
+
+
+class _Outbox:
+    """What the engine thread sends to one event loop. Items of a whole step are added at once; when the loop
+    has taken everything before, ONE `call_soon_threadsafe` wakes it, else the pending wake-up takes them too
+    (a busy loop gets several steps' tokens in one wake-up)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[_Sink, object]] = []
+
+    def add(self, items: list[tuple[_Sink, object]]) -> None:   # the engine thread
+        with self._lock:
+            wake = not self._items
+            self._items.extend(items)
+        if wake:
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:   # the loop is closed: nobody is left to read these streams
+                with self._lock:
+                    self._items.clear()
+
+    def _deliver(self) -> None:   # the loop's thread
+        with self._lock:
+            items, self._items = self._items, []
+        for sink, item in items:
+            sink.put(item)
 
 
 @dataclass
 class _Stream:
     """A generate stream, as the engine thread keeps it."""
     request: GenerateRequest
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue
+    outbox: _Outbox
+    sink: _Sink
     owned: bool                 # the stream opened the session: it closes it when it ends
     turn: int = 0
     remaining: int = UNBOUNDED_TOKENS
@@ -54,12 +128,13 @@ class _Stream:
 
 class GenerateStream:
     """The chunks of one generate call (an async iterator). `opened` names the session (with the prompt's
-    token count when the stream opened it). Leaving early: `await stream.aclose()` (or `async with`)."""
+    token count when the stream opened it). Each chunk holds every token that arrived since the previous
+    one (one or more engine steps). Leaving early: `await stream.aclose()` (or `async with`)."""
 
-    def __init__(self, facade: "EngineFacade", opened: OpenedSession, chunks: asyncio.Queue) -> None:
+    def __init__(self, facade: "EngineFacade", opened: OpenedSession, sink: _Sink) -> None:
         self.opened = opened
         self._facade = facade
-        self._chunks = chunks
+        self._sink = sink
         self._done = False
 
     def __aiter__(self) -> "GenerateStream":
@@ -68,7 +143,7 @@ class GenerateStream:
     async def __anext__(self) -> TokenChunk:
         if self._done:
             raise StopAsyncIteration
-        item = await self._chunks.get()
+        item = await self._sink.take()
         if item is _END:
             self._done = True
             raise StopAsyncIteration
@@ -84,7 +159,7 @@ class GenerateStream:
     def _abandon(self) -> None:
         if not self._done:
             self._done = True
-            self._facade._abandon(self.opened.session_id, self._chunks)
+            self._facade._abandon(self.opened.session_id, self._sink)
 
     async def __aenter__(self) -> "GenerateStream":
         return self
@@ -106,9 +181,12 @@ class EngineFacade:
             engine.limits = limits
         self.submissions: Counter[str] = Counter()   # engine-thread submissions (thread hops) per operation
         self.rounds = 0                              # engine steps that advanced the open streams together
+        self.reply_hop_s = 0.0                       # running estimate: engine thread done -> caller resumed
         self._default_model = engine.list_models()[0].name
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
+        self._outboxes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # loop -> _Outbox
+        self._pending: dict[_Outbox, list[tuple[_Sink, object]]] = {}   # engine thread: not yet sent
         self._accepting = True
         self._stopping = False
         self._evict_every_s = evict_every_s
@@ -179,19 +257,32 @@ class EngineFacade:
             raise Unavailable("the engine is shutting down")
         return await (self.workers or default_pool()).run(self.engine.prepare_open, request)
 
-    async def tick(self, entries: Sequence[TickRequest], *, deadline: float | None = None) -> list[TickResult]:
+    async def tick(self, entries: Sequence[TickRequest], *, deadline: float | None = None,
+                   received: float | None = None, reply_s: float = 0.0) -> list[TickResult]:
         """Frame-sliced tick; a bad entry fails alone (`TickResult.error`). `deadline`: a
-        `time.perf_counter()` value, measured when the engine thread starts the tick (time queued counts)."""
-        return await self._submit("tick", self.engine.tick, list(entries), deadline=deadline)
+        `time.perf_counter()` value, measured when the engine thread starts the tick (time queued counts);
+        past it every entry fails with DeadlineExceeded.
+        `received` (a `time.perf_counter()` value: when the caller got the request): the budget then counts
+        from there, not from the engine's start, and ends early enough for the reply to get back: the thread
+        hop back (measured here) and `reply_s` (the caller's own reply cost, e.g. encoding and sending). A hop
+        that ate the budget leaves the tick a minimal budget, never an error."""
+        items = list(entries)
+        results, ended = await self._submit("tick", self._tick, items, deadline, received, reply_s)
+        hop = time.perf_counter() - ended
+        self.reply_hop_s += _HOP_EWMA * (hop - self.reply_hop_s)
+        return results
 
     async def generate(self, request: GenerateRequest) -> GenerateStream:
         """Validates the request, opens its session (`open=`) and starts its first turn, in one hop; a bad
         request raises here, before any chunk. Then iterate the stream."""
         loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue = asyncio.Queue()
+        outbox = self._outboxes.get(loop)
+        if outbox is None:
+            outbox = self._outboxes.setdefault(loop, _Outbox(loop))
+        sink = _Sink()
         prepared = await self._prepare(request.open) if isinstance(request, GenerateRequest) and request.open else None
-        opened = await self._submit("generate", self._start, request, loop, chunks, prepared)
-        return GenerateStream(self, opened, chunks)
+        opened = await self._submit("generate", self._start, request, outbox, sink, prepared)
+        return GenerateStream(self, opened, sink)
 
     async def cancel(self, session_id: str) -> bool:
         """Ends the session's turn (CANCELLED; its stream, if any, ends with that chunk). True when a turn
@@ -220,11 +311,11 @@ class EngineFacade:
         self._commands.put((fn, args, kwargs, loop, future))
         return await future
 
-    def _abandon(self, session_id: str, chunks: asyncio.Queue) -> None:
-        """Fire and forget (any thread, also a finalizer): stop a stream whose consumer went away. `chunks`
-        (the stream's queue) names the stream: a later stream on the same session is left alone."""
+    def _abandon(self, session_id: str, sink: _Sink) -> None:
+        """Fire and forget (any thread, also a finalizer): stop a stream whose consumer went away. `sink`
+        (the stream's inbox) names the stream: a later stream on the same session is left alone."""
         self.submissions["abandon"] += 1
-        self._commands.put((self._stop_stream, (session_id, chunks), {}, None, None))
+        self._commands.put((self._stop_stream, (session_id, sink), {}, None, None))
 
     @staticmethod
     def _settle(future: asyncio.Future, result, error) -> None:
@@ -254,27 +345,60 @@ class EngineFacade:
                     item = self._commands.get_nowait()
                 except queue.Empty:
                     item = None
+            self._flush()
             if self._streams:
                 self._step_streams()
+                self._flush()
             elif self._stopping:
                 return
             if time.monotonic() >= next_evict:
                 next_evict = time.monotonic() + self._evict_every_s
                 for sid in self.engine.evict_idle():
                     self._end(sid, FailedPrecondition(f"session {sid!r} was evicted (idle)"))
+                self._flush()
+
+    # -- ticks (engine thread) ----------------------------------------------------------------------------
+    def _tick(self, entries: list[TickRequest], deadline: float | None, received: float | None,
+              reply_s: float) -> tuple[list[TickResult], float]:
+        if received is not None:
+            budget_end = received + self._least_budget_s(entries) - reply_s - self.reply_hop_s
+            budget_end = max(budget_end, time.perf_counter() + _MIN_TICK_S)
+            deadline = budget_end if deadline is None else min(deadline, budget_end)
+        return self.engine.tick(entries, deadline=deadline), time.perf_counter()
+
+    def _least_budget_s(self, entries: list[TickRequest]) -> float:
+        """The smallest budget among the entries (the tick's own), seconds; an entry whose budget the engine
+        will refuse is left out (it fails alone with its own message)."""
+        limits = self.engine.limits
+        least = None
+        for e in entries:
+            budget = getattr(e, "budget_ms", None)
+            if budget is None:
+                budget = limits.default_budget_ms
+            if isinstance(budget, (int, float)) and 0 <= budget <= limits.max_budget_ms:
+                least = budget if least is None else min(least, budget)
+        return (limits.max_budget_ms if least is None else least) / 1000.0
 
     # -- streams (engine thread) --------------------------------------------------------------------------
-    @staticmethod
-    def _push(stream: _Stream, *items) -> None:
-        for item in items:
-            stream.loop.call_soon_threadsafe(stream.queue.put_nowait, item)
+    def _push(self, stream: _Stream, item) -> None:
+        """Queues an item for the stream's consumer; `_flush` sends it (once per step for every stream)."""
+        pending = self._pending.get(stream.outbox)
+        if pending is None:
+            pending = self._pending[stream.outbox] = []
+        pending.append((stream.sink, item))
 
-    def _start(self, request: GenerateRequest, loop: asyncio.AbstractEventLoop, chunks: asyncio.Queue,
+    def _flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for outbox, items in pending.items():
+                outbox.add(items)
+
+    def _start(self, request: GenerateRequest, outbox: _Outbox, sink: _Sink,
                prepared: PreparedOpen | None = None) -> OpenedSession:
         if request.open is None and request.session_id in self._streams:
             raise FailedPrecondition(f"session {request.session_id!r} already has a generate stream")
         opened = self.engine.start(request, prepared if isinstance(prepared, PreparedOpen) else None)
-        stream = _Stream(request, loop, chunks, owned=request.open is not None)
+        stream = _Stream(request, outbox, sink, owned=request.open is not None)
         stream.remaining = request.turns[0].max_tokens or UNBOUNDED_TOKENS
         self._streams[opened.session_id] = stream
         return opened
@@ -326,9 +450,9 @@ class EngineFacade:
             return
         stream.remaining = turn.max_tokens or UNBOUNDED_TOKENS
 
-    def _stop_stream(self, session_id: str, chunks: asyncio.Queue) -> None:
+    def _stop_stream(self, session_id: str, sink: _Sink) -> None:
         stream = self._streams.get(session_id)
-        if stream is None or stream.queue is not chunks:
+        if stream is None or stream.sink is not sink:
             return   # it ended already (a new stream may have started on the session since)
         if not stream.owned:
             try:
