@@ -24,6 +24,10 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+# offline: ONNX Runtime's telemetry off before any bench imports onnxruntime (npc_runtime sets it too, but a
+# bench may import onnxruntime first, e.g. to quantize a reference package)
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 # distributions whose versions every result records (None where not installed)
