@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 RUNTIME_STAMP := $(VENV)/.runtime-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 
-.PHONY: setup setup-runtime demo test clients-test proto bench clean
+.PHONY: setup setup-runtime demo test clients-test proto bench bench-report clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,6 +47,10 @@ proto: setup
 
 bench: setup
 	$(BIN)/python -m bench.run_all
+
+# README's and docs/performance.md's performance tables, regenerated from bench/results/*.json (stdlib only)
+bench-report:
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

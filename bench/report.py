@@ -1,0 +1,266 @@
+"""Generates the performance tables of README.md and docs/performance.md from bench/results/**/*.json.
+
+    python -m bench.report            # rewrite every <!-- bench:NAME --> ... <!-- /bench:NAME --> block
+    python -m bench.report --check    # exit 1 and name the stale blocks instead (tests/test_bench_report.py)
+
+Tables are never typed by hand: each block is rendered from result files alone. Results from different
+machines (the `machine.label` every result records: bench.common.result_metadata) appear as separate
+columns; a machine's newest full run is used, its newest --quick run when it has no full one. Rows where
+our engine is below the peer are marked ▼ and listed under "where we lose".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
+DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
+BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.DOTALL)
+LOSS = "▼"
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path
+    data: dict
+
+    @property
+    def rel(self) -> str:
+        try:
+            return self.path.relative_to(ROOT).as_posix()
+        except ValueError:
+            return self.path.as_posix()
+
+    @property
+    def machine(self) -> str:
+        return self.data.get("machine", {}).get("label") or "unlabelled machine"
+
+
+def load_results(folder: Path = RESULTS_DIR) -> list[Result]:
+    out = []
+    for path in sorted(Path(folder).rglob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"bench.report: {path} is not a readable result file: {exc}") from exc
+        if isinstance(data, dict):
+            out.append(Result(path, data))
+    return out
+
+
+def engine_runs(results: list[Result]) -> list[Result]:
+    """One engine comparison per machine: its newest full run, else its newest quick run; fewest cores first."""
+    chosen: dict[str, Result] = {}
+    for r in results:
+        if "comparisons" not in r.data:
+            continue
+        key = (not r.data.get("quick", False), r.data.get("timestamp", ""))
+        old = chosen.get(r.machine)
+        if old is None or key > (not old.data.get("quick", False), old.data.get("timestamp", "")):
+            chosen[r.machine] = r
+    return sorted(chosen.values(), key=lambda r: (r.data["machine"].get("cores_physical") or 0, r.machine))
+
+
+# -- formatting ---------------------------------------------------------------------------------------------------
+def ratio(value: float) -> str:
+    text = f"{value:.2f}×"
+    return f"**{text} {LOSS}**" if value < 1.0 else text
+
+
+def toks(value: float) -> str:
+    return f"{value:,.0f} tok/s"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def column_title(run: Result) -> str:
+    quick = ", --quick" if run.data.get("quick") else ""
+    return f"{run.machine} ({run.data['threads']} threads each{quick})"
+
+
+# -- what the rows compare ----------------------------------------------------------------------------------------
+def _rows(run: Result, case: str, peer_modes: tuple[str, ...] | None = None, precision: str | None = None,
+          sessions: int | None = None) -> list[dict]:
+    rows = [c for c in run.data["comparisons"] if c["case"] == case
+            and (peer_modes is None or c["peer_mode"] in peer_modes)
+            and (precision is None or c["precision"] == precision)]
+    if rows and case != "single":
+        top = sessions if sessions is not None else max(c["sessions"] for c in rows)
+        rows = [c for c in rows if c["sessions"] == top]
+    return rows
+
+
+def best_vs_best(rows: list[dict]) -> dict | None:
+    """Our best precision against the peer's best precision and mode, in one run."""
+    if not rows:
+        return None
+    ours = max(rows, key=lambda c: c["engine_tok_s"])
+    theirs = max(rows, key=lambda c: c["peer_tok_s"])
+    return {"engine_tok_s": ours["engine_tok_s"], "engine_precision": ours["precision"],
+            "peer_tok_s": theirs["peer_tok_s"], "peer_precision": theirs["precision"],
+            "peer_label": theirs["peer_label"], "sessions": ours["sessions"],
+            "ratio": ours["engine_tok_s"] / theirs["peer_tok_s"]}
+
+
+def headline(run: Result) -> list[tuple[str, dict | None]]:
+    single = _rows(run, "single", precision="int4") or _rows(run, "single")
+    return [
+        ("1 session, int4, same package: engine vs one genai `Generator`",
+         best_vs_best(single[:1])),
+        ("1 session, best precision each", best_vs_best(_rows(run, "single"))),
+        ("{n} sessions started together: engine vs genai batched (≤ 32 rows per `Generator`, its best mode)",
+         best_vs_best(_rows(run, "aggregate", ("batched",)))),
+        ("{n} sessions started together vs one genai `Generator` per session (second row, not its best mode)",
+         best_vs_best(_rows(run, "aggregate", ("per_session",)))),
+        (("{n} sessions arriving one every 2 steps, prompts 8–95 tokens (ragged): engine vs genai's best of "
+         "`og.Engine` and one `Generator` per session"), best_vs_best(_rows(run, "ragged"))),
+    ]
+
+
+def cell(entry: dict | None) -> str:
+    if entry is None:
+        return "not run"
+    same = entry["engine_precision"] == entry["peer_precision"]
+    precisions = entry["engine_precision"] if same else f"{entry['engine_precision']} vs {entry['peer_precision']}"
+    return (f"{ratio(entry['ratio'])} ({toks(entry['engine_tok_s'])} vs {toks(entry['peer_tok_s'])}, "
+            f"{precisions})")
+
+
+# -- blocks -------------------------------------------------------------------------------------------------------
+def block_engine(results: list[Result]) -> str:
+    runs = engine_runs(results)
+    if not runs:
+        return "No engine result file yet: run `python -m bench.bench_engine`, then `make bench-report`.\n"
+    per_run = [headline(r) for r in runs]
+    rows = []
+    for i, (title, _) in enumerate(per_run[0]):
+        sessions = next((h[i][1]["sessions"] for h in per_run if h[i][1]), "N")
+        rows.append([title.format(n=sessions)] + [cell(h[i][1]) for h in per_run])
+    sources = ", ".join(f"`{r.rel}`" for r in runs)
+    return (table(["engine vs onnxruntime-genai, ref-llama-32m, greedy, same threads for both"]
+                  + [column_title(r) for r in runs], rows)
+            + f"\n\nRatio = our tokens/s ÷ the peer's, measured in one run; {LOSS} = we are below the peer. "
+            f"Sources: {sources}; every comparison, per-thread CPU and where we lose: `docs/performance.md`.\n")
+
+
+def block_engine_detail(results: list[Result]) -> str:
+    parts = []
+    for run in engine_runs(results):
+        rows = [[c["case"], str(c["sessions"]), c["precision"], c["peer_label"] or c["peer_mode"],
+                 toks(c["engine_tok_s"]), toks(c["peer_tok_s"]), ratio(c["ratio"]),
+                 f"{c['engine']['cpu'].get('parallelism')} / {c['peer']['cpu'].get('parallelism')}",
+                 f"{c['engine']['cpu'].get('busy_threads')} / {c['peer']['cpu'].get('busy_threads')}"]
+                for c in run.data["comparisons"]]
+        parts.append(f"**{column_title(run)}** (`{run.rel}`)\n\n" + table(
+            ["case", "sessions", "precision", "genai mode", "engine", "genai", "ratio",
+             "cores busy (CPU s / wall s), engine / genai", "threads ≥ 25 % busy, engine / genai"], rows))
+    return ("\n\n".join(parts) or "No engine result file yet.") + "\n"
+
+
+def block_where_we_lose(results: list[Result]) -> str:
+    lines = []
+    for run in engine_runs(results):
+        for c in run.data["comparisons"]:
+            if c["ratio"] < 1.0:
+                lines.append(f"- {run.machine}: {c['case']}, {c['sessions']} session(s), {c['precision']}, vs genai "
+                             f"{c['peer_label'] or c['peer_mode']}: {ratio(c['ratio'])} ({toks(c['engine_tok_s'])} "
+                             f"vs {toks(c['peer_tok_s'])})")
+    return ("\n".join(lines) if lines else "Nowhere in the measured cases.") + "\n"
+
+
+def block_runs(results: list[Result]) -> str:
+    rows = []
+    for r in sorted(results, key=lambda r: r.rel):
+        m, v, git = r.data.get("machine", {}), r.data.get("versions", {}), r.data.get("git") or {}
+        if not m.get("label"):   # written before bench.common.result_metadata existed
+            rows.append([f"`{r.rel}`", "not recorded", "-", "-", "-", "-", "-", "-", "-"])
+            continue
+        load = (f"{m['load_avg_before'][0]:.1f} → {m['load_avg_after'][0]:.1f}"
+                if m.get("load_avg_before") and m.get("load_avg_after") else "-")
+        mem = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "-"
+        rows.append([f"`{r.rel}`", m["label"], f"{m.get('cores_logical')} / {m.get('cores_physical')}", mem, load,
+                     f"{v.get('onnxruntime')} / {v.get('onnxruntime-genai')} / {v.get('python')}",
+                     f"{(git.get('commit') or '-')[:10]}{' (dirty)' if git.get('dirty') else ''}",
+                     r.data.get("timestamp", "-"), f"`{r.data.get('command', '-')}`"])
+    return table(["file", "machine", "cores logical / physical", "memory", "load 1 min before → after",
+                  "onnxruntime / genai / python", "commit", "when (UTC)", "command"], rows) + "\n"
+
+
+def block_engine_only(results: list[Result]) -> str:
+    parts = []
+    for run in engine_runs(results):
+        d = run.data
+        rows = [[f"Tick p50 / p99, 64 sessions, budget {t['budget_ms']:.0f} ms, {p}",
+                 f"{t['p50_ms']:.1f} / {t['p99_ms']:.1f} ms, {t['tokens_per_tick']:.1f} tokens per tick"]
+                for p, ticks in d.get("tick_budget", {}).items() for t in ticks]
+        rows += [[f"time to first token, 256-token persona, {p}", (f"{x['warm_ms']:.1f} ms cached vs "
+                  f"{x['cold_ms']:.1f} ms cold ({x['speedup']:.1f}× faster)")]
+                 for p, x in d.get("prefix_cache_ttft", {}).items()]
+        rows += [[f"KV per session at context 512, {p}", (f"{x['kv_bytes_per_session_ctx512'] / 2**20:.1f} MiB "
+                  f"({x['sessions_in_8GiB_ctx512']:,} sessions in 8 GiB)")] for p, x in d.get("kv", {}).items()]
+        if rows:
+            parts.append(f"**{column_title(run)}** (`{run.rel}`)\n\n" + table(["measure", "result"], rows))
+    return ("\n\n".join(parts) or "Only full runs (without --quick) measure these.") + "\n"
+
+
+BLOCKS: dict[str, Callable[[list[Result]], str]] = {
+    "engine": block_engine, "engine-detail": block_engine_detail, "where-we-lose": block_where_we_lose,
+    "runs": block_runs, "engine-only": block_engine_only,
+}
+
+
+# -- documents ----------------------------------------------------------------------------------------------------
+def render(text: str, results: list[Result], *, where: str = "") -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group("name")
+        if name not in BLOCKS:
+            raise SystemExit(f"bench.report: {where} has a block <!-- bench:{name} --> that no renderer knows: "
+                             f"use one of {', '.join(BLOCKS)}")
+        return match.group(1) + BLOCKS[name](results) + match.group(4)
+
+    return BLOCK.sub(replace, text)
+
+
+def stale_blocks(documents=DOCUMENTS, results: list[Result] | None = None) -> list[str]:
+    results = load_results() if results is None else results
+    stale = []
+    for doc in documents:
+        text = Path(doc).read_text()
+        fresh = render(text, results, where=str(doc))
+        for old, new in zip(BLOCK.finditer(text), BLOCK.finditer(fresh)):
+            if old.group("body") != new.group("body"):
+                stale.append(f"{Path(doc).name}: bench:{old.group('name')}")
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
+    args = ap.parse_args(argv)
+    results = load_results()
+    if args.check:
+        stale = stale_blocks(results=results)
+        for name in stale:
+            print(f"stale: {name} (run make bench-report)", file=sys.stderr)
+        return 1 if stale else 0
+    for doc in DOCUMENTS:
+        text = doc.read_text()
+        fresh = render(text, results, where=str(doc))
+        if fresh != text:
+            doc.write_text(fresh)
+            print(f"updated {doc.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
