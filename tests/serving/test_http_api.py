@@ -55,7 +55,7 @@ async def test_errors_are_openai_shaped(server):
         assert reply.status_code == 400
         reply = await http.post("/v1/chat/completions",
                                 json={"messages": [{"role": "user", "content": "hi " * 2000}]})
-        assert reply.status_code == 429 and "context" in reply.json()["error"]["message"]
+        assert reply.status_code == 413 and "context" in reply.json()["error"]["message"]
 
 
 async def test_stream_disconnect_closes_the_session(server):

@@ -12,7 +12,22 @@ from npc_runtime.errors import InvalidArgument
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_HTTP_PORT = 8000
+KiB = 1 << 10
 MiB = 1 << 20
+
+# Request size policy (docs/limits.md). The byte limits are sized for the largest legal request, i.e. one
+# whose prompt text (chat messages, or prefix + prompt) is MAX_PROMPT_CHARS characters long:
+MAX_TEXT_CHARS = 64 * 1024
+MAX_PROMPT_CHARS = 4 * MAX_TEXT_CHARS
+MAX_MESSAGES = 256
+# gRPC: protobuf strings are UTF-8, at most 4 bytes per character; 64 KiB more for the other fields (ids,
+# sampling, stop strings, framing) -> 1,114,112 bytes
+DEFAULT_GRPC_MAX_RECEIVE_BYTES = 4 * MAX_PROMPT_CHARS + 64 * KiB
+# HTTP: JSON may escape every character as \uXXXX, 12 bytes for one outside the BMP (a surrogate pair, what
+# Python's json.dumps writes by default); 1 MiB more for the other fields -> 4 MiB
+DEFAULT_MAX_REQUEST_BYTES = 12 * MAX_PROMPT_CHARS + 1 * MiB
+# the smallest byte limit that still carries a maximal prompt in plain UTF-8 (checked at startup)
+UTF8_BYTES_PER_CHAR = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,8 +49,21 @@ class ServerConfig:
     # TLS certificate chain and private key (PEM files); both or neither
     tls_cert: str | None = None
     tls_key: str | None = None
-    # largest gRPC message, bytes, both directions
-    max_message_bytes: int = 4 * MiB
+    # largest gRPC request message, bytes (over it: RESOURCE_EXHAUSTED before the message is parsed)
+    grpc_max_receive_bytes: int = DEFAULT_GRPC_MAX_RECEIVE_BYTES
+    # largest gRPC response message, bytes
+    grpc_max_send_bytes: int = 4 * MiB
+    # largest HTTP request body, bytes: Content-Length over it gets 413 at once, a chunked body when it
+    # crosses it (the body is counted while it is read, never buffered past the limit)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    # most chat messages in one request (OpenAI messages / OpenRequest.messages)
+    max_messages: int = MAX_MESSAGES
+    # most prompt characters in one request: all messages' contents, or prefix + prompt
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    # threads that render chat templates, tokenize prompts and compile constraints / FSMs, off the event loop
+    # and the engine thread; requests beyond worker_threads + worker_queue get RESOURCE_EXHAUSTED "server busy"
+    worker_threads: int = 2
+    worker_queue: int = 64
     # largest number of entries in one TickRequest
     max_tick_entries: int = 1024
     # budget used when TickEntry.budget_ms is 0, milliseconds
@@ -43,7 +71,7 @@ class ServerConfig:
     # largest accepted TickEntry.budget_ms, milliseconds
     max_budget_ms: float = 10_000.0
     # largest accepted text field (prompt, prefix, input, one stop string...), characters
-    max_text_chars: int = 64 * 1024
+    max_text_chars: int = MAX_TEXT_CHARS
     # largest number of stop strings / allowed sequences
     max_stop_sequences: int = 16
     max_allowed_sequences: int = 256
@@ -68,8 +96,20 @@ class ServerConfig:
             raise InvalidArgument("server config: give both tls_cert and tls_key, or neither")
         if self.token is not None and not str(self.token).strip():
             raise InvalidArgument("server config: token must not be empty (leave it unset to disable auth)")
-        if self.max_message_bytes < 1024:
-            raise InvalidArgument("server config: max_message_bytes must be at least 1024")
+        for name in ("max_messages", "max_prompt_chars", "max_text_chars", "worker_threads"):
+            if getattr(self, name) < 1:
+                raise InvalidArgument(f"server config: {name} must be at least 1")
+        if self.worker_queue < 0:
+            raise InvalidArgument("server config: worker_queue must be >= 0")
+        needed = UTF8_BYTES_PER_CHAR * self.max_prompt_chars + KiB
+        for name in ("grpc_max_receive_bytes", "max_request_bytes"):
+            if getattr(self, name) < needed:
+                raise InvalidArgument(
+                    f"server config: {name} = {getattr(self, name)} cannot carry a prompt of max_prompt_chars = "
+                    f"{self.max_prompt_chars} characters ({UTF8_BYTES_PER_CHAR} bytes per character in UTF-8); "
+                    f"raise it to at least {needed} or lower max_prompt_chars")
+        if self.grpc_max_send_bytes < 1024:
+            raise InvalidArgument("server config: grpc_max_send_bytes must be at least 1024")
         if self.max_tick_entries < 1:
             raise InvalidArgument("server config: max_tick_entries must be at least 1")
         if not 0 < self.default_budget_ms <= self.max_budget_ms:

@@ -10,7 +10,8 @@ renders the messages with the model's chat template (from its package), opens a 
 closes the session when the stream ends, or when the client goes away mid-stream. Fields are mapped onto the
 engine's request types and validated by the engine, once, with the same messages as over gRPC.
 Errors use OpenAI's shape: {"error": {"message", "type", "param", "code"}} with the HTTP status of
-`status.status_for`.
+`status.status_for`. Before any route: the token (401 from the headers alone) and the body size (413 while
+reading), `serving/http_entry.py`; the body is parsed on the worker pool, off the event loop (docs/limits.md).
 """
 
 from __future__ import annotations
@@ -23,21 +24,22 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import InvalidArgument, NpcRuntimeError, Unauthenticated
+from npc_runtime.errors import InvalidArgument, NpcRuntimeError
 from npc_runtime.serving import status
-from npc_runtime.serving.auth import check_bearer
 from npc_runtime.serving.config import ServerConfig
+from npc_runtime.serving.http_entry import EntryLimits, parse_json_body
 from npc_runtime.serving.metrics import CONTENT_TYPE, ServingMetrics
 from npc_runtime.sessions.facade import EngineFacade, GenerateStream
 from npc_runtime.sessions.requests import GenerateRequest, OpenRequest
 from npc_runtime.sessions.session import FinishReason
+from npc_runtime.workers import default_pool
 
 log = logging.getLogger("npc_runtime.serving.http")
 
@@ -123,7 +125,8 @@ def _error_response(http_status: int, message: str, err_type: str, code: str | N
 def _from_exception(exc: BaseException, metrics: ServingMetrics, where: str) -> JSONResponse:
     st = status.status_for(exc, where=where)
     metrics.errors.labels(where, st.grpc_code.name).inc()
-    return _error_response(st.http_status, st.message, st.http_type, st.grpc_code.name.lower())
+    return _error_response(st.http_status, st.message, st.http_type, st.grpc_code.name.lower(),
+                           getattr(exc, "param", None))
 
 
 def _sse(payload: dict | str) -> bytes:
@@ -136,12 +139,10 @@ def _sse(payload: dict | str) -> bytes:
 def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: ServingMetrics,
                     is_serving: Callable[[], bool] = lambda: True) -> FastAPI:
     app = FastAPI(title="npc-runtime", docs_url=None, redoc_url=None, openapi_url=None)
-
-    async def require_token(request: Request) -> None:
-        if config.token:
-            problem = check_bearer(request.headers.get("authorization"), config.token)
-            if problem is not None:
-                raise Unauthenticated(problem.replace("metadata", "header"))
+    app.add_middleware(EntryLimits, token=config.token, max_bytes=config.max_request_bytes,
+                       on_reject=lambda code: metrics.errors.labels(
+                           "http", "UNAUTHENTICATED" if code == 401 else
+                           "RESOURCE_EXHAUSTED" if code == 413 else "INVALID_ARGUMENT").inc())
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -169,7 +170,7 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
     async def prometheus_metrics():
         return Response(content=metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/v1/models", dependencies=[Depends(require_token)])
+    @app.get("/v1/models")
     async def list_models():
         models = await engine.list_models()
         return {"object": "list", "data": [
@@ -177,9 +178,12 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
              "context_length": m.context_length, "precision": m.precision, "kind": m.kind}
             for m in models]}
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(require_token)])
-    async def chat_completions(body: ChatCompletionRequest):
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
         started = time.perf_counter()
+        # JSON parsing and validation cost grows with the body: on the bounded pool, not the event loop
+        body = await (engine.workers or default_pool()).run(parse_json_body, await request.body(),
+                                                            ChatCompletionRequest)
         # one engine call: validate, render the template, open, start; errors here are a 4xx, before any byte
         stream = await engine.generate(GenerateRequest(open=_open_request(body)))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"

@@ -30,6 +30,7 @@ from npc_runtime.serving.runtime_servicer import RuntimeServicer
 from npc_runtime.sessions.engine import Engine
 from npc_runtime.sessions.facade import EngineFacade
 from npc_runtime.sessions.requests import RequestLimits
+from npc_runtime.workers import WorkerPool, configure_default_pool
 
 log = logging.getLogger("npc_runtime.serving")
 
@@ -46,7 +47,8 @@ def request_limits(config: ServerConfig) -> RequestLimits:
     return RequestLimits(max_text_chars=config.max_text_chars, max_budget_ms=config.max_budget_ms,
                          default_budget_ms=config.default_budget_ms, max_stop_sequences=config.max_stop_sequences,
                          max_allowed_sequences=config.max_allowed_sequences,
-                         max_tick_entries=config.max_tick_entries)
+                         max_tick_entries=config.max_tick_entries, max_messages=config.max_messages,
+                         max_prompt_chars=config.max_prompt_chars)
 
 
 def engine_facade(engine: Engine | EngineFacade, config: ServerConfig) -> EngineFacade:
@@ -76,8 +78,10 @@ def create_server(engine: Engine | EngineFacade, *, config: ServerConfig, metric
     `engine`: an `EngineFacade`, or an `Engine` (a facade is made to own it)."""
     engine = engine_facade(engine, config)
     options = [
-        ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.max_receive_message_length", config.max_message_bytes),
+        # a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED) before it is parsed; the default is
+        # sized for the largest legal request (serving/config.py DEFAULT_GRPC_MAX_RECEIVE_BYTES)
+        ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
+        ("grpc.max_send_message_length", config.grpc_max_send_bytes),
         ("grpc.so_reuseport", 0),
     ]
     interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
@@ -125,9 +129,13 @@ class NpcServer:
     """gRPC + HTTP over one engine, started and stopped together."""
 
     def __init__(self, engine: Engine | EngineFacade, *, config: ServerConfig, extra_servicers: Sequence[ServicerHook] = (),
-                 capabilities: Sequence[str] = ()) -> None:
+                 capabilities: Sequence[str] = (), workers: WorkerPool | None = None) -> None:
         self.engine = engine_facade(engine, config)
         self.config = config
+        # heavy per-request work (chat templates, tokenizing, constraint compiling) runs here, bounded
+        self._own_workers = workers is None
+        self.workers = workers or WorkerPool(threads=config.worker_threads, queue_limit=config.worker_queue)
+        self.engine.workers = self.workers
         self.metrics = ServingMetrics()
         self.metrics.active_sessions.set_function(self.engine.active_sessions)
         self.health = health.aio.HealthServicer()
@@ -191,6 +199,8 @@ class NpcServer:
                 await asyncio.wait_for(self._http_task, timeout=grace + 1.0)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self._http.force_exit = True
+        if self._own_workers:
+            self.workers.shutdown(wait=False)
         log.info("stopped", extra={"fields": {"grpc_port": self.grpc_port}})
 
 
@@ -202,7 +212,10 @@ async def serve(engine: Engine | EngineFacade, *, config: ServerConfig, extra_se
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    server = NpcServer(engine, config=config, extra_servicers=extra_servicers, capabilities=capabilities)
+    # one pool for the process: the agent's own heavy work (FSM YAML, schemas) shares it through default_pool()
+    workers = configure_default_pool(threads=config.worker_threads, queue_limit=config.worker_queue)
+    server = NpcServer(engine, config=config, extra_servicers=extra_servicers, capabilities=capabilities,
+                       workers=workers)
     engine = server.engine
     await server.start()
     if on_ready is not None:
