@@ -291,7 +291,14 @@ TEST_CASE("json: errors name the line and column") {
 namespace {
 
 const char* kManifest = R"({
-  "format_version": 1, "kind": "causal-lm", "name": "tiny", "target": "portable", "precision": "fp32",
+  "format_version": 1, "kind": "causal-lm", "name": "tiny", "target": "portable", "precision": "fp32", "opset": 15,
+  "files": {"model.onnx": "0000000000000000000000000000000000000000000000000000000000000000",
+            "model.fixed.onnx": "0000000000000000000000000000000000000000000000000000000000000001",
+            "tokenizer.json": "0000000000000000000000000000000000000000000000000000000000000002"},
+  "inputs": [{"name": "input_ids"}, {"name": "attention_mask"}, {"name": "past_key_values.0.key"},
+             {"name": "past_key_values.0.value"}, {"name": "past_key_values.1.key"}, {"name": "past_key_values.1.value"}],
+  "outputs": [{"name": "logits"}, {"name": "present.0.key"}, {"name": "present.0.value"}, {"name": "present.1.key"},
+              {"name": "present.1.value"}],
   "architecture": {"family": "llama", "num_layers": 2, "num_heads": 4, "num_kv_heads": 2, "head_dim": 4,
                    "hidden_size": 16, "vocab_size": 10, "context_length": 8},
   "kv_cache": {"layout": "growing", "capacity": 8, "dtype": "float32"},
@@ -342,6 +349,18 @@ TEST_CASE("manifest: wrong format_version names the field") {
   ModelManifest m;
   CHECK(!ParseManifest(root, &m, &error));
   CHECK(error.find("format_version") != std::string::npos);
+}
+
+TEST_CASE("manifest: file names stay inside the package") {
+  CHECK(FileNameProblem("model.onnx").empty());
+  CHECK(FileNameProblem("sub/x.bin").empty());
+  for (const char* bad : {"../../secret.txt", "/etc/hostname", "a//b", "./x", "a/..", "C:/x", "a\\b", "", "manifest.json"}) {
+    CHECK(!FileNameProblem(bad).empty());
+  }
+  std::string full, error;
+  CHECK(ResolveInside("/tmp/npc-pkg", "sub/model.onnx", &full, &error));
+  CHECK(full.find("npc-pkg") != std::string::npos);
+  CHECK(!ResolveInside("/tmp/npc-pkg", "../secret.txt", &full, &error));
 }
 
 TEST_CASE("fixed kv: static shapes, mask selects the live slots, ping-pong swap") {

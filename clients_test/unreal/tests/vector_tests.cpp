@@ -22,6 +22,7 @@
 #include "npc/bpe_tokenizer.h"
 #include "npc/frame_budget_slicer.h"
 #include "npc/mini_json.h"
+#include "npc/model_manifest.h"
 #include "npc/step_stream.h"
 #include "proto_convert.h"
 #include "test_harness.h"
@@ -498,6 +499,28 @@ TEST_CASE("budget: the live slicer, fed exact costs, gives the recorded frames")
     ++checked;
   }
   CHECK(checked >= 2);
+}
+
+TEST_CASE("manifest: every vector gives the recorded outcome, rule and field") {
+  const json::Value& vectors = Load("manifest_vectors.json");
+  size_t count = 0;
+  for (const json::Value& c : vectors["cases"].items()) {
+    const json::Value& expect = c["expect"];
+    std::string got;
+    json::Value root;
+    std::string parse_error;
+    if (!json::Parse(c["text"].as_string(), &root, &parse_error)) {
+      got = "json ";
+    } else {
+      ModelManifest m;
+      ManifestError error;
+      got = ParseManifest(root, &m, &error) ? "ok" : error.rule + " " + error.field;
+    }
+    std::string want = expect["ok"].as_bool() ? "ok" : expect["rule"].as_string() + " " + expect["field"].as_string();
+    if (got != want) ::npc_test::Fail(__FILE__, __LINE__, c["name"].as_string() + ": got '" + got + "', want '" + want + "'");
+    ++count;
+  }
+  CHECK(count >= 60);
 }
 
 int main(int argc, char** argv) {

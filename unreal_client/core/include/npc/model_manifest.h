@@ -1,9 +1,13 @@
-// Reads the parts of a model package's manifest.json (docs/model-package.md, format_version 1) that an
+// Reads the parts of a model package's manifest.json (docs/package.md, format_version 1) that an
 // on-device decoder needs: architecture numbers, special tokens and the fixed-capacity KV variant
 // (`variants["fixed-capacity"]`: model.fixed.onnx with static shapes, for Unreal NNE).
+// ParseManifest first checks the whole contract (CheckManifest): the same rules, in the same order, as the
+// Python reader (package/npc_package) and the Unity one, so every clients_test/vectors/manifest_vectors.json
+// case gives the same error rule and field.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -42,10 +46,30 @@ struct ModelManifest {
   int64_t bos = -1, pad = -1;
   std::vector<int64_t> eos;
   FixedVariant fixed;
+  std::map<std::string, std::string> files;  // listed file (relative, confined) -> sha256 hex
 };
+
+// A broken contract: `rule` is the error class ("json", "version", "missing", "type", "value", "path",
+// "listing", "io"; docs/package.md), `field` the manifest field (dotted path, [i] for list items).
+struct ManifestError {
+  std::string rule;
+  std::string field;
+  std::string message;
+  std::string Describe() const { return "manifest.json " + (field.empty() ? "" : field + ": ") + message; }
+};
+
+// Why `name` is not a safe package file name ("" when it is): relative, '/'-separated, no empty, '.' or '..'
+// component, no '\', ':' or control characters, at most 1024 bytes, not manifest.json.
+std::string FileNameProblem(const std::string& name);
+// The full path of listed file `name` under `package_dir`, after the name rules and a check that the resolved
+// path (symlinks followed) stays inside the package directory. False (and `error`) otherwise.
+bool ResolveInside(const std::string& package_dir, const std::string& name, std::string* out, std::string* error);
+// Checks the manifest's contract; false with `error` filled at the first broken rule.
+bool CheckManifest(const json::Value& root, ManifestError* error);
 
 // Parses manifest JSON text. On failure returns false and names the field to fix in `error`.
 bool ParseManifest(const json::Value& root, ModelManifest* out, std::string* error);
+bool ParseManifest(const json::Value& root, ModelManifest* out, ManifestError* error);
 bool LoadManifest(const std::string& package_dir, ModelManifest* out, std::string* error);
 
 }  // namespace npc
