@@ -1,7 +1,7 @@
 """Generates the performance tables of README.md and docs/performance.md from bench/results/**/*.json.
 
     python -m bench.report            # rewrite every <!-- bench:NAME --> ... <!-- /bench:NAME --> block
-    python -m bench.report --check    # exit 1 and name the stale blocks instead (tests/test_bench_report.py)
+    python -m bench.report --check    # change nothing: name stale blocks and figures no result file backs
 
 Tables are never typed by hand: each block is rendered from result files alone. Results from different
 machines (the `machine.label` every result records: bench.common.result_metadata) appear as separate
@@ -243,16 +243,70 @@ def stale_blocks(documents=DOCUMENTS, results: list[Result] | None = None) -> li
     return stale
 
 
+# -- every figure has a result behind it ---------------------------------------------------------------------------
+# a ratio with decimals (1.22×, 0.284 ×) or a tokens/s figure (1,353 tok/s); a target (≥ 2 ×, ≤ 0.3 ×) is not
+FIGURE = re.compile(r"(?<![≤≥<>] )(?<![≤≥<>\w.,])(?P<num>\d[\d,]*\.\d+)\s?×"
+                    r"|(?<![≤≥<>] )(?<![≤≥<>\w.,])(?P<tok>\d[\d,]*(?:\.\d+)?)\s?tok/s")
+
+
+def performance_text(doc: Path) -> str:
+    """The parts of a document whose figures must be backed: README's "Measured" section, other documents
+    whole; generated blocks are left out (the freshness check covers them)."""
+    text = Path(doc).read_text()
+    if Path(doc).name == "README.md":
+        start = text.find("\n## Measured")
+        end = text.find("\n## ", start + 1)
+        text = text[start:end if end > 0 else None] if start >= 0 else ""
+    return BLOCK.sub(lambda m: m.group(1) + m.group(4), text)
+
+
+def result_numbers(results: list[Result]) -> list[float]:
+    numbers: list[float] = []
+
+    def walk(value) -> None:
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            numbers.append(float(value))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for r in results:
+        walk(r.data)
+    return numbers
+
+
+def unbacked_figures(documents=DOCUMENTS, results: list[Result] | None = None) -> list[str]:
+    """Figures outside generated blocks that no number in any result file rounds to."""
+    results = load_results() if results is None else results
+    numbers = result_numbers(results)
+    missing = []
+    for doc in documents:
+        for match in FIGURE.finditer(performance_text(doc)):
+            shown = match.group("num") or match.group("tok")
+            value = float(shown.replace(",", ""))
+            decimals = len(shown.split(".")[1]) if "." in shown else 0
+            if not any(round(n, decimals) == value for n in numbers):
+                missing.append(f"{Path(doc).name}: {match.group(0)!r}")
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
     args = ap.parse_args(argv)
     results = load_results()
     if args.check:
-        stale = stale_blocks(results=results)
+        stale, unbacked = stale_blocks(results=results), unbacked_figures(results=results)
         for name in stale:
             print(f"stale: {name} (run make bench-report)", file=sys.stderr)
-        return 1 if stale else 0
+        for figure in unbacked:
+            print(f"no result file behind {figure}", file=sys.stderr)
+        return 1 if stale or unbacked else 0
     for doc in DOCUMENTS:
         text = doc.read_text()
         fresh = render(text, results, where=str(doc))
