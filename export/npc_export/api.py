@@ -92,6 +92,8 @@ def export_model(
 
     progress: stage lines on stderr (a live line in a terminal, one line per stage otherwise).
     threads: intra-op threads of PyTorch and ONNX Runtime while exporting (threads.py; no spinning).
+    force: replace `out_dir` when it holds a model package (a manifest the reader accepts) or is empty; any
+    other non-empty folder is an OutputError, so a typo never deletes a user's files.
     file_mode: mode of every package file (directories get the matching search bits), minus the umask.
     handle_signals: install the SIGTERM / SIGHUP / SIGINT handlers for the export (main thread only).
     int8_kernel: matmulnbits (batch-invariant) or matmulinteger (faster at large batches, not batch-invariant;

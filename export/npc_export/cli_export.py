@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", type=int, default=None, metavar="N",
                         help="context length (KV capacity) in positions; default: the model's maximum")
     parser.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
-    parser.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    parser.add_argument("--force", action="store_true", help="replace DIR if it is a model package (a folder of other files is never replaced)")
     parser.add_argument("--allow-validation-failure", action="store_true",
                         help="write the package even when the self-check is past its thresholds")
     parser.add_argument("--no-validate", action="store_true", help="skip the self-check (not recommended)")
