@@ -154,14 +154,16 @@ def sigterm_under_load(start: Callable[..., ServeProcess], data_dir: Path, *, lo
     for thread in threads[len(NPCS):]:
         thread.start()
     time.sleep(load_s)
+    begin = time.monotonic()
     code = server.stop(timeout=60)
+    stop_s = time.monotonic() - begin
     stop.set()
     for thread in threads:
         thread.join(timeout=30)
     checks = integrity(data_dir)
     restarted = start(data_dir=data_dir)
     result = verify_restored(restarted, log)
-    result.update(integrity=checks, exit_code=code, writer_endings=dict(log.endings),
+    result.update(integrity=checks, exit_code=code, stop_s=round(stop_s, 2), writer_endings=dict(log.endings),
                   tick_answers=sorted(set(answers["tick"])), http_answers=sorted(set(answers["http"])),
                   ticks=answers["tick"].count("OK"), chats=answers["http"].count("200"),
                   traceback="Traceback" in server.stderr)

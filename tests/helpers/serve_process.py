@@ -108,6 +108,7 @@ class ServeProcess:
         return env
 
     def start(self, timeout: float = START_TIMEOUT_S) -> "ServeProcess":
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=self.environment(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
