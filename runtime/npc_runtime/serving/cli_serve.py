@@ -38,6 +38,7 @@ FLAG_KEYS = {
     "insecure": "server.insecure@--insecure", "agent_service": "server.agent_service@--no-agent",
     "max_sessions": "engine.max_sessions@--max-sessions", "policy_model": "agent.policy_model@--policy",
     "escalation_provider": "escalation.provider@--escalation-provider", "memory_url": "memory.db@--memory-url",
+    "replica": "server.replica@--replica",
 }
 
 
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-url", metavar="URL",
                         help="agent database: a SQLite file (default <data-dir>/memory.sqlite3) or "
                              "postgresql://user:password@host:5432/db shared by replicas (needs npc-runtime[postgres])")
+    parser.add_argument("--replica", metavar="NAME",
+                        help="this replica's name in the npcrt-replica response metadata (default: the host name)")
     parser.add_argument("--host", help="listen address (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="gRPC port (default 50051; 0 = any free port)")
     parser.add_argument("--http-port", type=int, help="HTTP port (default 8000; 0 = any free port, -1 = off)")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from npc_runtime.errors import InvalidArgument
+from npc_runtime.serving.replica import default_replica_name
 
 DEFAULT_GRPC_PORT = 50051
 DEFAULT_HTTP_PORT = 8000
@@ -40,6 +41,8 @@ class ServerConfig:
     insecure: bool = False
     # where the server keeps what must survive a restart (agent memory, registered NPCs); created if missing
     data_dir: str = "npcrt-data"
+    # this replica's name in the npcrt-replica response metadata / header (docs/deploy.md); "" = the host name
+    replica: str = ""
     # gRPC port; 0 = any free port (reported in the startup log line)
     port: int = DEFAULT_GRPC_PORT
     # HTTP port (OpenAI-compatible API, /metrics, /healthz); 0 = any free port, -1 = no HTTP server
@@ -84,6 +87,10 @@ class ServerConfig:
     # "json" (one JSON object per line) or "text"
     log_format: str = "json"
     log_level: str = "INFO"
+
+    @property
+    def replica_name(self) -> str:
+        return self.replica or default_replica_name()
 
     def __post_init__(self) -> None:
         for name in ("port", "http_port"):

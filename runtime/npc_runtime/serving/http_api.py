@@ -36,6 +36,7 @@ from npc_runtime.serving import status
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.http_entry import EntryLimits, parse_json_body
 from npc_runtime.serving.metrics import CONTENT_TYPE, ServingMetrics
+from npc_runtime.serving.replica import ReplicaHeaderMiddleware
 from npc_runtime.sessions.facade import EngineFacade, GenerateStream
 from npc_runtime.sessions.requests import GenerateRequest, OpenRequest
 from npc_runtime.sessions.session import FinishReason
@@ -143,6 +144,7 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
                        on_reject=lambda code: metrics.errors.labels(
                            "http", "UNAUTHENTICATED" if code == 401 else
                            "RESOURCE_EXHAUSTED" if code == 413 else "INVALID_ARGUMENT").inc())
+    app.add_middleware(ReplicaHeaderMiddleware, name=config.replica_name)   # outermost: on every answer
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

@@ -24,6 +24,7 @@ from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving.auth import BearerTokenInterceptor
 from npc_runtime.serving.malformed import MalformedRequestInterceptor
+from npc_runtime.serving.replica import ReplicaInterceptor
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.metrics import ServingMetrics
 from npc_runtime.serving.runtime_servicer import RuntimeServicer
@@ -84,7 +85,10 @@ def create_server(engine: Engine | EngineFacade, *, config: ServerConfig, metric
         ("grpc.max_send_message_length", config.grpc_max_send_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    interceptors = [BearerTokenInterceptor(config.token)] if config.token else []
+    # first: every answer names this replica (npcrt-replica), refusals included
+    interceptors: list[grpc.aio.ServerInterceptor] = [ReplicaInterceptor(config.replica_name)]
+    if config.token:
+        interceptors.append(BearerTokenInterceptor(config.token))
     interceptors.append(MalformedRequestInterceptor())   # after auth: corrupt bytes -> INVALID_ARGUMENT, not UNKNOWN
     server = grpc.aio.server(interceptors=interceptors, options=options,
                              maximum_concurrent_rpcs=config.max_concurrent_rpcs)
