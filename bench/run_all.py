@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE_ROOTS = [ROOT, ROOT / "runtime", ROOT / "export", ROOT / "proto"]
+SOURCE_ROOTS = [ROOT, ROOT / "runtime", ROOT / "export", ROOT / "proto", ROOT / "package"]
 ENGINE_MODULES = ("numpy", "onnxruntime", "onnxruntime_genai", "onnx", "onnx_ir", "torch", "transformers",
                   "tokenizers", "jinja2", "safetensors")
 SERVING_MODULES = ("grpc", "grpc_health", "grpc_reflection", "google.protobuf", "fastapi", "uvicorn", "pydantic",
