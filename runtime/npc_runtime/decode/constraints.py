@@ -395,5 +395,8 @@ def compile_constraint(spec: ConstraintSpec, tokenizer, *, vocab_size: int) -> C
         raise InvalidArgument("constraint: give exactly one of choices or json_schema")
     if spec.choices is not None:
         return ChoiceConstraint(spec.choices, tokenizer, vocab_size=vocab_size)
-    return JsonSchemaConstraint(load_schema(spec.json_schema, field="constraint.json_schema"), tokenizer,
-                                vocab_size=vocab_size)
+    schema = load_schema(spec.json_schema, field="constraint.json_schema")
+    from npc_runtime.decode.schema_grammar import SchemaGrammarConstraint, is_flat_schema   # imports this module
+    if not is_flat_schema(schema):   # nested objects, arrays, anyOf, const... (tool calls, response_format)
+        return SchemaGrammarConstraint(schema, tokenizer, vocab_size=vocab_size)
+    return JsonSchemaConstraint(schema, tokenizer, vocab_size=vocab_size)
