@@ -84,6 +84,10 @@ class ServerConfig:
     max_concurrent_rpcs: int | None = None
     # also serve the NpcAgent service (NPC brains over the default model)
     agent_service: bool = True
+    # llama-server dialect (serving/llama_api.py, docs/compat.md): slots (one engine session each, capped at
+    # the engine's max_sessions) and the folder slot save/restore files live in ("" = <data_dir>/slots)
+    llama_slots: int = 4
+    slot_dir: str = ""
     # "json" (one JSON object per line) or "text"
     log_format: str = "json"
     log_level: str = "INFO"
@@ -106,6 +110,8 @@ class ServerConfig:
         for name in ("max_messages", "max_prompt_chars", "max_text_chars", "worker_threads"):
             if getattr(self, name) < 1:
                 raise InvalidArgument(f"server config: {name} must be at least 1")
+        if self.llama_slots < 1:
+            raise InvalidArgument("server config: llama_slots must be at least 1")
         if self.worker_queue < 0:
             raise InvalidArgument("server config: worker_queue must be >= 0")
         needed = UTF8_BYTES_PER_CHAR * self.max_prompt_chars + KiB
