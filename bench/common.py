@@ -184,7 +184,10 @@ def write_json(name: str, data: dict, *, meta: dict | None = None, results_dir: 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     meta = finish_metadata(meta if meta is not None else result_metadata())
-    payload = {"benchmark": name, "created_unix": int(time.time()), "cpu": cpu_info(), **meta, **data}
+    # the metadata wins over a bench's own "machine" / "versions" keys, merged into them
+    payload = {"benchmark": name, "created_unix": int(time.time()), "cpu": cpu_info(), **data, **meta,
+               "machine": {**data.get("machine", {}), **meta["machine"]},
+               "versions": {**data.get("versions", {}), **meta["versions"]}}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 
