@@ -161,12 +161,12 @@ def genai_batched(pkg: Path, n: int, tokens: int, prompt_tokens: int, threads: T
     rows = prompts(n, prompt_tokens)
     groups = [rows[i:i + max_batch] for i in range(0, n, max_batch)]
     return {**_genai_step_all(pkg, groups, tokens, prompt_tokens, threads),
-            "mode": f"{len(groups)} Generator(s) x {len(groups[0])} rows"}
+            "mode": f"{len(groups)} Generator{'s' * (len(groups) > 1)} × {len(groups[0])} row{'s' * (n > 1)}"}
 
 
 def genai_per_session(pkg: Path, n: int, tokens: int, prompt_tokens: int, threads: Threads) -> dict:
     groups = [[p] for p in prompts(n, prompt_tokens)]
-    return {**_genai_step_all(pkg, groups, tokens, prompt_tokens, threads), "mode": f"{n} Generators x 1 row"}
+    return {**_genai_step_all(pkg, groups, tokens, prompt_tokens, threads), "mode": f"{n} Generators × 1 row"}
 
 
 def genai_generators_ragged(pkg: Path, case: Ragged, threads: Threads) -> dict:

@@ -85,7 +85,9 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def column_title(run: Result) -> str:
     quick = ", --quick" if run.data.get("quick") else ""
-    return f"{run.machine} ({run.data['threads']} threads each{quick})"
+    load = run.data["machine"].get("load_avg_before"), run.data["machine"].get("load_avg_after")
+    busy = f", load {load[0][0]:.1f} → {load[1][0]:.1f}" if all(load) else ""
+    return f"{run.machine} ({run.data['threads']} threads each{quick}{busy})"
 
 
 # -- what the rows compare ----------------------------------------------------------------------------------------
