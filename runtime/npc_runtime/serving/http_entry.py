@@ -8,6 +8,9 @@
      and a chunked body gets 413 when it crosses the limit (nothing past the limit is buffered);
   3. only then the app sees the request, with its body buffered (at most `max_bytes`).
 An early answer closes the connection (`connection: close`): the rest of an unwanted upload is not read.
+Closing a socket with unread data sends a TCP reset, which can destroy the answer before the client reads
+it; so while a body is still coming the answer is sent whole (Content-Length) and the connection is held
+open, unread, for LINGER_S before it closes (nginx's lingering close, without the reading).
 
 `parse_json_body` turns the bytes into a pydantic model with one 400 naming what is wrong (invalid UTF-8
 with its byte offset, malformed JSON with line and column, nesting too deep, the first invalid field);
@@ -16,6 +19,7 @@ it is CPU work proportional to the body, so the routes run it on the worker pool
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
@@ -29,6 +33,9 @@ M = TypeVar("M", bound=BaseModel)
 
 # reachable without the token (probes and scrapers), as the gRPC health service is
 PUBLIC_PATHS = frozenset({"/healthz", "/metrics"})
+# how long a refused connection with a body still coming stays open (unread) so the client reads the answer
+# before the reset; only a sleeping task meanwhile (the server reads at most its 64 KiB flow-control window)
+LINGER_S = 1.0
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -46,8 +53,9 @@ class EntryLimits:
 
     def __init__(self, app, *, token: str | None, max_bytes: int,
                  on_reject: Callable[[int], None] = lambda status: None,
-                 public_paths: Iterable[str] = PUBLIC_PATHS) -> None:
+                 public_paths: Iterable[str] = PUBLIC_PATHS, linger_s: float = LINGER_S) -> None:
         self.app = app
+        self.linger_s = linger_s
         self.token = token
         self.max_bytes = max_bytes
         self.on_reject = on_reject
@@ -58,21 +66,23 @@ class EntryLimits:
             await self.app(scope, receive, send)
             return
         headers = {k.lower(): v for k, v in scope.get("headers", ())}
+        # a body may still be on its way (unread) whenever one is announced
+        pending = headers.get(b"content-length", b"0").strip() not in (b"0", b"") or b"transfer-encoding" in headers
         if self.token and scope.get("path") not in self.public_paths:
             header = headers.get(b"authorization")
             problem = check_bearer(header.decode("latin-1") if header is not None else None, self.token)
             if problem is not None:
                 await self._reject(send, 401, problem.replace("metadata", "header"), "authentication_error",
-                                   "unauthenticated", extra=[(b"www-authenticate", b"Bearer")])
+                                   "unauthenticated", extra=[(b"www-authenticate", b"Bearer")], pending=pending)
                 return
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
                 await self._reject(send, 400, "Content-Length is not a number", "invalid_request_error",
-                                   "invalid_argument", param="content-length")
+                                   "invalid_argument", param="content-length", pending=pending)
                 return
             if int(declared) > self.max_bytes:
-                await self._too_large(send, f"Content-Length {int(declared)} is over the limit")
+                await self._too_large(send, f"Content-Length {int(declared)} is over the limit", pending=True)
                 return
         body = await self._read_body(receive, send)
         if body is None:
@@ -90,24 +100,32 @@ class EntryLimits:
             chunk = message.get("body", b"")
             total += len(chunk)
             if total > self.max_bytes:
-                await self._too_large(send, f"the body passed {self.max_bytes} bytes")
+                await self._too_large(send, f"the body passed {self.max_bytes} bytes",
+                                      pending=bool(message.get("more_body", False)))
                 return None
             if chunk:
                 pieces.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(pieces)
 
-    async def _too_large(self, send: Send, what: str) -> None:
+    async def _too_large(self, send: Send, what: str, *, pending: bool) -> None:
         await self._reject(send, 413, f"request body too large: {what}; the limit is {self.max_bytes} bytes "
-                                      "([server] max_request_bytes)", "invalid_request_error", "resource_exhausted")
+                                      "([server] max_request_bytes)", "invalid_request_error", "resource_exhausted",
+                           pending=pending)
 
-    async def _reject(self, send: Send, status: int, message: str, err_type: str, code: str, *,
+    async def _reject(self, send: Send, status: int, message: str, err_type: str, code: str, *, pending: bool,
                       param: str | None = None, extra: list[tuple[bytes, bytes]] = ()) -> None:
         self.on_reject(status)
         body = error_body(message, err_type, code, param)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"), *extra]})
+        if pending and self.linger_s > 0:
+            # the answer is complete for the client (Content-Length); the server finishes it, and closes,
+            # only after the linger
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            await asyncio.sleep(self.linger_s)
+            body = b""
         await send({"type": "http.response.body", "body": body})
 
 
