@@ -236,7 +236,8 @@ class _Compiler:
         if not isinstance(props, dict) or not all(isinstance(k, str) and k for k in props):
             raise InvalidArgument(f"json schema: {where}.properties must map non-empty names to schemas")
         required = s.get("required") or []
-        if not isinstance(required, list) or not set(required) <= set(props):
+        if (not isinstance(required, list) or not all(isinstance(r, str) for r in required)
+                or not set(required) <= set(props)):
             raise InvalidArgument(f"json schema: {where}.required must list names of its properties")
         names = list(props)
         if len(names) > MAX_PROPERTIES:
