@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
 import tempfile
 import threading
@@ -104,7 +105,7 @@ def request_cases(servers: dict[str, ServeProcess]) -> list[dict]:
     for case in hostile_cases.CASES:
         server = servers[case.server]
         try:
-            outcome, elapsed, probe, before, after = _probed(server, lambda: case.run(server))
+            outcome, elapsed, probe, before, after = _probed(server, functools.partial(case.run, server))
             problem = case.problem(outcome)
         except Exception as exc:  # noqa: BLE001 - the server may have died: recorded as such
             outcome, elapsed, probe, before, after = hostile_cases.Outcome(f"client error {type(exc).__name__}",
@@ -158,6 +159,10 @@ def negative_usage(workdir: Path) -> dict:
                 f"denied_budget={outcome_count(metrics, 'denied_budget'):.0f}")
 
 
+def _steps(server: ServeProcess, *, deadline_ms: float, count: int) -> list:
+    return [critical_step(server, "guard-01", deadline_ms=deadline_ms, n=n) for n in range(count)]
+
+
 def provider_faults(workdir: Path) -> list[dict]:
     from npc_proto.v1 import agent_pb2 as apb
     from tests.agent.fake_llm import FakeLLM
@@ -174,8 +179,8 @@ def provider_faults(workdir: Path) -> list[dict]:
             server = stack.enter_context(ServeProcess(workdir=workdir / name, provider_url=url,
                                                       config=provider_config(**esc)))
             register_guard(server, "guard-01")
-            decisions, elapsed, probe, before, after = _probed(server, lambda: [
-                critical_step(server, "guard-01", deadline_ms=deadline_ms, n=n) for n in range(6)])
+            decisions, elapsed, probe, before, after = _probed(server, functools.partial(
+                _steps, server, deadline_ms=deadline_ms, count=6))
             metrics = agent_metrics(server)
             alive = _alive(server)
             code = server.stop()
@@ -198,8 +203,8 @@ def process_faults(workdir: Path) -> list[dict]:
                            ("sigterm_under_load", fault_scenarios.sigterm_under_load)):
         started: list[ServeProcess] = []
 
-        def start(**kwargs) -> ServeProcess:
-            server = ServeProcess(workdir=workdir / name, **kwargs).start()
+        def start(*, folder: Path = workdir / name, started: list = started, **kwargs) -> ServeProcess:
+            server = ServeProcess(workdir=folder, **kwargs).start()
             started.append(server)
             return server
 
@@ -216,7 +221,8 @@ def process_faults(workdir: Path) -> list[dict]:
                   f"{len(result['states']) - len(result['wrong_states'])}/{len(result['states'])}")
         if "exit_code" in result:
             ok = ok and result["exit_code"] == 0
-            status += f"; exit {result['exit_code']} after {result['stop_s']} s; in flight: {'/'.join(result['tick_answers'] + result['http_answers'])}"
+            in_flight = "/".join(result["tick_answers"] + result["http_answers"])
+            status += f"; exit {result['exit_code']} after {result['stop_s']} s; in flight: {in_flight}"
         rows.append(_row(name, "fault", name.replace("_", " "), "nothing lost", status, "0 lost, exit 0", ok,
                          time.monotonic() - begin, None, None, None))
     return rows
@@ -255,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += process_faults(work)
     print_table(rows, COLUMNS, title="npcrt serve under hostile input and faults (issue 9)")
     failed = [r["case"] for r in rows if not r["ok"]]
-    print(f"{len(rows) - len(failed)}/{len(rows)} as they should be" + (f"; not: {', '.join(failed)}" if failed else ""))
+    print(f"{len(rows) - len(failed)}/{len(rows)} as they should be"
+          + (f"; not: {', '.join(failed)}" if failed else ""))
     path = write_json(args.out, {"rows": rows, "server_exits": exits, "server_tracebacks": tracebacks,
                                  "load_s": LOAD_S}, meta=meta)
     print(f"wrote {path}")

@@ -72,8 +72,8 @@ def render(results: dict) -> str:
     out += ["", "### Hostile requests", ""]
     out += _table(["case", "#", "what was sent", "came back", "expected", "the limit", "time ms", "RSS MiB",
                    "health p50 / p99 / max ms", "as it should be"],
-                  [[r["case"], r["finding"], r["sent"], r["status"], r["expected"], r["limit"], _ms(r["time_s"]), _rss(r),
-                    _health(r), _verdict(r)] for r in requests])
+                  [[r["case"], r["finding"], r["sent"], r["status"], r["expected"], r["limit"], _ms(r["time_s"]),
+                    _rss(r), _health(r), _verdict(r)] for r in requests])
     startup = [r for r in rows if isinstance(r["finding"], int) and r["health_p50_ms"] is None]
     out += ["", "### Refused at startup", ""]
     out += _table(["case", "#", "what was given", "came back", "expected", "the rule", "as it should be"],

@@ -35,6 +35,7 @@ class Case:
     expect: tuple[str, ...]             # the statuses that are right
     run: Callable[[ServeProcess], Outcome]
     server: str = "plain"               # plain | token (see SERVERS)
+    names: str = ""                     # what the error message must name (the field or the limit)
 
     def problem(self, outcome: Outcome) -> str | None:
         """Why `outcome` is wrong, or None."""
@@ -42,6 +43,8 @@ class Case:
             return f"{self.name}: got {outcome.status} ({outcome.detail[:300]!r}), expected {' or '.join(self.expect)}"
         if outcome.status != "OK" and not outcome.detail.strip():
             return f"{self.name}: {outcome.status} without a message naming what to fix"
+        if self.names.lower() not in outcome.detail.lower():
+            return f"{self.name}: the message does not name {self.names!r}: {outcome.detail[:300]!r}"
         return None
 
 
@@ -177,7 +180,8 @@ def tick_bad_entry(server: ServeProcess) -> Outcome:
     if any(r.error for r in good):
         return Outcome("good entries failed", "; ".join(r.error for r in good))
     code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-    status = "OK, bad entry INVALID_ARGUMENT" if failed.error_code == code else f"OK, bad entry code {failed.error_code}"
+    status = ("OK, bad entry INVALID_ARGUMENT" if failed.error_code == code
+              else f"OK, bad entry code {failed.error_code}")
     return Outcome(status, _short(failed.error))
 
 
@@ -185,7 +189,8 @@ def tick_bad_entry(server: ServeProcess) -> Outcome:
 def deep_json_schema(server: ServeProcess) -> Outcome:
     from npc_proto.v1 import runtime_pb2 as pb
 
-    schema = '{"type": "array", "items": ' * 5000 + '{"type": "string"}' + "}" * 5000
+    # 2,000 deep in 50 KB: under the text-size limit, so the depth check is what refuses it
+    schema = '{"type":"array","items":' * 2000 + '{"type":"string"}' + "}" * 2000
     return _grpc(lambda: server.runtime_stub().OpenSession(pb.OpenSessionRequest(
         prompt="Hi", constraint=pb.Constraint(json_schema=schema)), metadata=server.metadata(), timeout=60))
 
@@ -200,7 +205,8 @@ def complex_key_yaml(server: ServeProcess) -> Outcome:
 
 
 def deep_guard(server: ServeProcess) -> Outcome:
-    guard = "(" * 5000 + "player_distance > 1" + ")" * 5000
+    # 400 deep in 819 characters: under the guard-length limit, so the depth check is what refuses it
+    guard = "(" * 400 + "player_distance > 1" + ")" * 400
     text = ("name: deep\ninitial: idle\nstates:\n  idle:\n    allowed: [idle, talk]\n    default: idle\n"
             f"    transitions:\n      - to: idle\n        when: \"{guard}\"\n")
     return _grpc(lambda: _register(server, "guard-deep", fsm_yaml=text))
@@ -244,43 +250,45 @@ def corrupt_protobuf(server: ServeProcess) -> Outcome:
 
 CASES: tuple[Case, ...] = (
     Case("chat_10mb_body", 1, "POST /v1/chat/completions, 200 messages x 50,000 chars (10 MB, Content-Length)",
-         "server.max_request_bytes (4 MiB), before reading", ("HTTP 413",), chat_10mb_body),
+         "server.max_request_bytes (4 MiB), before reading", ("HTTP 413",), chat_10mb_body, names="max_request_bytes"),
     Case("chat_10mb_chunked", 1, "the same 10 MB body, chunked (no Content-Length)",
-         "server.max_request_bytes, counted while reading", ("HTTP 413",), chat_10mb_chunked),
+         "server.max_request_bytes, counted while reading", ("HTTP 413",), chat_10mb_chunked,
+         names="max_request_bytes"),
     Case("chat_over_context", 1, "5 messages x 50,000 chars (250,000 chars, legal size)",
-         "the model's context, before rendering the whole", ("HTTP 400", "HTTP 413"), chat_over_context),
+         "the model's context, before rendering the whole", ("HTTP 400", "HTTP 413"), chat_over_context,
+         names="context"),
     Case("chat_2000_messages", 1, "2,000 messages of 10 chars", "server.max_messages (256)",
-         ("HTTP 400", "HTTP 413"), chat_too_many_messages),
+         ("HTTP 400", "HTTP 413"), chat_too_many_messages, names="messages"),
     Case("grpc_2mb_prompt", 1, "OpenSession with a 2 MiB prompt", "server.grpc_max_receive_bytes (~1.1 MB)",
          ("RESOURCE_EXHAUSTED",), grpc_2mb_prompt),
     Case("yaml_alias_bomb", 2, "RegisterNpc.fsm_yaml: anchors 6 deep x 10 aliases (10^6 nodes)",
-         "no anchors/aliases; FSM depth and node limits", ("INVALID_ARGUMENT",), yaml_alias_bomb),
+         "no anchors/aliases; FSM depth and node limits", ("INVALID_ARGUMENT",), yaml_alias_bomb, names="fsm_yaml"),
     Case("unauth_20mb_body", 3, "20 MB chat completion without a token", "auth before the body is read",
-         ("HTTP 401",), unauth_20mb_body, server="token"),
+         ("HTTP 401",), unauth_20mb_body, server="token", names="token"),
     Case("unauth_malformed_body", 3, "malformed JSON without a token", "auth before parsing",
-         ("HTTP 401",), unauth_malformed_body, server="token"),
+         ("HTTP 401",), unauth_malformed_body, server="token", names="token"),
     Case("tick_bad_entry", 6, "Tick: 2 good entries + 1 with json_schema of 5,000 '['",
-         "entry errors stay in their entry", ("OK, bad entry INVALID_ARGUMENT",), tick_bad_entry),
-    Case("deep_json_schema", 7, "OpenSession constraint: JSON schema nested 5,000 deep",
-         "schema depth limit", ("INVALID_ARGUMENT",), deep_json_schema),
+         "entry errors stay in their entry", ("OK, bad entry INVALID_ARGUMENT",), tick_bad_entry, names="entries[2]"),
+    Case("deep_json_schema", 7, "OpenSession constraint: JSON schema nested 2,000 deep (50 KB)",
+         "schema depth limit", ("INVALID_ARGUMENT",), deep_json_schema, names="json_schema"),
     Case("deep_yaml", 7, "RegisterNpc.fsm_yaml: a list nested 5,000 deep", "FSM depth limit (32)",
-         ("INVALID_ARGUMENT",), deep_yaml),
+         ("INVALID_ARGUMENT",), deep_yaml, names="fsm_yaml"),
     Case("complex_key_yaml", 7, "RegisterNpc.fsm_yaml with a list as a mapping key", "string keys only",
-         ("INVALID_ARGUMENT",), complex_key_yaml),
-    Case("deep_guard", 7, "FSM guard with 5,000 nested parentheses", "guard depth limit (32)",
-         ("INVALID_ARGUMENT",), deep_guard),
+         ("INVALID_ARGUMENT",), complex_key_yaml, names="fsm_yaml"),
+    Case("deep_guard", 7, "FSM guard with 400 nested parentheses (819 chars)", "guard depth limit (32)",
+         ("INVALID_ARGUMENT",), deep_guard, names="guard"),
     Case("step_nan_game_time", 7, "Step with observation.game_time_s = NaN", "finite numbers only",
-         ("INVALID_ARGUMENT",), step_nan_game_time),
+         ("INVALID_ARGUMENT",), step_nan_game_time, names="game_time_s"),
     Case("step_nan_deadline", 7, "Step with deadline_ms = NaN", "finite numbers only",
-         ("INVALID_ARGUMENT",), step_nan_deadline),
+         ("INVALID_ARGUMENT",), step_nan_deadline, names="deadline_ms"),
     Case("step_inf_value", 7, "Step with observation value +inf", "finite numbers only",
-         ("INVALID_ARGUMENT",), step_inf_value),
+         ("INVALID_ARGUMENT",), step_inf_value, names="player_distance"),
     Case("http_lone_surrogate", 7, 'chat content "\\ud800" (a lone surrogate)', "valid Unicode text",
-         ("HTTP 400",), http_lone_surrogate),
+         ("HTTP 400",), http_lone_surrogate, names="messages[0]"),
     Case("http_invalid_utf8", 7, "chat body with invalid UTF-8 bytes", "valid UTF-8 JSON",
-         ("HTTP 400",), http_invalid_utf8),
+         ("HTTP 400",), http_invalid_utf8, names="UTF-8"),
     Case("corrupt_protobuf", 7, "OpenSession with bytes that are not a protobuf message", "a parsable message",
-         ("INVALID_ARGUMENT",), corrupt_protobuf),
+         ("INVALID_ARGUMENT",), corrupt_protobuf, names="OpenSession"),
 )
 
 

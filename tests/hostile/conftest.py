@@ -4,8 +4,6 @@ which must end it cleanly (exit 0, no traceback in its log)."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 
 from tests.helpers.serve_process import ServeProcess
@@ -53,16 +51,3 @@ def serve_factory(tmp_path):
 def serve(serve_factory) -> ServeProcess:
     """A plain `npcrt serve` (built-in models, no token, local escalation)."""
     return serve_factory()
-
-
-@pytest.fixture
-def rss_bound():
-    """rss_bound(server) as a context manager: the server's RSS may not grow by more than the limit."""
-    @contextlib.contextmanager
-    def bound(server: ServeProcess, limit_kib: int = RSS_GROWTH_LIMIT_KIB):
-        before = server.rss_kib()
-        yield
-        after = server.rss_kib()
-        assert after - before <= limit_kib, (f"RSS grew {(after - before) / 1024:.0f} MiB "
-                                             f"({before // 1024} -> {after // 1024} MiB), limit {limit_kib // 1024} MiB")
-    return bound
