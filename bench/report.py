@@ -215,9 +215,41 @@ def block_engine_only(results: list[Result]) -> str:
     return ("\n\n".join(parts) or "Only full runs (without --quick) measure these.") + "\n"
 
 
+def newest(results: list[Result], benchmark: str) -> Result | None:
+    runs = [r for r in results if r.data.get("benchmark") == benchmark and r.data.get("machine", {}).get("label")]
+    return max(runs, key=lambda r: r.data.get("timestamp", "")) if runs else None
+
+
+def block_export(results: list[Result]) -> str:
+    """The exporter's figures (bench_export: packages under onnxruntime-genai's Generator, 1 session)."""
+    run = newest(results, "export")
+    if run is None:
+        return "No exporter result file yet: run `python -m bench.bench_export`, then `make bench-report`.\n"
+    rows = {(r["exporter"], r["precision"]): r for r in run.data["rows"]}
+    ours = {p: rows.get(("npc-export", p), {}) for p in ("fp32", "int8", "int4")}
+    peer = rows.get(("genai-builder", "int4"), {})
+
+    def figure(row: dict, key: str, digits: int = 2) -> str:
+        value = row.get(key)
+        return "-" if value is None else f"{value:.{digits}f}×"
+
+    body = [
+        ["int8 / int4 package size vs fp32", (f"{figure(ours['int8'], 'size_vs_fp32', 3)} / "
+         f"{figure(ours['int4'], 'size_vs_fp32', 3)}"), "≤ 0.3 ×"],
+        ["our int8 decode vs our fp32 (genai Generator, 1 session)", figure(ours["int8"], "tps_vs_our_fp32"),
+         "≥ 2 ×"],
+        ["our int4 vs onnxruntime-genai's own int4 build, both under its Generator",
+         (f"{figure(ours['int4'], 'tps_vs_genai')} best round ({ours['int4'].get('decode_tps', 0):,.0f} tok/s vs "
+         f"{peer.get('decode_tps', 0):,.0f} tok/s)"), "≥ 1 × (parity)"],
+    ]
+    return (table(["exporter, ref-llama-32m", f"{run.machine} (load {run.data['machine']['load_avg_after'][0]:.1f})",
+                   "target"], body)
+            + f"\n\nSource: `{run.rel}` (`bench/bench_export.py`; details in [docs/exporter.md](docs/exporter.md)).\n")
+
+
 BLOCKS: dict[str, Callable[[list[Result]], str]] = {
     "engine": block_engine, "engine-detail": block_engine_detail, "where-we-lose": block_where_we_lose,
-    "runs": block_runs, "engine-only": block_engine_only,
+    "runs": block_runs, "engine-only": block_engine_only, "export": block_export,
 }
 
 
