@@ -141,7 +141,8 @@ def quantize_matmul_integer(model_path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantized = model_path.with_name("quantized." + model_path.name)
-    with _quiet():
+    with _quiet():   # restores the loggers' levels on the way out
+        logging.getLogger().setLevel(logging.ERROR)   # "consider pre-processing": advice for static quantization
         quantize_dynamic(model_path, quantized, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                          use_external_data_format=True, extra_options={"MatMulConstBOnly": True})
     data = model_path.with_name(model_path.name + ".data")
