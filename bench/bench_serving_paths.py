@@ -69,15 +69,20 @@ def reference_int4(work: Path) -> Path:
     return export_ref(make_ref_hf_dir(work / "hf"), work / "pkg-int4", "int4")
 
 
-def start_server(package: Path, sessions: int, data_dir: Path) -> tuple[subprocess.Popen, int, int]:
-    """`npcrt serve` with the product defaults, except: sessions, EOS ignored, long turns, no agent."""
+def start_server(package: Path, sessions: int, data_dir: Path,
+                 switch_interval_ms: float = 0.0) -> tuple[subprocess.Popen, int, int]:
+    """`npcrt serve` with the product defaults, except: sessions, EOS ignored, long turns, no agent.
+    `switch_interval_ms` > 0: the server's GIL switch interval (an experiment; 0 = Python's 5 ms)."""
     config = data_dir / "npcrt.toml"
     config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent_service = false\n'
                       f'data_dir = "{data_dir}"\n'
                       f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\n'
                       f'[engine.default_sampling]\nignore_eos = true\n'
                       f'[engine.default_limits]\nmax_new_tokens = {LONG}\n')
-    proc = subprocess.Popen([sys.executable, "-m", "npc_runtime.cli", "serve", "--model", str(package),
+    launcher = ["-m", "npc_runtime.cli"] if not switch_interval_ms else [
+        "-c", "import sys; sys.setswitchinterval(float(sys.argv.pop(1)) / 1000); "
+              "from npc_runtime.cli import main; sys.exit(main())", str(switch_interval_ms)]
+    proc = subprocess.Popen([sys.executable, *launcher, "serve", "--model", str(package),
                              "--config", str(config), "--port", "0", "--http-port", "0"],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()
@@ -238,7 +243,7 @@ def run_package(label: str, package: Path, args) -> tuple[list[dict], list[dict]
         load_before = os.getloadavg()[0]
         engine_tok_s = engine_tick(package, sessions, tokens)
         with tempfile.TemporaryDirectory(prefix="npc-sp-") as tmp:
-            proc, grpc_port, http_port = start_server(package, sessions, Path(tmp))
+            proc, grpc_port, http_port = start_server(package, sessions, Path(tmp), args.switch_interval_ms)
             try:
                 with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                     stub = runtime_pb2_grpc.NpcRuntimeStub(channel)
@@ -281,6 +286,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ticks", type=int, default=200, help="ticks per latency run")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 60 ticks, fewer tokens")
+    ap.add_argument("--switch-interval-ms", type=float, default=0.0,
+                    help="experiment: the server's GIL switch interval (0: Python's default, 5 ms)")
     ap.add_argument("--out", default="serving_paths", help="results name: bench/results/NAME.json")
     args = ap.parse_args()
     args.sessions = [int(x) for x in args.sessions.split(",")]
@@ -307,6 +314,7 @@ def main() -> int:
     l_table = print_table(latency, l_cols, title="Tick at a budget, measured at the client (round trip)")
     path = write_json(args.out, {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "versions": versions("grpc", "onnxruntime"),
+        "server_switch_interval_ms": args.switch_interval_ms or 5.0,
         "packages": {k: str(v or reference_int4(args.work)) for k, v in packages.items()
                      if k in args.packages.split(",")},
         "throughput": throughput, "latency": latency, "tables": [t_table, l_table]})
