@@ -32,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.sampling import SamplingParams
 from npc_runtime.errors import InvalidArgument, NpcRuntimeError
-from npc_runtime.serving import status
+from npc_runtime.serving import openai_tools, status
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.http_entry import EntryLimits, parse_json_body
+from npc_runtime.serving.llama_api import llama_router
 from npc_runtime.serving.metrics import CONTENT_TYPE, ServingMetrics
 from npc_runtime.serving.replica import ReplicaHeaderMiddleware
 from npc_runtime.sessions.facade import EngineFacade, GenerateStream
@@ -94,6 +95,13 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     # vLLM's extension: generate max_tokens even past the end-of-sequence token (benchmarks, load tests)
     ignore_eos: bool = False
+    # constrained decoding (serving/openai_tools.py; docs/compat.md)
+    tools: list[dict] | None = None
+    tool_choice: str | dict | None = None
+    parallel_tool_calls: bool | None = None   # accepted; at most one call per reply
+    response_format: dict | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
 
 # OpenAI finish_reason of each engine finish reason
@@ -186,6 +194,8 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
         # JSON parsing and validation cost grows with the body: on the bounded pool, not the event loop
         body = await (engine.workers or default_pool()).run(parse_json_body, await request.body(),
                                                             ChatCompletionRequest)
+        if openai_tools.wants_plan(body):   # tools / response_format / logprobs: constrained decoding
+            return await _structured(engine, body, metrics, started)
         # one engine call: validate, render the template, open, start; errors here are a 4xx, before any byte
         stream = await engine.generate(GenerateRequest(open=_open_request(body)))
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -218,7 +228,18 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
                       "total_tokens": prompt_tokens + n_tokens},
         }
 
+    app.include_router(llama_router(engine, config=config, metrics=metrics, is_serving=is_serving))
+    app.add_api_route("/v1/npc/actions", openai_tools.npc_actions, methods=["GET"])
     return app
+
+
+async def _structured(engine: EngineFacade, body: ChatCompletionRequest, metrics: ServingMetrics, started: float):
+    plan = await (engine.workers or default_pool()).run(openai_tools.make_plan, body)
+    if not body.stream:
+        return await openai_tools.complete(engine, body, plan, metrics, started)
+    stream, events = await openai_tools.stream_chunks(engine, body, plan, metrics, _sse)
+    return _SessionStream(events, on_close=stream.aclose, media_type="text/event-stream",
+                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 async def _stream(stream: GenerateStream, metrics: ServingMetrics, completion_id: str, created: int,

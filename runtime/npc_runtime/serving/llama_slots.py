@@ -1,0 +1,211 @@
+"""llama-server slots over engine sessions, and slot save / restore files.
+
+A slot is one engine session kept open between requests (`cache_prompt`): the slot remembers the session's
+token history (prompt + generated, as the engine holds it). A request whose prompt EXTENDS that history
+continues the same session with a new turn, so only the new suffix is prefilled; any other prompt opens a
+fresh session (the prefix cache still supplies whole blocks of a shared prefix). Sampling settings are fixed
+per engine session, so a request with different settings (or an explicit seed at temperature > 0, for
+reproducibility) also opens a fresh one.
+
+Slot files (`POST /slots/{id}?action=save|restore`): the engine has no KV snapshots, so a file holds the slot's
+token list and sampling settings, versioned JSON with the model's identity (sha256 of its manifest, which lists
+every file's sha256). Restore opens a session over those tokens without generating; their KV is prefilled by
+the next request (minus what the prefix cache holds). File names are plain names inside the slot folder:
+no separators, no "..", no leading dot, symlinks refused (O_NOFOLLOW).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from npc_runtime.config import SessionLimits
+from npc_runtime.decode.sampling import SamplingParams
+from npc_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, NpcRuntimeError
+from npc_runtime.sessions.facade import EngineFacade
+from npc_runtime.sessions.requests import OpenRequest
+
+SLOT_FILE_FORMAT = "npcrt-slot"
+SLOT_FILE_VERSION = 1
+MAX_SLOT_FILE_BYTES = 8 << 20
+_FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class Slot:
+    id: int
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    session_id: str | None = None
+    model: str = ""
+    tokens: list[int] = field(default_factory=list)   # the session's history as the engine holds it
+    sampling: SamplingParams | None = None
+    kv_tokens: int = 0          # of `tokens`, those whose KV is in the session (known lower bound)
+    last_used: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked()
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def _without_seed(p: SamplingParams) -> SamplingParams:
+    return dataclasses.replace(p, seed=None)
+
+
+class SlotManager:
+    def __init__(self, engine: EngineFacade, *, count: int, slot_dir: Path) -> None:
+        self.engine = engine
+        self.slots = [Slot(i) for i in range(max(1, min(count, engine.max_sessions)))]
+        self.slot_dir = slot_dir
+
+    # -- choosing ---------------------------------------------------------------------------------------
+    def slot(self, id_slot: int) -> Slot:
+        if isinstance(id_slot, bool) or not isinstance(id_slot, int) or not 0 <= id_slot < len(self.slots):
+            raise InvalidArgument(f"id_slot must be -1 or in [0, {len(self.slots)}) (got {id_slot!r})")
+        return self.slots[id_slot]
+
+    def pick(self, id_slot: int, prompt: list[int]) -> Slot:
+        """`id_slot`, or for -1: an idle slot, the one whose history shares the longest prefix with the prompt,
+        then the least recently used; every slot busy: the least recently used (the request waits for it)."""
+        if id_slot != -1:
+            return self.slot(id_slot)
+        idle = [s for s in self.slots if not s.busy] or self.slots
+        return max(idle, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
+
+    # -- sessions ---------------------------------------------------------------------------------------
+    def reusable(self, slot: Slot, model: str, prompt: list[int], sampling: SamplingParams, cache: bool) -> bool:
+        if not cache or slot.session_id is None or slot.model != model or not slot.tokens:
+            return False
+        if len(prompt) < len(slot.tokens) or prompt[:len(slot.tokens)] != slot.tokens:
+            return False
+        same = slot.sampling is not None and _without_seed(slot.sampling) == _without_seed(sampling)
+        return same and (sampling.seed is None or sampling.temperature <= 0.0)
+
+    async def release(self, slot: Slot) -> int:
+        """Closes the slot's session; returns the tokens it held."""
+        held = len(slot.tokens)
+        if slot.session_id is not None:
+            try:
+                await self.engine.close(slot.session_id)
+            except (NotFound, FailedPrecondition):
+                pass   # evicted after its idle timeout, or already closed
+        slot.session_id, slot.tokens, slot.sampling, slot.kv_tokens = None, [], None, 0
+        return held
+
+    async def open(self, slot: Slot, model: str, prompt: list[int], sampling: SamplingParams,
+                   context: int, constraint=None) -> int:
+        """A fresh session for `prompt` in `slot` (its first turn is the prompt); returns the prompt tokens
+        whose KV came from the prefix cache."""
+        await self.release(slot)
+        opened = await self.engine.open(OpenRequest(
+            model=model, prompt=prompt, sampling=sampling, constraint=constraint,
+            limits=SessionLimits(max_new_tokens=max(1, context - 1))))
+        slot.session_id, slot.model, slot.tokens, slot.sampling = opened.session_id, opened.model, list(prompt), sampling
+        slot.kv_tokens = opened.cached_prefix_tokens
+        return opened.cached_prefix_tokens
+
+    # -- files ------------------------------------------------------------------------------------------
+    def file_path(self, filename) -> Path:
+        if not isinstance(filename, str) or not _FILE_NAME.match(filename) or ".." in filename:
+            raise InvalidArgument("filename must be a plain file name (letters, digits, '.', '_', '-'; no path, "
+                                  f"no '..', no leading dot) inside the slot folder (got {filename!r})")
+        return self.slot_dir / filename
+
+    def model_identity(self, model: str) -> str:
+        for info in self.engine.list_models_now():
+            if info.name == model and info.path:
+                manifest = Path(info.path) / "manifest.json"
+                try:
+                    return hashlib.sha256(manifest.read_bytes()).hexdigest()
+                except OSError:
+                    break
+        return hashlib.sha256(f"model:{model}".encode()).hexdigest()
+
+    def save(self, slot: Slot, filename) -> dict:
+        path = self.file_path(filename)
+        started = time.perf_counter()
+        sampling = dataclasses.asdict(slot.sampling) if slot.sampling else None
+        body = json.dumps({"format": SLOT_FILE_FORMAT, "version": SLOT_FILE_VERSION, "model": slot.model,
+                           "model_sha256": self.model_identity(slot.model) if slot.model else "",
+                           "tokens": slot.tokens, "sampling": sampling}, separators=(",", ":")).encode()
+        self.slot_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.slot_dir / f".{filename}.{os.getpid()}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            if path.is_symlink():
+                raise InvalidArgument(f"{filename!r} is a symbolic link in the slot folder; refusing to replace it")
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise FailedPrecondition(f"cannot write slot file {filename!r}: {exc.strerror}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return {"id_slot": slot.id, "filename": filename, "n_saved": len(slot.tokens), "n_written": len(body),
+                "timings": {"save_ms": (time.perf_counter() - started) * 1000.0}}
+
+    def read(self, filename) -> dict:
+        path = self.file_path(filename)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError as exc:
+            raise NotFound(f"slot file {filename!r} does not exist in the slot folder") from exc
+        except OSError as exc:   # ELOOP: a symlink
+            raise InvalidArgument(f"slot file {filename!r} cannot be opened ({exc.strerror}); symlinks are refused") from exc
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(MAX_SLOT_FILE_BYTES + 1)
+        if len(data) > MAX_SLOT_FILE_BYTES:
+            raise InvalidArgument(f"slot file {filename!r} is larger than {MAX_SLOT_FILE_BYTES} bytes")
+        try:
+            state = json.loads(data)
+        except ValueError as exc:
+            raise InvalidArgument(f"invalid slot save file {filename!r}: not JSON ({exc})") from exc
+        if not isinstance(state, dict) or state.get("format") != SLOT_FILE_FORMAT:
+            raise InvalidArgument(f"invalid slot save file {filename!r}: not an {SLOT_FILE_FORMAT} file")
+        if state.get("version") != SLOT_FILE_VERSION:
+            raise InvalidArgument(f"unsupported slot file version {state.get('version')!r} in {filename!r} "
+                                  f"(this server reads version {SLOT_FILE_VERSION})")
+        tokens = state.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise InvalidArgument(f"invalid slot save file {filename!r}: tokens must be a list of token ids")
+        return state
+
+    async def restore(self, slot: Slot, filename, *, context: int) -> dict:
+        started = time.perf_counter()
+        state = self.read(filename)
+        model = state.get("model") or self.engine.default_model
+        if state.get("model_sha256") != self.model_identity(model):
+            raise FailedPrecondition(f"slot file {filename!r} was saved with another model than {model!r} "
+                                     "(model sha256 differs)")
+        tokens = state["tokens"]
+        if len(tokens) >= context:
+            raise InvalidArgument(f"restored prompt does not fit in the slot context ({len(tokens)} tokens, "
+                                  f"n_ctx {context})")
+        try:
+            sampling = SamplingParams(**{k: tuple(v) if k == "stop" else v for k, v in (state.get("sampling") or {}).items()})
+        except TypeError as exc:
+            raise InvalidArgument(f"invalid slot save file {filename!r}: sampling ({exc})") from exc
+        await self.release(slot)
+        if tokens:
+            await self.open(slot, model, tokens, sampling, context)
+            try:
+                await self.engine.cancel(slot.session_id)   # no generation: the next request prefills the rest
+            except NpcRuntimeError:
+                await self.release(slot)
+                raise
+        return {"id_slot": slot.id, "filename": filename, "n_restored": len(tokens), "n_read": len(tokens),
+                "timings": {"restore_ms": (time.perf_counter() - started) * 1000.0}}
