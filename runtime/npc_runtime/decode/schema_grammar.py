@@ -177,12 +177,12 @@ class _Compiler:
         return build(s, nxt, depth, where)
 
     def ref(self, ref, nxt: int, depth: int, where: str) -> int:
-        if not isinstance(ref, str) or not ref.startswith("#/"):
+        if not isinstance(ref, str) or not (ref == "#" or ref.startswith("#/")):
             raise InvalidArgument(f"json schema: {where}.$ref must point inside the schema (#/$defs/...)")
-        if ref in self._refs:
+        if ref in self._refs or ref == "#":   # the root is being compiled: a reference to it recurses
             raise InvalidArgument(f"json schema: {where}.$ref {ref!r} is recursive; recursion is not supported")
         target = self.root
-        for part in ref[2:].split("/"):
+        for part in ref[2:].split("/") if ref != "#" else ():
             part = part.replace("~1", "/").replace("~0", "~")
             if not isinstance(target, dict) or part not in target:
                 raise InvalidArgument(f"json schema: {where}.$ref {ref!r} does not resolve")

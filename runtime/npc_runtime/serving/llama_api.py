@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -52,6 +53,9 @@ NEUTRAL: dict[str, Callable[[object], bool]] = {
     "dry_multiplier": lambda v: v in (0, 0.0), "xtc_probability": lambda v: v in (0, 0.0),
     "dynatemp_range": lambda v: v in (0, 0.0), "n_discard": lambda v: v in (0, None), "lora": _empty,
     "messages": _empty, "image_data": _empty, "multimodal_data": _empty,
+    # OpenAI text completions (/v1/completions)
+    "n": lambda v: v in (1, None), "best_of": lambda v: v in (1, None), "echo": lambda v: v in (False, None),
+    "logprobs": lambda v: v in (None, 0, False), "suffix": _empty,
 }
 # accepted and not applied: sampler fine-tuning the engine does not have, context-shift and reporting knobs
 IGNORED = frozenset({"n_keep", "min_p", "tfs_z", "typical_p", "repeat_last_n", "penalize_nl", "mirostat_tau",
@@ -59,7 +63,8 @@ IGNORED = frozenset({"n_keep", "min_p", "tfs_z", "typical_p", "repeat_last_n", "
                      "timings_per_token", "post_sampling_probs", "dynatemp_exponent", "xtc_threshold", "dry_base",
                      "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers", "top_n_sigma",
                      "return_progress", "id", "system_prompt", "typical", "use_penalty_prompt_tokens",
-                     "n_cmpl", "response_fields"})
+                     "n_cmpl", "response_fields", "user", "stream_options", "chat_template_kwargs",
+                     "reasoning_format"})
 _STOP_TYPE = {FinishReason.EOS: "eos", FinishReason.LENGTH: "limit", FinishReason.CONTEXT_FULL: "limit",
               FinishReason.STOP: "word", FinishReason.CANCELLED: "none", FinishReason.EVICTED: "none",
               FinishReason.ERROR: "none"}
@@ -175,7 +180,7 @@ class _Api:
                               ignore_eos=body.ignore_eos)
 
     # -- /completion ------------------------------------------------------------------------------------
-    async def completion(self, request: Request):
+    async def completion(self, request: Request, *, openai: bool = False):
         started = time.perf_counter()
         body = await self.parse(request, CompletionBody)
         check_fields(body)
@@ -193,12 +198,49 @@ class _Api:
             slot.lock.release()
             raise
         run = _Run(self, slot, stream, prompt, prompt_n, cached, started, body, n_predict)
+        if openai:
+            return await self._openai(run, body)
         if body.stream:
             from npc_runtime.serving.http_api import _SessionStream   # the module that includes this router
 
             return _SessionStream(run.events(), on_close=run.close, media_type="text/event-stream",
                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         return await run.collect()
+
+    async def _openai(self, run: "_Run", body: CompletionBody):
+        """The OpenAI text-completion shape (/v1/completions) of a run."""
+        base = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+                "model": self.model, "system_fingerprint": "npc-runtime"}
+
+        def finish() -> str:
+            return "length" if run.finish in (FinishReason.LENGTH, FinishReason.CONTEXT_FULL) else "stop"
+
+        def usage() -> dict:
+            return {"prompt_tokens": len(run.prompt), "completion_tokens": len(run.tokens),
+                    "total_tokens": len(run.prompt) + len(run.tokens)}
+
+        if not body.stream:
+            result = await run.collect()
+            return {**base, "choices": [{"text": result["content"], "index": 0, "logprobs": None,
+                                         "finish_reason": finish()}], "usage": usage()}
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in run.pieces():
+                    if chunk.text_delta:
+                        yield _sse({**base, "choices": [{"text": chunk.text_delta, "index": 0, "logprobs": None,
+                                                         "finish_reason": None}]})
+                yield _sse({**base, "choices": [{"text": "", "index": 0, "logprobs": None,
+                                                 "finish_reason": finish()}], "usage": usage()})
+                yield b"data: [DONE]\n\n"
+            finally:
+                await run.stream.aclose()
+                run.end()
+
+        from npc_runtime.serving.http_api import _SessionStream
+
+        return _SessionStream(events(), on_close=run.close, media_type="text/event-stream",
+                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def _start(self, slot: Slot, prompt: list[int], sampling: SamplingParams, constraint, n_predict: int,
                      cache: bool):
@@ -339,6 +381,10 @@ def llama_router(engine: EngineFacade, *, config: ServerConfig, metrics: Serving
     @router.post("/completions")
     async def completion(request: Request):
         return await api.completion(request)
+
+    @router.post("/v1/completions")
+    async def openai_completion(request: Request):
+        return await api.completion(request, openai=True)
 
     @router.get("/props")
     async def props():

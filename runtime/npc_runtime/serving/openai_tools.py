@@ -61,13 +61,27 @@ class ChatPlan:
         return None if self.schema is None else ConstraintSpec.json(self.schema)
 
 
+# llama-server / OpenAI sampling extensions game clients send (Llama-Unreal, LLMUnity): accepted when off
+_OFF = {"grammar": ("", None), "mirostat": (0, None), "frequency_penalty": (0, 0.0, None),
+        "presence_penalty": (0, 0.0, None), "logit_bias": (None, {}, [])}
+
+
+def _unsupported_extension(body) -> str | None:
+    extra = body.model_extra or {}
+    return next((name for name, off in _OFF.items() if name in extra and extra[name] not in off), None)
+
+
 def wants_plan(body) -> bool:
-    """Does the request use a field the plain chat path does not handle?"""
-    return bool(body.tools or body.response_format or body.logprobs or body.tool_choice not in (None, "none"))
+    """Does the request use a field the plain chat path does not handle (or one to refuse)?"""
+    return bool(body.tools or body.response_format or body.logprobs or body.tool_choice not in (None, "none")
+                or _unsupported_extension(body))
 
 
 def make_plan(body) -> ChatPlan:
     plan = ChatPlan(logprobs=bool(body.logprobs))
+    refused = _unsupported_extension(body)
+    if refused:
+        raise _invalid(f"{refused} is not supported (leave it off; docs/compat.md)", refused)
     if body.top_logprobs:
         if not body.logprobs:
             raise _invalid("top_logprobs needs logprobs: true", "top_logprobs")
