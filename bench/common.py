@@ -51,7 +51,17 @@ def physical_cores() -> int:
                        topology.joinpath("core_id").read_text().strip()))
         except OSError:
             cores.add(("?", str(cpu)))  # no topology (container without /sys): count every CPU
-    return max(1, len(cores))
+    quota = cgroup_cpu_limit()
+    return max(1, min(len(cores), quota) if quota else len(cores))
+
+
+def cgroup_cpu_limit() -> int | None:
+    """CPUs a cgroup v2 quota allows (`cpu.max`, e.g. a container started with --cpus=16), None if unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return None if quota == "max" else max(1, int(int(quota) / int(period)))
 
 
 def _memory_bytes() -> int | None:
@@ -87,6 +97,7 @@ def machine_info() -> dict:
         usable = os.cpu_count()
     label = os.environ.get(MACHINE_LABEL_ENV) or f"{physical}-core {cpu['model']}"
     return {"label": label, "cpu_model": cpu["model"], "cores_logical": os.cpu_count(), "cores_usable": usable,
+            "cgroup_cpu_limit": cgroup_cpu_limit(),
             "cores_physical": physical, "simd": cpu["simd"], "memory_bytes": _memory_bytes(),
             "platform": platform.platform(), "load_avg_before": list(os.getloadavg())}
 
