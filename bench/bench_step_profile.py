@@ -10,9 +10,11 @@ code: int4, and int8 with `int8_kernel="matmulinteger"`. Sections, all in one ru
    (`decoder.decode`), `Engine.step`, `Engine.tick` with 1 token per tick, and onnxruntime-genai's
    `Generator.generate_next_token` on the same package. The engine runs "before" (one ORT session of N
    threads: `small_batch_threads=0`) and "after" (defaults: the small-batch session, measured at warm-up);
-   genai gets the same explicit N (`intra_op_num_threads`). Rounds alternate the cases; best round reported.
+   genai gets the same explicit N (`intra_op_num_threads`), and N/2 and 1 (its best one-row mode varies by
+   machine; the ratio is against its best). Rounds alternate the cases; best round reported.
 2. threads: the ORT step alone (ms) by batch size x intra-op thread count: what the small-batch session's
-   auto choice rests on.
+   auto choice rests on. batched: the engine's decoder step by batch size, before (one session) and after
+   (the small-batch session chosen at warm-up).
 3. batch64: one decode step of 64 rows (past 48), ORT's own profiler summed by operator type.
 4. attention: one attention layer at batch 64 (8 query / 4 kv heads, head 64, KV capacity 512): the
    GroupQueryAttention kernel vs a batched MatMul attention over the padded KV (whole capacity, or a Slice of
@@ -120,13 +122,14 @@ def genai_per_token_ms(og, model, tokens: int) -> float:
 
 
 def run_single(pkgs: dict[str, Path], threads: int, tokens: int, rounds: int) -> list[dict]:
-    """Engine before / after at `threads`; genai at `threads` and, as its best mode for one row, at 1 thread."""
+    """Engine before / after at `threads`; genai at `threads`, half of them and 1 (its best one-row mode varies)."""
     rows = []
     for precision, pkg in pkgs.items():
         engines = {"before": make_engine(pkg, threads, 0), "after": make_engine(pkg, threads, -1)}
         cases = {f"{mode} {when}": (lambda e=e, m=mode: per_token_ms(e, m, tokens))
                  for when, e in engines.items() for mode in ("ort", "step", "tick")}
-        peers = {f"genai Generator, {t} thr": genai_generator(pkg, t) for t in sorted({threads, 1}, reverse=True)}
+        peers = {f"genai Generator, {t} thr": genai_generator(pkg, t)
+                 for t in sorted({threads, max(1, threads // 2), 1}, reverse=True)}
         for name, (og, model) in peers.items():
             cases[name] = lambda og=og, model=model: genai_per_token_ms(og, model, tokens)
         samples: dict[str, list[float]] = {k: [] for k in cases}
@@ -149,8 +152,7 @@ def _small_batch(engine: Engine | None) -> str:
     decoder = next(iter(engine._models.values())).decoder
     if decoder.small_session is None:
         return "off"
-    threads = decoder.small_session.get_session_options().intra_op_num_threads
-    return f"batch <= {decoder.small_batch_max}, {threads} thr"
+    return f"batch <= {decoder.small_batch_max}, {decoder.small_batch_threads} thr"
 
 
 # -- 2. threads x batch ---------------------------------------------------------------------------------------
@@ -187,6 +189,25 @@ def run_threads(pkgs: dict[str, Path], threads: int, batches: list[int], repeats
             best = min(decoders, key=lambda t: row[f"{t} thr ms"])
             row["best threads"] = best
             rows.append(row)
+        del decoders
+    return rows
+
+
+def run_batched(pkgs: dict[str, Path], threads: int, batches: list[int], repeats: int) -> list[dict]:
+    """The engine's decoder before (one session of `threads`) and after (auto: warm-up's choice), by batch."""
+    rows = []
+    for precision, pkg in pkgs.items():
+        decoders = {}
+        for when, small in (("before", 0), ("after", -1)):
+            cfg = EngineConfig(max_sessions=max(batches), max_context=128, verify_hashes=False,
+                               intra_op_threads=threads, small_batch_threads=small)
+            engine = Engine.from_packages([pkg], config=cfg)
+            decoders[when] = (engine, next(iter(engine._models.values())).decoder)
+        for batch in batches:
+            before = step_ms(decoders["before"][1], batch, 48, max(5, repeats // batch))
+            after = step_ms(decoders["after"][1], batch, 48, max(5, repeats // batch))
+            rows.append({"precision": precision, "batch": batch, "before_ms": before, "after_ms": after,
+                         "speedup": before / after, "small_batch": _small_batch(decoders["after"][0])})
         del decoders
     return rows
 
@@ -313,7 +334,7 @@ def _median_ms(fn, repeats: int) -> float:
 
 
 # -- main -----------------------------------------------------------------------------------------------------
-SECTIONS = ("single", "threads", "batch64", "attention")
+SECTIONS = ("single", "threads", "batched", "batch64", "attention")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,6 +366,13 @@ def main(argv: list[str] | None = None) -> int:
         cols += [(f"{t} thr ms", f"{t} thr ms") for t in thread_counts(threads)] + [("best threads", "best")]
         res["threads_table"] = print_table(res["threads_by_batch"], cols,
                                            title="ORT decode step alone (ms, median; past 48) by intra-op threads")
+    if "batched" in sections:
+        res["batched"] = run_batched(pkgs, threads, [1, 2, 4, 8, 16, 32, 64], repeats * 4)
+        res["batched_table"] = print_table(
+            res["batched"], [("precision", "precision"), ("batch", "batch"), ("before_ms", "before ms"),
+                             ("after_ms", "after ms"), ("speedup", "before / after"),
+                             ("small_batch", "small-batch session")],
+            title=f"engine decode step (ms, median; past 48), {threads} threads: one session vs thread count per batch")
     if "batch64" in sections:
         res["batch64_ops"] = run_batch64(pkgs, threads, 10 if args.quick else 20)
         res["batch64_table"] = print_table(

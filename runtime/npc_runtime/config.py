@@ -41,10 +41,10 @@ class EngineConfig:
     intra_op_threads: int = 0                      # ONNX Runtime intra-op threads; 0: all cores
     intra_op_spinning: bool = True                 # False: idle ORT threads sleep (steadier on shared CPUs)
     small_batch_threads: int = AUTO                # threads of a second ORT session for small decode batches
-                                                   # (thread count per batch size); -1: auto (1 thread where the
-                                                   # main pool has more than 2), 0: off (one session)
+                                                   # (thread count per batch size); -1: warm-up picks the fastest of
+                                                   # 1, 1/4 and 1/2 of the main pool (none if the main pool is
+                                                   # faster, or has <= 2 threads, or warmup is off); 0: off
     small_batch_max: int = AUTO                    # decode batches up to this run on it; -1: measured at warm-up
-                                                   # (batch 1 without warm-up)
     flush_denormals: bool = False                  # True: ORT FTZ/DAZ, fp32 ~15 % faster, but it also sets the FP
                                                    # mode of the thread creating the engine (process-visible)
     prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES   # 0 disables the prefix cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from npc_runtime.config import EngineConfig
-from npc_runtime.decode.onnx_model import auto_small_batch_threads
+from npc_runtime.decode.onnx_model import small_batch_candidates
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.sessions import TickRequest
 
@@ -43,18 +43,26 @@ def test_greedy_output_alone_on_one_session_equals_batched_across_both(tiny_engi
     assert used == {True, False}         # both sessions really ran
 
 
-def test_auto_threads():
-    assert auto_small_batch_threads(2) == 0          # two threads: no second session
-    assert auto_small_batch_threads(1) == 0
-    assert auto_small_batch_threads(16) == 1
+def test_auto_candidates():
+    assert small_batch_candidates(2) == [] and small_batch_candidates(1) == []   # no second session
+    assert small_batch_candidates(4) == [1, 2]
+    assert small_batch_candidates(16) == [1, 4, 8]
 
 
-def test_warmup_measures_the_small_batch_range(tiny_engine_factory):
-    e = tiny_engine_factory(intra_op_threads=4, warmup=True)   # auto: a 1-thread small-batch session
+def test_auto_without_warmup_is_one_session(tiny_engine_factory):
+    dec = _decoder(tiny_engine_factory(intra_op_threads=4))    # warmup=False in the factory
+    assert dec.small_session is None and dec.small_batch_max == 0
+
+
+def test_warmup_measures_threads_and_range(tiny_engine_factory):
+    e = tiny_engine_factory(intra_op_threads=4, warmup=True)   # auto: tries 1 and 2 threads
     dec = _decoder(e)
     assert not dec.tune_pending
     assert 0 <= dec.small_batch_max <= dec.max_slots
-    assert (dec.small_session is None) == (dec.small_batch_max == 0)
+    assert (dec.small_session is None) == (dec.small_batch_max == 0) == (dec.small_batch_threads == 0)
+    assert dec.small_batch_threads in (0, 1, 2)
+    report = dec.tune_threads(repeats=1)
+    assert set(report["threads"]) == {"main", 1, 2}
     sid = e.open_session(e.list_models()[0].name, prompt=PROMPTS[0])
     assert len(e.tick([TickRequest(sid, 1e6, 4)])[0].token_ids) == 4
 
@@ -63,7 +71,10 @@ def test_off_and_fixed(tiny_engine_factory):
     assert _decoder(tiny_engine_factory(intra_op_threads=4, small_batch_threads=0)).small_session is None
     fixed = _decoder(tiny_engine_factory(intra_op_threads=4, small_batch_threads=2, small_batch_max=4,
                                          warmup=True))
-    assert fixed.small_session is not None and fixed.small_batch_max == 4 and not fixed.tune_pending
+    assert fixed.small_session is not None and fixed.small_batch_max == 4 and fixed.small_batch_threads == 2
+    assert not fixed.tune_pending
+    ranged = _decoder(tiny_engine_factory(intra_op_threads=4, small_batch_threads=2, warmup=True))
+    assert ranged.small_batch_threads in (0, 2) and not ranged.tune_pending   # range measured, threads given
 
 
 @pytest.mark.parametrize("key", ["small_batch_threads", "small_batch_max"])

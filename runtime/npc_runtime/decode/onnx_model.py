@@ -72,8 +72,8 @@ class DecoderOptions:
     spinning: bool = True                # intra-op threads spin between steps (lower latency, burns CPU)
     flush_denormals: bool = False        # flush-to-zero / denormals-as-zero (fp32 ~15 % faster; see EngineConfig)
     small_batch_threads: int = 0         # > 0: a second session with this many threads for small decode batches;
-                                         # -1: auto_small_batch_threads()
-    small_batch_max: int = 1             # decode batches up to this run on it; -1: batch 1 until tune_threads()
+                                         # -1: tune_threads() picks among small_batch_candidates() (none before)
+    small_batch_max: int = 1             # decode batches up to this run on it; -1: measured by tune_threads()
 
 
 def available_cores() -> int:
@@ -83,15 +83,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def auto_small_batch_threads(intra_op_threads: int) -> int:
-    """Threads of the small-batch session when the configuration says auto: SMALL_BATCH_THREADS where the
-    main pool has more than SMALL_BATCH_THREADS + 1 (measured: bench/bench_step_profile.py); 0, no second
-    session, otherwise (on two cores, splitting even a one-row step two ways still pays)."""
-    wide = intra_op_threads or available_cores()
-    return SMALL_BATCH_THREADS if wide > SMALL_BATCH_THREADS + 1 else 0
+def small_batch_candidates(threads: int) -> list[int]:
+    """Thread counts tune_threads() tries for the small-batch session (auto): 1, a quarter and a half of the
+    main pool, where it has more than 2 threads. Measured (bench/bench_step_profile.py): one-row int4 steps
+    of the reference model on a 16-vCPU Xeon take 1.02 ms on 1 thread, 0.65 on 4, 0.59 on 8, 0.64 on 16;
+    the issue's 16-core machine ran one row fastest on 1 thread; on 2 cores, 2 threads beat 1."""
+    if threads <= 2:
+        return []
+    return sorted({1, max(1, threads // 4), threads // 2})
 
 
-SMALL_BATCH_THREADS = 1
 AUTO = -1
 
 
@@ -176,13 +177,23 @@ class SharedBufferDecoder(_OrtDecoderBase):
         # steps are ~200 short kernels that a wide pool slows with a fork/join each. Its weights are loaded
         # (and prepacked) a second time; tune_threads() drops it where it does not pay.
         self.small_session: ort.InferenceSession | None = None
+        self.small_batch_threads = 0
         self.small_batch_max = 0
-        threads = (auto_small_batch_threads(options.intra_op_threads) if options.small_batch_threads == AUTO
-                   else options.small_batch_threads)
-        self.tune_pending = options.small_batch_max == AUTO   # tune_threads() measures it (engine warm-up)
-        if 0 < threads < self.threads and options.small_batch_max != 0:
-            self.small_session = _session(package, threads, options.spinning, options.flush_denormals)
-            self.small_batch_max = 1 if self.tune_pending else min(int(options.small_batch_max), self.max_slots)
+        self._options = options
+        wanted = options.small_batch_max != 0
+        self._candidates = (small_batch_candidates(self.threads)
+                            if wanted and options.small_batch_threads == AUTO else [])
+        if wanted and 0 < options.small_batch_threads < self.threads:
+            self._set_small(options.small_batch_threads, options.small_batch_max)
+        # tune_threads() (engine warm-up) has something to choose: the threads, or up to which batch
+        self.tune_pending = bool(self._candidates) or (self.small_session is not None and options.small_batch_max == AUTO)
+
+    def _set_small(self, threads: int, max_batch: int, session: ort.InferenceSession | None = None) -> None:
+        if threads and session is None:
+            session = _session(self.package, threads, self._options.spinning, self._options.flush_denormals)
+        self.small_session, self.small_batch_threads = session, threads
+        self.small_batch_max = min(max_batch, self.max_slots) if max_batch > 0 and threads else (1 if threads else 0)
+        self._bindings.clear()
 
     @property
     def pool_bytes(self) -> int:
@@ -258,34 +269,47 @@ class SharedBufferDecoder(_OrtDecoderBase):
         except Exception as exc:
             raise InternalError(f"ONNX Runtime run failed: {exc}") from exc
 
-    def tune_threads(self, *, past_len: int = 32, repeats: int = 5) -> dict[int, tuple[float, float]]:
-        """Measure decode steps at batch 1, 2, 4, ... on both sessions (slots from 0, which must be free) and
-        run on the small-batch session the batches up to the largest where it was faster at every size so far;
-        drop it when it never was. Returns {batch: (small-batch session s, main session s)}, best of `repeats`."""
+    def tune_threads(self, *, past_len: int = 32, repeats: int = 5) -> dict:
+        """Thread count per batch size, measured on decode steps (slots from 0, which must be free). Auto
+        threads: each candidate's one-row step against the main session's; the fastest is kept, none if the
+        main session was fastest. Auto range: then batch 2, 4, ... on both sessions; the small one runs the
+        batches up to the last size where it was faster at every size so far.
+        Returns {"threads": {candidate: s, "main": s}, "batches": {batch: (small s, main s)}}, best of `repeats`."""
         self.tune_pending = False
-        if self.small_session is None:
-            return {}
-        timings: dict[int, tuple[float, float]] = {}
         ids = np.ones(self.max_slots, np.int64)
         lens = np.full(self.max_slots, min(past_len, self.capacity - 2), np.int64)
-        best, batch = 0, 1
+        report: dict = {"threads": {}, "batches": {}}
+        if self._candidates:
+            kept = self.small_session, self.small_batch_threads
+            self._set_small(0, 0)
+            report["threads"]["main"] = best = self._best_decode_time(ids[:1], lens[:1], repeats)
+            for threads in self._candidates:
+                self._set_small(threads, 1)
+                report["threads"][threads] = took = self._best_decode_time(ids[:1], lens[:1], repeats)
+                if took < best:
+                    best, kept = took, (self.small_session, threads)
+            self._set_small(kept[1], 1, kept[0])
+            if self.small_session is None:
+                return report
+        if self._options.small_batch_max != AUTO:
+            self._set_small(self.small_batch_threads, self._options.small_batch_max, self.small_session)
+            return report
+        longest, batch = 0, 1
         while True:
             self.small_batch_max = batch
             small = self._best_decode_time(ids[:batch], lens[:batch], repeats)
             self.small_batch_max = 0
             large = self._best_decode_time(ids[:batch], lens[:batch], repeats)
-            timings[batch] = (small, large)
-            if small >= large:
+            report["batches"][batch] = (small, large)
+            if small >= large or batch == self.max_slots:
+                longest = batch if small < large else longest
                 break
-            best = batch
-            if batch == self.max_slots:
-                break
-            batch = min(2 * batch, self.max_slots)
-        self.small_batch_max = best
-        if best == 0:
-            self.small_session = None     # never faster: free its weights and threads
-        self._bindings.clear()
-        return timings
+            longest, batch = batch, min(2 * batch, self.max_slots)
+        if longest == 0:
+            self._set_small(0, 0)   # never faster: free its weights and threads
+        else:
+            self._set_small(self.small_batch_threads, longest, self.small_session)
+        return report
 
     def _best_decode_time(self, ids: np.ndarray, lens: np.ndarray, repeats: int) -> float:
         self.decode(0, ids, lens)
