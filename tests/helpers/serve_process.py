@@ -33,6 +33,18 @@ def npcrt_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "npc_runtime.cli"]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process (strictly: the thread) that started it dies, so
+    a crashed or killed test run never leaves a server behind. Start servers from a long-lived thread."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:   # not glibc Linux: the test's own cleanup still stops it
+        pass
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of `pid` in KiB (VmRSS of /proc/PID/status); 0 when the process is gone."""
     try:
@@ -111,7 +123,8 @@ class ServeProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=self.environment(),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=_die_with_parent)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
         deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from tests.helpers.serve_process import ServeProcess
 
 # how much a case may grow the server's resident memory, KiB (the model and arenas are allocated at start;
 # one hostile request must not keep hundreds of MiB)
-RSS_GROWTH_LIMIT_KIB = 200 * 1024
+RSS_GROWTH_LIMIT_KIB = 100 * 1024
 
 
 def assert_clean_exit(server: ServeProcess) -> None:
