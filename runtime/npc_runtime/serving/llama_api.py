@@ -115,7 +115,7 @@ class SlotFileBody(_Body):
 
 def check_fields(body: CompletionBody) -> None:
     for name, value in (body.model_extra or {}).items():
-        if name in IGNORED:
+        if name in IGNORED or name in SUPPORTED:   # "model": one model is served per dialect
             continue
         ok = NEUTRAL.get(name)
         if ok is None:
@@ -158,15 +158,23 @@ class _Api:
         return await (self.engine.workers or default_pool()).run(parse_json_body, await request.body() or b"{}", model)
 
     # -- prompts ----------------------------------------------------------------------------------------
+    def encode(self, text: str, add_special: bool) -> list[int]:
+        """llama-server's tokenizing: add_special puts BOS first (when the tokenizer itself does not)."""
+        tok = self.engine.tokenizer(self.model)
+        ids = tok.encode(text, add_special_tokens=add_special)
+        if add_special and tok.bos is not None and (not ids or ids[0] != tok.bos):
+            ids.insert(0, tok.bos)
+        return ids
+
     def prompt_tokens(self, prompt) -> list[int]:
         tok = self.engine.tokenizer(self.model)
         if isinstance(prompt, str):
-            return tok.encode(prompt, add_special_tokens=True)
+            return self.encode(prompt, True)
         if any(isinstance(p, list) for p in prompt):
             raise _invalid("prompt: a batch of prompts is not supported; send one request per prompt", "prompt")
         ids: list[int] = []
         for part in prompt:   # token ids, text pieces between them (tokenized without special tokens)
-            ids.extend(tok.encode(part, add_special_tokens=not ids) if isinstance(part, str) else [part])
+            ids.extend(self.encode(part, not ids) if isinstance(part, str) else [part])
         if any(not 0 <= t < self.info.vocab_size for t in ids):
             raise _invalid(f"prompt: token ids must be in [0, {self.info.vocab_size})", "prompt")
         return ids
@@ -420,8 +428,7 @@ def llama_router(engine: EngineFacade, *, config: ServerConfig, metrics: Serving
     async def tokenize(request: Request):
         body = await api.parse(request, TokenizeBody)
         tok = engine.tokenizer(api.model)
-        ids = await (engine.workers or default_pool()).run(tok.encode, body.content,
-                                                           add_special_tokens=body.add_special)
+        ids = await (engine.workers or default_pool()).run(api.encode, body.content, body.add_special)
         if body.with_pieces:
             return {"tokens": [{"id": t, "piece": tok.decode([t], skip_special_tokens=False)} for t in ids]}
         return {"tokens": ids}

@@ -189,7 +189,7 @@ class SlotManager:
         state = self.read(filename)
         model = state.get("model") or self.engine.default_model
         if state.get("model_sha256") != self.model_identity(model):
-            raise FailedPrecondition(f"slot file {filename!r} was saved with another model than {model!r} "
+            raise InvalidArgument(f"slot file {filename!r} was saved with another model than {model!r} "
                                      "(model sha256 differs)")
         tokens = state["tokens"]
         if len(tokens) >= context:
