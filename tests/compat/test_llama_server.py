@@ -362,3 +362,24 @@ async def test_llama_unreal_raw_completion_unchanged(http):
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+async def test_entrance_limits_cover_the_dialect(dialogue_package, tmp_path):
+    """The token and the body limit apply before any llama route reads the body (serving/http_entry.py)."""
+    import httpx
+
+    from tests.serving.conftest import running_server
+
+    async with running_server(dialogue_package, engine_config={"warmup": False}, data_dir=str(tmp_path),
+                              agent_service=False, token="s3cret", max_request_bytes=1_100_000,
+                              max_prompt_chars=1000) as srv:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{srv.http_port}", timeout=30) as http:
+            for path in ("/completion", "/tokenize", "/slots/0?action=erase", "/v1/completions"):
+                assert (await http.post(path, json={"prompt": "hi"})).status_code == 401
+            auth = {"authorization": "Bearer s3cret"}
+            big = await http.post("/completion", headers=auth, content=b'{"prompt": "' + b"a" * 1_200_000 + b'"}')
+            assert big.status_code == 413
+            long = await http.post("/completion", headers=auth, json={"prompt": "a" * 1001})
+            assert long.status_code == 413 and "the limit is 1000" in long.json()["error"]["message"]
+            ok = await http.post("/completion", headers=auth, json={"prompt": "hi", "n_predict": 2})
+            assert ok.status_code == 200

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from npc_runtime.decode.constraints import ConstraintSpec
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import InvalidArgument, NpcRuntimeError
+from npc_runtime.errors import InvalidArgument, NpcRuntimeError, RequestTooLarge
 from npc_runtime.serving import status
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.http_entry import parse_json_body
@@ -167,7 +167,12 @@ class _Api:
         return ids
 
     def prompt_tokens(self, prompt) -> list[int]:
-        tok = self.engine.tokenizer(self.model)
+        """Text, token ids, or ids with text pieces -> ids; text over the server's max_prompt_chars is refused
+        before it is tokenized (ids are bounded by the body size and then by the context)."""
+        limit = self.engine.limits.max_prompt_chars
+        chars = len(prompt) if isinstance(prompt, str) else sum(len(p) for p in prompt if isinstance(p, str))
+        if limit is not None and chars > limit:
+            raise RequestTooLarge(f"prompt: {chars} characters of prompt text; the limit is {limit} per request")
         if isinstance(prompt, str):
             return self.encode(prompt, True)
         if any(isinstance(p, list) for p in prompt):
