@@ -456,6 +456,21 @@ class Engine:
         self._drop(session, SessionStatus.CLOSED)
         return len(session.tokens)
 
+    def truncate(self, session_id: str, keep: int) -> int:
+        """Between turns: keeps the first `keep` tokens of the session, their KV included, so the next turn
+        continues from there (llama-server's `cache_prompt` reuses a slot's common prefix this way). The last
+        kept token is fed again, so the next turn always has work. Returns the tokens whose KV is kept."""
+        session = self._session(check_session_id(session_id))
+        if session.status is SessionStatus.GENERATING:
+            raise FailedPrecondition(f"session {session_id!r} is in a turn; truncate it between turns")
+        if isinstance(keep, bool) or not isinstance(keep, int) or not 1 <= keep <= len(session.tokens):
+            raise InvalidArgument(f"keep must be an integer in [1, {len(session.tokens)}] (got {keep!r})")
+        del session.tokens[keep:]
+        session.kv_len = min(session.kv_len, keep - 1)
+        session.prefix_insert_upto = 0
+        session.touch()
+        return session.kv_len
+
     def _drop(self, session: Session, status: SessionStatus) -> None:
         self._models[session.model].scheduler.release(session)
         session.status = status

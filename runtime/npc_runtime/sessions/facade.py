@@ -293,6 +293,10 @@ class EngineFacade:
         """Closes the session (its stream, if any, fails with FailedPrecondition); returns its context tokens."""
         return await self._submit("close", self._close, session_id)
 
+    async def truncate(self, session_id: str, keep: int) -> int:
+        """Between turns: keeps the session's first `keep` tokens (KV included); see `Engine.truncate`."""
+        return await self._submit("truncate", self.engine.truncate, session_id, keep)
+
     async def shutdown(self, *, drain: bool = True) -> None:
         """Stops accepting calls; with drain, open streams finish, else they are cancelled; stops the thread."""
         if not drain and self._accepting:
