@@ -68,25 +68,32 @@ def test_hanging_provider_falls_back_locally_within_the_deadline(serve_factory):
     assert metrics.get("fallbacks", 0) >= 3, metrics
 
 
-@pytest.mark.parametrize("mode", ["malformed", "forbidden", "huge"])
-def test_hostile_provider_replies_are_refused_and_the_allowlist_holds(serve_factory, mode):
-    with FakeLLM(mode=mode, huge_chars=5_000_000) as fake:
+def test_hostile_provider_replies_are_refused_and_the_allowlist_holds(serve_factory):
+    """Malformed JSON and forbidden actions are rejected (fallback); a 5 MB line is cut to the dialogue limit.
+    One server, the endpoint switching modes between rounds (a server start costs more than the steps)."""
+    with FakeLLM(huge_chars=5_000_000) as fake:
         server = serve_factory(provider_url=fake.openai_base_url, config=provider_config())
         register_guard(server, "guard-01")
         rss_before = server.rss_kib()
-        decisions = [critical_step(server, "guard-01", deadline_ms=3000, n=n) for n in range(3)]
+        rounds = {}
+        for mode in ("malformed", "forbidden", "huge"):
+            fake.mode = mode
+            calls = fake.calls
+            rounds[mode] = [critical_step(server, "guard-01", deadline_ms=3000, n=len(rounds) * 3 + n)
+                            for n in range(3)]
+            assert fake.calls - calls >= 3, f"{mode}: the provider was not asked"
         rss_after = server.rss_kib()
         metrics = agent_metrics(server)
         server.check_alive()
-    assert fake.calls >= 3
-    for d in decisions:
-        assert d.action in d.allowed_actions, d
-        assert len(d.dialogue) <= 1000, f"a {len(d.dialogue)}-character line reached the game"
-    if mode == "huge":   # a well-formed decision with an endless line: the line is cut, the action stands
-        assert all(d.source == apb.DECISION_SOURCE_CLOUD for d in decisions), decisions
-    else:
-        assert all(d.source == apb.DECISION_SOURCE_FALLBACK and d.rejected_action for d in decisions), decisions
-        assert outcome_count(metrics, "rejected") == 3, metrics
+    for mode, decisions in rounds.items():
+        for d in decisions:
+            assert d.action in d.allowed_actions, (mode, d)
+            assert len(d.dialogue) <= 1000, f"{mode}: a {len(d.dialogue)}-character line reached the game"
+        if mode == "huge":   # a well-formed decision with an endless line: the line is cut, the action stands
+            assert all(d.source == apb.DECISION_SOURCE_CLOUD for d in decisions), decisions
+        else:
+            assert all(d.source == apb.DECISION_SOURCE_FALLBACK and d.rejected_action for d in decisions), decisions
+    assert outcome_count(metrics, "rejected") == 6, metrics
     assert rss_after - rss_before < 200 * 1024, f"RSS grew {(rss_after - rss_before) // 1024} MiB"
 
 
