@@ -260,14 +260,15 @@ class _Api:
         if not prompt:
             raise _invalid("prompt is empty", "prompt")
         max_tokens = n_predict if n_predict > 0 else None
-        if self.slots.reusable(slot, self.model, prompt, sampling, cache):
-            suffix = prompt[len(slot.tokens):]
-            prompt_n = len(prompt) - slot.kv_tokens
+        keep = self.slots.reusable(slot, self.model, prompt, sampling, cache)
+        if keep:
             try:
+                kv = (slot.kv_tokens if keep == len(slot.tokens)
+                      else await self.engine.truncate(slot.session_id, keep))   # keep the common prefix only
                 stream = await self.engine.generate(GenerateRequest(session_id=slot.session_id, turns=(
-                    Turn(input=suffix, constraint=constraint, max_tokens=max_tokens),)))
-                slot.tokens = list(prompt)
-                return stream, prompt_n, slot.kv_tokens
+                    Turn(input=prompt[keep:], constraint=constraint, max_tokens=max_tokens),)))
+                slot.tokens, slot.kv_tokens = list(prompt), kv
+                return stream, len(prompt) - kv, kv
             except NpcRuntimeError:
                 await self.slots.release(slot)   # evicted / context full: start over in a fresh session
         cached = await self.slots.open(slot, self.model, prompt, sampling, self.n_ctx, constraint)

@@ -1,8 +1,9 @@
 """llama-server slots over engine sessions, and slot save / restore files.
 
 A slot is one engine session kept open between requests (`cache_prompt`): the slot remembers the session's
-token history (prompt + generated, as the engine holds it). A request whose prompt EXTENDS that history
-continues the same session with a new turn, so only the new suffix is prefilled; any other prompt opens a
+token history (prompt + generated, as the engine holds it). A request continues that session with a new turn
+after its longest common prefix with the prompt (`EngineFacade.truncate` drops the rest of the history, KV
+included), so only the new suffix is prefilled, as llama-server does; a prompt with nothing in common opens a
 fresh session (the prefix cache still supplies whole blocks of a shared prefix). Sampling settings are fixed
 per engine session, so a request with different settings (or an explicit seed at temperature > 0, for
 reproducibility) also opens a fresh one.
@@ -87,13 +88,14 @@ class SlotManager:
         return max(idle, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
 
     # -- sessions ---------------------------------------------------------------------------------------
-    def reusable(self, slot: Slot, model: str, prompt: list[int], sampling: SamplingParams, cache: bool) -> bool:
+    def reusable(self, slot: Slot, model: str, prompt: list[int], sampling: SamplingParams, cache: bool) -> int:
+        """How many leading prompt tokens the slot's session can keep (0: open a fresh session)."""
         if not cache or slot.session_id is None or slot.model != model or not slot.tokens:
-            return False
-        if len(prompt) < len(slot.tokens) or prompt[:len(slot.tokens)] != slot.tokens:
-            return False
+            return 0
         same = slot.sampling is not None and _without_seed(slot.sampling) == _without_seed(sampling)
-        return same and (sampling.seed is None or sampling.temperature <= 0.0)
+        if not same or (sampling.seed is not None and sampling.temperature > 0.0):
+            return 0
+        return common_prefix(slot.tokens, prompt)
 
     async def release(self, slot: Slot) -> int:
         """Closes the slot's session; returns the tokens it held."""
