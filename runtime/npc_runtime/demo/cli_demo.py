@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-export", action="store_true",
                         help="use cached packages only (stand-ins for missing ones) instead of exporting them")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument("--days", type=int, default=0,
+                        help="play N in-game days of --seconds each; after each day distill the policy from that "
+                             "day's escalations and swap it in (teacher: the offline rules provider unless --provider)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         if value < low:
             print(f"npcrt demo: {name} must be >= {low}", file=sys.stderr)
             return 2
+    if not 0 <= args.days <= 100:
+        print("npcrt demo: --days must be within 0-100", file=sys.stderr)
+        return 2
     if args.npcs > 2000:
         print("npcrt demo: --npcs must be <= 2000", file=sys.stderr)
         return 2
@@ -100,6 +106,14 @@ def _finish(args: argparse.Namespace, demo: "Demo", summary: dict, outputs: Outp
     except OSError as exc:   # checked before the run; the disk filled up or the folder went away since
         print(f"npcrt demo: cannot write the outputs in {outputs.folder}: {exc}", file=sys.stderr)
         return 1
+    if demo.day_loop is not None and summary.get("days"):
+        from npc_runtime.demo.days import plot_days
+
+        try:
+            plot_days(summary["days"], outputs.folder / "days.png")
+        except OSError as exc:
+            print(f"npcrt demo: cannot write {outputs.folder / 'days.png'}: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
     else:
@@ -138,6 +152,14 @@ class Demo:
             "agent.policy_model": str(self.packages.policy) if self.packages.policy else None,
             "escalation.provider@--provider": args.provider, "memory.db@--db": args.db,
         }
+        self.day_loop = None
+        if args.days:
+            from npc_runtime.demo.days import DAY_FLAGS, TEACHER_PRICED_AS
+
+            flags.update(DAY_FLAGS)
+            if args.provider is None:
+                flags["escalation.provider@--days"] = "rules"
+                flags["escalation.provider_options"] = {"model": TEACHER_PRICED_AS}
         self.system = build_system(load_settings(args.config, flags=flags))
         self.runtime = self.system.agent
         self.escalation = self.runtime.escalation
@@ -210,6 +232,12 @@ class Demo:
         args = self.args
         self.recorder = recorder = Recorder({n.npc_id: n.name for n in self.village.npcs},
                                             escalation_provider=self.models.get("escalation_provider", ""))
+        if args.days:
+            from npc_runtime.demo.days import DayLoop, started_note
+
+            self.day_loop = DayLoop(self.runtime, lambda: recorder.counts, args.out / "policies",
+                                    base=str(self.packages.policy or "builtin:npc-policy"))
+            print(started_note(args.days, args.seconds), file=sys.stderr, flush=True)
         server, port = await self._start_server()
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         stub = agent_pb2_grpc.NpcAgentStub(channel)
@@ -259,7 +287,8 @@ class Demo:
             await registered.wait()
 
             fps = args.fps
-            frames = int(args.seconds * fps)
+            day_frames = int(args.seconds * fps)
+            frames = day_frames * max(1, args.days)
             every = max(1, round(fps / args.tick_hz))   # frames between two FSM ticks of one NPC
             index = {n.npc_id: i for i, n in enumerate(self.village.npcs)}
             print(f"npcrt demo: {len(self.village.npcs)} NPCs for {args.seconds:g} s; Ctrl-C stops early and keeps "
@@ -285,12 +314,23 @@ class Demo:
                         await calls[stream].write(pb.PlayRequest(seq=frame, steps=steps))
                 frames_sent = frame
                 live.refresh()
+                if self.day_loop is not None and frame % day_frames == 0:
+                    paused = time.perf_counter()
+                    await end_of_day(frame // day_frames)
+                    started += time.perf_counter() - paused     # the day's clock stops while it learns
                 wait = started + frame / fps - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 else:
                     late_frames += 1
                     await asyncio.sleep(0)
+
+        async def end_of_day(day: int) -> None:
+            """Let the talk in flight answer (its escalations belong to this day), then distill and swap."""
+            limit = time.perf_counter() + args.deadline_ms / 1000.0 + 2.0
+            while any(v > 0 for v in busy.values()) and time.perf_counter() < limit:
+                await asyncio.sleep(0.02)
+            await asyncio.get_running_loop().run_in_executor(None, self.day_loop.end_of_day, day)
 
         async def drain(timeout_s: float) -> None:
             """Half-close both streams and let the server answer what is in flight (a talk step is bounded by
@@ -346,6 +386,7 @@ class Demo:
             "reflections": stats.reflections,
             "escalation_cost_usd": round(esc.cost_usd, 6), "escalation_tokens": esc.input_tokens + esc.output_tokens,
             "models": self.models, "errors": errors[:20], "error_count": len(errors),
+            **({"days": self.day_loop.days} if self.day_loop is not None else {}),
             "transcript": [e.to_json() for e in self.recorder.transcript],
         }
 

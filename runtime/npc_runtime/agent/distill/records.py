@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from npc_runtime.agent.actions import ACTION_SET
-from npc_runtime.errors import InvalidArgument, NpcRuntimeError, Unavailable
+from npc_runtime.errors import InvalidArgument, Unavailable
 
 MAX_RECORD_BYTES = 64 * 1024          # one line; an observation is a few hundred bytes
 MAX_SOURCE_BYTES = 512 * 1024 * 1024  # everything read from one SOURCE
@@ -77,10 +77,6 @@ class Example:
     policy_version: str
     wall_time_unix: float
     key: str               # stable id (hash of the line): the held-out split and dedup use it
-
-    @property
-    def heldout(self) -> bool:
-        return False
 
 
 def read_records(source: str) -> tuple[list[dict], list[str]]:
@@ -171,8 +167,8 @@ def accepted(records: Iterable[Mapping[str, Any]]) -> tuple[list[Example], dict[
                 for k, v in obs.items()):
             skip("observation is not a map of finite numbers")
             continue
-        key = str(r.get("_key", ""))
-        if key and key in seen:
+        key = str(r.get("_key") or hashlib.sha256(json.dumps(r, sort_keys=True, default=str).encode()).hexdigest()[:16])
+        if key in seen:
             skip("duplicate")
             continue
         seen.add(key)
@@ -192,6 +188,3 @@ def split(examples: list[Example], *, heldout_fraction: float) -> tuple[list[Exa
         (held if h < heldout_fraction else train).append(e)
     return train, held
 
-
-def records_error(exc: NpcRuntimeError) -> str:
-    return f"cannot read the escalation records: {exc}"
