@@ -8,6 +8,7 @@ The cases are the ones tests/hostile/ asserts (tests/helpers/hostile_cases.py), 
 is tests/helpers/liveness.py. Rows:
     idle         the probe alone on the plain server (the floor of the probe's latency in this run)
     load         4 clients (2 Tick loops, 2 chat-completion loops) for a few seconds: the load held
+    burst        16 concurrent legal-size (250,000-character) chat completions over the context
     <case>       each hostile request, one at a time, on the server of its kind
     <startup>    packages and flags serve must refuse at startup (exit 2, one line)
     <fault>      SIGKILL during memory writes, SIGTERM under load, provider hanging / hostile / dead
@@ -55,9 +56,11 @@ def _probed(server: ServeProcess, work) -> tuple[object, float, dict, int, int]:
 
 
 def _row(name: str, finding, sent: str, limit: str, status: str, expected: str, ok: bool, elapsed: float,
-         probe: dict | None, rss_before: int | None, rss_after: int | None, detail: str = "") -> dict:
+         probe: dict | None, rss_before: int | None, rss_after: int | None, detail: str = "", *,
+         kind: str = "request") -> dict:
+    """One result row; kind: baseline | request | startup | fault (the report's tables)."""
     probe = probe or {}
-    return {"case": name, "finding": finding, "sent": sent, "limit": limit, "status": status,
+    return {"case": name, "kind": kind, "finding": finding, "sent": sent, "limit": limit, "status": status,
             "expected": expected, "ok": ok, "time_s": round(elapsed, 3), "detail": detail[:300],
             "rss_before_mib": None if rss_before is None else _mib(rss_before),
             "rss_after_mib": None if rss_after is None else _mib(rss_after),
@@ -69,7 +72,8 @@ def _row(name: str, finding, sent: str, limit: str, status: str, expected: str, 
 def idle_and_load(server: ServeProcess) -> list[dict]:
     rows = []
     _, elapsed, probe, before, after = _probed(server, lambda: time.sleep(2.0))
-    rows.append(_row("idle", "-", "nothing (the probe alone)", "-", "-", "-", True, elapsed, probe, before, after))
+    rows.append(_row("idle", "-", "nothing (the probe alone)", "-", "-", "-", True, elapsed, probe, before, after,
+                     kind="baseline"))
     stop, counts = threading.Event(), {"ticks": 0, "chats": 0, "errors": 0}
 
     def loop(kind: str) -> None:
@@ -95,9 +99,29 @@ def idle_and_load(server: ServeProcess) -> list[dict]:
     _, elapsed, probe, before, after = _probed(server, load)
     rows.append(_row("load", "-", f"2 Tick loops + 2 chat loops for {LOAD_S:.0f} s",
                      "-", f"{counts['ticks']} decodes, {counts['chats']} chats, {counts['errors']} errors", "no errors",
-                     counts["errors"] == 0, elapsed, probe, before, after))
+                     counts["errors"] == 0, elapsed, probe, before, after, kind="baseline"))
     rows[-1]["throughput_per_s"] = round((counts["ticks"] + counts["chats"]) / elapsed, 1)
     return rows
+
+
+def burst(server: ServeProcess, clients: int = 16) -> dict:
+    """`clients` concurrent 250,000-character chat completions (legal size, over the context): the heavy
+    part of each runs on the bounded worker pool, so health keeps answering and the excess is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        return hostile_cases.chat_over_context(server).status
+
+    def run() -> list[str]:
+        with ThreadPoolExecutor(clients) as pool:
+            return list(pool.map(one, range(clients)))
+
+    statuses, elapsed, probe, before, after = _probed(server, run)
+    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    ok = set(counts) <= {"HTTP 400", "HTTP 413", "HTTP 429", "HTTP 503"}
+    return _row("burst_over_context", "-", f"{clients} concurrent chat completions of 250,000 chars",
+                "server.worker_threads + worker_queue", ", ".join(f"{n}x {s}" for s, n in counts.items()),
+                "4xx for each, health answering", ok, elapsed, probe, before, after, kind="baseline")
 
 
 def request_cases(servers: dict[str, ServeProcess]) -> list[dict]:
@@ -136,7 +160,8 @@ def startup_cases(workdir: Path) -> list[dict]:
         outcome = case.run(folder)
         problem = case.problem(outcome)
         rows.append(_row(case.name, case.finding, case.sent, case.limit, outcome.status, " or ".join(case.expect),
-                         problem is None, time.monotonic() - start, None, None, None, outcome.detail))
+                         problem is None, time.monotonic() - start, None, None, None, outcome.detail,
+                         kind="startup"))
     return rows
 
 
@@ -193,14 +218,17 @@ def provider_faults(workdir: Path) -> list[dict]:
                          f"sources {','.join(sources)}; escalations {outcomes}", "allowed actions, fallback",
                          allowed and not alive and code == 0, elapsed, probe, before, after,
                          f"max dialogue {max(len(d.dialogue) for d in decisions)} chars; "
-                         f"slowest step {max(d.latency_ms for d in decisions):.0f} ms (server)"))
+                         f"slowest step {max(d.latency_ms for d in decisions):.0f} ms (server)", kind="fault"))
     return rows
 
 
 def process_faults(workdir: Path) -> list[dict]:
     rows = []
-    for name, scenario in (("sigkill_during_writes", fault_scenarios.sigkill_during_writes),
-                           ("sigterm_under_load", fault_scenarios.sigterm_under_load)):
+    for name, scenario, what in (
+            ("sigkill_during_writes", fault_scenarios.sigkill_during_writes,
+             "SIGKILL while 3 NPCs write memories; restart on the same --data-dir"),
+            ("sigterm_under_load", fault_scenarios.sigterm_under_load,
+             "SIGTERM while 3 memory writers, a Tick loop and a chat loop run; restart on the same --data-dir")):
         started: list[ServeProcess] = []
 
         def start(*, folder: Path = workdir / name, started: list = started, **kwargs) -> ServeProcess:
@@ -223,8 +251,8 @@ def process_faults(workdir: Path) -> list[dict]:
             ok = ok and result["exit_code"] == 0
             in_flight = "/".join(result["tick_answers"] + result["http_answers"])
             status += f"; exit {result['exit_code']} after {result['stop_s']} s; in flight: {in_flight}"
-        rows.append(_row(name, "fault", name.replace("_", " "), "nothing lost", status, "0 lost, exit 0", ok,
-                         time.monotonic() - begin, None, None, None))
+        rows.append(_row(name, "fault", what, "nothing lost", status, "0 lost, exit 0", ok,
+                         time.monotonic() - begin, None, None, None, kind="fault"))
     return rows
 
 
@@ -246,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                    for kind, kwargs in hostile_cases.SERVERS.items()}
         try:
             rows += idle_and_load(servers["plain"])
+            rows.append(burst(servers["plain"]))
             rows += request_cases(servers)
         finally:
             exits = {kind: (server.stop() if server.alive() else server.proc.returncode)
