@@ -253,6 +253,7 @@ def process_faults(workdir: Path) -> list[dict]:
             status += f"; exit {result['exit_code']} after {result['stop_s']} s; in flight: {in_flight}"
         rows.append(_row(name, "fault", what, "nothing lost", status, "0 lost, exit 0", ok,
                          time.monotonic() - begin, None, None, None, kind="fault"))
+        rows[-1]["lost"] = len(result["lost"]) + len(result["missing_npcs"])
     return rows
 
 

@@ -63,6 +63,13 @@ def _before(row: dict | None) -> str:
     return f"{row['status']} ({_ms(row['time_s'])} ms{grew}{failed})"
 
 
+def _lost(row: dict) -> bool:
+    """True when a process fault lost acknowledged data (rows from before the "lost" key: read the status)."""
+    if "lost" in row:
+        return row["lost"] > 0
+    return row["case"].startswith("sig") and ", 0 lost" not in row["status"]
+
+
 def render(results: dict, before: dict | None = None) -> str:
     rows = results["rows"]
     earlier = {r["case"]: r for r in (before or {}).get("rows", [])}
@@ -96,7 +103,7 @@ def render(results: dict, before: dict | None = None) -> str:
     out += _table(["fault", "what happened", "result", "time s", "health p50 / p99 / max ms", "as it should be"],
                   [[r["case"], r["sent"], r["status"] + (f"; {r['detail']}" if r.get("detail") else ""), r["time_s"],
                     _health(r), _verdict(r)] for r in faults])
-    lost = [r for r in faults if r["case"].startswith("sig") and " 0 lost" not in r["status"]]
+    lost = [r for r in faults if _lost(r)]
     failed = [r["case"] for r in rows if not r["ok"]]
     if before is not None:
         commit = str(before.get("git", {}).get("commit"))[:10]
