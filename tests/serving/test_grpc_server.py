@@ -225,3 +225,24 @@ async def test_each_rpc_is_one_engine_submission(stub, server):
     await stub.CloseSession(pb.CloseSessionRequest(session_id=sid))
     delta = {k: v - before.get(k, 0) for k, v in hops.items() if v != before.get(k, 0)}
     assert delta == {"open": 1, "tick": 1, "generate": 1, "cancel": 1, "close": 1}
+
+
+async def test_save_and_restore_a_session_over_grpc(stub, server):
+    sid = await _open(stub, prompt="The blacksmith sells", max_new_tokens=40)
+    first = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=5000, max_tokens=5)]))
+    snap = await stub.SaveSession(pb.SaveSessionRequest(session_id=sid, include_kv=True))
+    assert snap.session_id == sid and snap.model == "tiny-llama" and snap.context_tokens > 5
+    uninterrupted = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=sid, budget_ms=5000,
+                                                                         max_tokens=6)]))
+    restored = await stub.RestoreSession(pb.RestoreSessionRequest(snapshot=snap, session_id="copy-1"))
+    assert restored.session_id == "copy-1" and restored.cached_prefix_tokens > 0
+    again = await stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id="copy-1", budget_ms=5000, max_tokens=6)]))
+    assert list(again.results[0].token_ids) == list(uninterrupted.results[0].token_ids)
+    assert first.results[0].token_ids
+    code, details = await _code(stub.RestoreSession(pb.RestoreSessionRequest(
+        snapshot=pb.SessionSnapshot(data=snap.data[:-9]))))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "snapshot" in details
+    code, _ = await _code(stub.RestoreSession(pb.RestoreSessionRequest(snapshot=snap)))   # sid still open
+    assert code is grpc.StatusCode.ALREADY_EXISTS
+    code, _ = await _code(stub.SaveSession(pb.SaveSessionRequest(session_id="nope")))
+    assert code is grpc.StatusCode.NOT_FOUND

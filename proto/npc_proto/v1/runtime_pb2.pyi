@@ -255,3 +255,31 @@ class CloseSessionResponse(_message.Message):
     CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     context_tokens: int
     def __init__(self, context_tokens: _Optional[int] = ...) -> None: ...
+
+class SaveSessionRequest(_message.Message):
+    __slots__ = ("session_id", "include_kv")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_KV_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    include_kv: bool
+    def __init__(self, session_id: _Optional[str] = ..., include_kv: _Optional[bool] = ...) -> None: ...
+
+class SessionSnapshot(_message.Message):
+    __slots__ = ("data", "session_id", "model", "context_tokens")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    session_id: str
+    model: str
+    context_tokens: int
+    def __init__(self, data: _Optional[bytes] = ..., session_id: _Optional[str] = ..., model: _Optional[str] = ..., context_tokens: _Optional[int] = ...) -> None: ...
+
+class RestoreSessionRequest(_message.Message):
+    __slots__ = ("snapshot", "session_id")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    snapshot: SessionSnapshot
+    session_id: str
+    def __init__(self, snapshot: _Optional[_Union[SessionSnapshot, _Mapping]] = ..., session_id: _Optional[str] = ...) -> None: ...

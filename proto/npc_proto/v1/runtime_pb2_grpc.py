@@ -70,6 +70,16 @@ class NpcRuntimeStub:
                 request_serializer=npc__proto_dot_v1_dot_runtime__pb2.CloseSessionRequest.SerializeToString,
                 response_deserializer=npc__proto_dot_v1_dot_runtime__pb2.CloseSessionResponse.FromString,
                 _registered_method=True)
+        self.SaveSession = channel.unary_unary(
+                '/npc.v1.NpcRuntime/SaveSession',
+                request_serializer=npc__proto_dot_v1_dot_runtime__pb2.SaveSessionRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_runtime__pb2.SessionSnapshot.FromString,
+                _registered_method=True)
+        self.RestoreSession = channel.unary_unary(
+                '/npc.v1.NpcRuntime/RestoreSession',
+                request_serializer=npc__proto_dot_v1_dot_runtime__pb2.RestoreSessionRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_runtime__pb2.OpenSessionResponse.FromString,
+                _registered_method=True)
 
 
 class NpcRuntimeServicer:
@@ -130,6 +140,26 @@ class NpcRuntimeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveSession(self, request, context):
+        """A snapshot of a session (it stays open): tokens, sampling state, limits and optionally its KV cache,
+        in a versioned format bound to the model package (docs/engine.md, "Session snapshots"). For save-games,
+        moving a session to another replica, or parking it out of RAM. A turn decoding under a constraint is
+        FAILED_PRECONDITION (snapshot it after the turn ends).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSession(self, request, context):
+        """Re-creates a session from a snapshot, here or on another server running the same model package. Greedy
+        decoding continues with exactly the tokens the uninterrupted session would produce. Corrupt, truncated
+        or foreign data: INVALID_ARGUMENT; a snapshot of another model: FAILED_PRECONDITION; the session id in
+        use: ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcRuntimeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +197,16 @@ def add_NpcRuntimeServicer_to_server(servicer, server):
                     servicer.CloseSession,
                     request_deserializer=npc__proto_dot_v1_dot_runtime__pb2.CloseSessionRequest.FromString,
                     response_serializer=npc__proto_dot_v1_dot_runtime__pb2.CloseSessionResponse.SerializeToString,
+            ),
+            'SaveSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveSession,
+                    request_deserializer=npc__proto_dot_v1_dot_runtime__pb2.SaveSessionRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_runtime__pb2.SessionSnapshot.SerializeToString,
+            ),
+            'RestoreSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSession,
+                    request_deserializer=npc__proto_dot_v1_dot_runtime__pb2.RestoreSessionRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_runtime__pb2.OpenSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -359,6 +399,60 @@ class NpcRuntime:
             '/npc.v1.NpcRuntime/CloseSession',
             npc__proto_dot_v1_dot_runtime__pb2.CloseSessionRequest.SerializeToString,
             npc__proto_dot_v1_dot_runtime__pb2.CloseSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcRuntime/SaveSession',
+            npc__proto_dot_v1_dot_runtime__pb2.SaveSessionRequest.SerializeToString,
+            npc__proto_dot_v1_dot_runtime__pb2.SessionSnapshot.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcRuntime/RestoreSession',
+            npc__proto_dot_v1_dot_runtime__pb2.RestoreSessionRequest.SerializeToString,
+            npc__proto_dot_v1_dot_runtime__pb2.OpenSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,7 @@ from npc_runtime.serving import status, translate
 from npc_runtime.serving.config import ServerConfig
 from npc_runtime.serving.metrics import ServingMetrics
 from npc_runtime.sessions.facade import EngineFacade
+from npc_runtime.sessions.snapshot import peek as snapshot_header
 
 log = logging.getLogger("npc_runtime.serving.grpc")
 
@@ -150,6 +151,19 @@ class RuntimeServicer(runtime_pb2_grpc.NpcRuntimeServicer):
     @unary
     async def CloseSession(self, request: pb.CloseSessionRequest, context) -> pb.CloseSessionResponse:
         return pb.CloseSessionResponse(context_tokens=await self.engine.close(request.session_id))
+
+    @unary
+    async def SaveSession(self, request: pb.SaveSessionRequest, context) -> pb.SessionSnapshot:
+        data = await self.engine.save_session(request.session_id, include_kv=request.include_kv)
+        header = snapshot_header(data)
+        return pb.SessionSnapshot(data=data, session_id=header["session_id"], model=header["model"],
+                                  context_tokens=len(header["tokens"]))
+
+    @unary
+    async def RestoreSession(self, request: pb.RestoreSessionRequest, context) -> pb.OpenSessionResponse:
+        opened = await self.engine.restore_session(request.snapshot.data, session_id=request.session_id or None)
+        return pb.OpenSessionResponse(session_id=opened.session_id, prompt_tokens=opened.prompt_tokens,
+                                      cached_prefix_tokens=opened.cached_prefix_tokens)
 
     # ------------------------------------------------------------------------------- server stream
 

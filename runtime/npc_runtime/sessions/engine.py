@@ -25,7 +25,7 @@ from npc_runtime.config import EngineConfig, SessionLimits
 from npc_runtime.decode.constraints import Constraint, ConstraintSpec, compile_constraint
 from npc_runtime.decode.onnx_model import DecoderModel, DecoderOptions, open_decoder
 from npc_runtime.decode.package import ModelPackage, load_package
-from npc_runtime.decode.sampling import SamplingParams
+from npc_runtime.decode.sampling import SamplingParams, StopMatcher
 from npc_runtime.decode.tokenizer import TextTokenizer
 from npc_runtime.errors import (AlreadyExists, DeadlineExceeded, FailedPrecondition, InvalidArgument, NotFound,
                                 InternalError, NpcRuntimeError, RequestTooLarge, ResourceExhausted)
@@ -34,6 +34,7 @@ from npc_runtime.sessions.prefix_cache import PrefixCache
 from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
                                            RequestLimits, TickRequest, Turn, check_constraint, check_generate, check_open, check_tick_entry,
                                            check_tick_size, prompt_chars, session_id as check_session_id, text_or_ids)
+from npc_runtime.sessions import snapshot
 from npc_runtime.sessions.scheduler import Scheduler
 from npc_runtime.sessions.session import FinishReason, Session, SessionStatus
 
@@ -491,6 +492,74 @@ class Engine:
                 evicted.append(session.id)
         self._evicted += len(evicted)
         return evicted
+
+    # -- snapshots (sessions/snapshot.py) -------------------------------------------------------------------
+    def save_session(self, session_id: str, *, include_kv: bool = False) -> bytes:
+        """The session as bytes (it stays open). `include_kv`: the KV cache too, so a restore continues
+        without re-prefilling (exact continuation); without it the snapshot is a few bytes per token."""
+        session = self._session(check_session_id(session_id))
+        if session.status is SessionStatus.GENERATING and session.constraint is not None:
+            raise FailedPrecondition(f"session {session_id!r} is decoding under a constraint; snapshot it after "
+                                     "the turn ends")
+        m = self._models[session.model]
+        kv_len = min(session.kv_len, len(session.tokens))
+        kv = m.decoder.read_kv(session.slot, 0, kv_len) if include_kv and kv_len else []
+        return snapshot.encode(snapshot.SessionState(
+            model=session.model, model_sha256=self._fingerprint(session.model), session_id=session.id,
+            npc_id=session.npc_id, tokens=list(session.tokens), kv_len=kv_len if kv else 0,
+            finished=session.status is not SessionStatus.GENERATING,
+            finish_reason=session.finish_reason.value if session.finish_reason else None,
+            turn_tokens=session.turn_tokens, generated_total=session.generated_total, text_out=session.text_out,
+            sampling=session.sampling, limits=session.limits, capacity=session.capacity,
+            rng_state=session.rng.bit_generator.state, kv=kv))
+
+    def restore_session(self, data: bytes, *, session_id: str | None = None) -> OpenedSession:
+        """A session rebuilt from `save_session` bytes (this process or another), under `session_id` (default:
+        the snapshot's id). INVALID_ARGUMENT for corrupt / foreign bytes, FAILED_PRECONDITION for a snapshot
+        of another model, ALREADY_EXISTS when the id is taken."""
+        state = snapshot.decode(data)
+        m = self._models.get(state.model)
+        if m is None or self._fingerprint(state.model) != state.model_sha256:
+            raise FailedPrecondition(f"the snapshot is of model {state.model!r} (sha256 {state.model_sha256[:12]}"
+                                     "...), which this server does not serve; restore it where that model runs")
+        sid = check_session_id(session_id) if session_id else state.session_id
+        check_session_id(sid)
+        if sid in self._sessions:
+            raise AlreadyExists(f"session {sid!r} already exists")
+        capacity = min(state.capacity, m.capacity)
+        vocab = m.decoder.vocab_size
+        if len(state.tokens) >= capacity + 1 or any(t >= vocab for t in state.tokens):
+            raise InvalidArgument(f"snapshot tokens do not fit this model (vocab {vocab}, context {capacity})")
+        if m.scheduler.free_slots == 0:
+            self.evict_idle()
+        session = Session(id=sid, model=state.model, npc_id=state.npc_id, sampling=state.sampling,
+                          limits=state.limits, capacity=capacity, rng=snapshot.restore_rng(state.rng_state))
+        m.scheduler.admit(session)   # ResourceExhausted when every slot is taken
+        session.tokens = list(state.tokens)
+        session.turn_tokens, session.generated_total = state.turn_tokens, state.generated_total
+        session.text_out = state.text_out
+        session.detokenizer = m.tokenizer.detokenizer() if m.tokenizer else None
+        session.stop_matcher = StopMatcher(session.sampling.stop) if session.sampling.stop else None
+        session.prefix_looked_up = True      # the KV comes from the snapshot or from one re-prefill
+        if state.kv:
+            layout = [(a.shape[0], a.shape[2], a.dtype) for a in m.decoder.read_kv(session.slot, 0, 0)]
+            if layout != [(a.shape[0], a.shape[2], a.dtype) for a in state.kv]:
+                m.scheduler.release(session)
+                raise InvalidArgument("snapshot KV arrays do not match this model's KV cache layout")
+            m.decoder.write_kv(session.slot, 0, [np.ascontiguousarray(a) for a in state.kv])
+            session.kv_len = state.kv_len
+        if state.finished:
+            session.status = SessionStatus.FINISHED
+            session.finish_reason = FinishReason(state.finish_reason) if state.finish_reason else None
+        self._sessions[sid] = session
+        self._gone.pop(sid, None)
+        return OpenedSession(session_id=sid, model=state.model, prompt_tokens=len(session.tokens),
+                             cached_prefix_tokens=session.kv_len)
+
+    def _fingerprint(self, model: str) -> str:
+        m = self._models[model]
+        return snapshot.fingerprint(m.package.manifest if m.package is not None else None,
+                                    f"decoder:{model}:{m.decoder.vocab_size}:{m.capacity}")
 
     def session_info(self, session_id: str) -> dict:
         s = self._session(check_session_id(session_id))

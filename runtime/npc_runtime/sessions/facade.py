@@ -293,6 +293,14 @@ class EngineFacade:
         """Closes the session (its stream, if any, fails with FailedPrecondition); returns its context tokens."""
         return await self._submit("close", self._close, session_id)
 
+    async def save_session(self, session_id: str, *, include_kv: bool = False) -> bytes:
+        """A snapshot of the session (it stays open); see `Engine.save_session` and sessions/snapshot.py."""
+        return await self._submit("save", self.engine.save_session, session_id, include_kv=include_kv)
+
+    async def restore_session(self, data: bytes, *, session_id: str | None = None) -> OpenedSession:
+        """A session rebuilt from a snapshot (this process or another); see `Engine.restore_session`."""
+        return await self._submit("restore", self.engine.restore_session, data, session_id=session_id)
+
     async def truncate(self, session_id: str, keep: int) -> int:
         """Between turns: keeps the session's first `keep` tokens (KV included); see `Engine.truncate`."""
         return await self._submit("truncate", self.engine.truncate, session_id, keep)
