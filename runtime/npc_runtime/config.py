@@ -56,6 +56,13 @@ class EngineConfig:
                                                    # budget below one step never progresses (no starvation guard)
     warmup: bool = True                            # measure step costs at start (seeds the tick cost model)
     verify_hashes: bool = True                     # sha256 of package files at load
+    # tiered KV (sessions/parking.py): a session idle this long leaves the KV pool for host memory (restored
+    # exactly, without a prefill, on its next request), as does the least recently used idle session when a
+    # slot is needed; 0 = off (a full pool refuses new sessions)
+    park_after_s: float = 0.0
+    park_host_bytes: int = 1 << 30                 # host-memory budget of parked sessions; past it the oldest go to disk
+    park_dir: str | None = None                    # disk tier folder; None = no disk tier (the budget is then soft)
+    park_disk_after_s: float = 300.0               # parked longer than this in host memory: moved to disk
     default_sampling: SamplingParams = field(default_factory=SamplingParams)
     default_limits: SessionLimits = field(default_factory=SessionLimits)
 
@@ -72,6 +79,8 @@ class EngineConfig:
             (self.prefix_cache_bytes >= 0, "prefix_cache_bytes must be >= 0"),
             (self.prefix_block_tokens >= 1, "prefix_block_tokens must be >= 1"),
             (self.max_prefill_chunk >= 1, "max_prefill_chunk must be >= 1"),
+            (self.park_after_s >= 0 and self.park_disk_after_s >= 0, "park_after_s and park_disk_after_s must be >= 0"),
+            (self.park_host_bytes >= 0, "park_host_bytes must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anpc_proto/v1/runtime.proto\x12\x06npc.v1\"A\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\"\x8b\x01\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x18\n\x10max_tick_entries\x18\x04 \x01(\r\x12\x14\n\x0cmax_sessions\x18\x05 \x01(\r\"\x13\n\x11ListModelsRequest\"v\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\r\x12\x12\n\nvocab_size\x18\x05 \x01(\r\x12\x0e\n\x06target\x18\x06 \x01(\t\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.npc.v1.ModelInfo\"{\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x1a\n\x12repetition_penalty\x18\x04 \x01(\x02\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x0c\n\x04stop\x18\x06 \x03(\t\"X\n\nConstraint\x12+\n\x07\x61llowed\x18\x01 \x01(\x0b\x32\x18.npc.v1.AllowedSequencesH\x00\x12\x15\n\x0bjson_schema\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"%\n\x10\x41llowedSequences\x12\x11\n\tsequences\x18\x01 \x03(\t\"T\n\rSessionLimits\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\r\x12\x13\n\x0bmax_context\x18\x02 \x01(\r\x12\x16\n\x0eidle_timeout_s\x18\x03 \x01(\r\"\xe9\x01\n\x12OpenSessionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06npc_id\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12(\n\x08sampling\x18\x05 \x01(\x0b\x32\x16.npc.v1.SamplingParams\x12%\n\x06limits\x18\x06 \x01(\x0b\x32\x15.npc.v1.SessionLimits\x12&\n\nconstraint\x18\x07 \x01(\x0b\x32\x12.npc.v1.Constraint\x12\x1b\n\x13\x61pply_chat_template\x18\x08 \x01(\x08\"^\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x1c\n\x14\x63\x61\x63hed_prefix_tokens\x18\x03 \x01(\r\"\x81\x01\n\tTickEntry\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tbudget_ms\x18\x02 \x01(\x02\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x11\n\tnew_input\x18\x04 \x01(\t\x12&\n\nconstraint\x18\x05 \x01(\x0b\x32\x12.npc.v1.Constraint\"1\n\x0bTickRequest\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.npc.v1.TickEntry\"v\n\tTickStats\x12\x0f\n\x07tick_ms\x18\x01 \x01(\x02\x12\r\n\x05steps\x18\x02 \x01(\r\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x1e\n\x16pending_prefill_tokens\x18\x04 \x01(\r\x12\x16\n\x0e\x63ontext_tokens\x18\x05 \x01(\r\"\xcb\x01\n\nTickResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\x12\x12\n\ntext_delta\x18\x03 \x01(\t\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12+\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x14.npc.v1.FinishReason\x12 \n\x05stats\x18\x06 \x01(\x0b\x32\x11.npc.v1.TickStats\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\x05\"D\n\x0cTickResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.npc.v1.TickResult\x12\x0f\n\x07tick_ms\x18\x02 \x01(\x02\"p\n\x0fGenerateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12&\n\nconstraint\x18\x04 \x01(\x0b\x32\x12.npc.v1.Constraint\"o\n\rGenerateChunk\x12\x11\n\ttoken_ids\x18\x01 \x03(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12+\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x14.npc.v1.FinishReason\"#\n\rCancelRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"%\n\x0e\x43\x61ncelResponse\x12\x13\n\x0bwas_running\x18\x01 \x01(\x08\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\".\n\x14\x43loseSessionResponse\x12\x16\n\x0e\x63ontext_tokens\x18\x01 \x01(\r\"<\n\x12SaveSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ninclude_kv\x18\x02 \x01(\x08\"Z\n\x0fSessionSnapshot\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_tokens\x18\x04 \x01(\r\"V\n\x15RestoreSessionRequest\x12)\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.npc.v1.SessionSnapshot\x12\x12\n\nsession_id\x18\x02 \x01(\t*\x85\x02\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x19\n\x15\x46INISH_REASON_EVICTED\x10\x05\x12\x1e\n\x1a\x46INISH_REASON_CONTEXT_FULL\x10\x06\x12\x1c\n\x18\x46INISH_REASON_CONSTRAINT\x10\x07\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x08\x32\xe2\x04\n\nNpcRuntime\x12@\n\tHandshake\x12\x18.npc.v1.HandshakeRequest\x1a\x19.npc.v1.HandshakeResponse\x12\x43\n\nListModels\x12\x19.npc.v1.ListModelsRequest\x1a\x1a.npc.v1.ListModelsResponse\x12\x46\n\x0bOpenSession\x12\x1a.npc.v1.OpenSessionRequest\x1a\x1b.npc.v1.OpenSessionResponse\x12\x31\n\x04Tick\x12\x13.npc.v1.TickRequest\x1a\x14.npc.v1.TickResponse\x12<\n\x08Generate\x12\x17.npc.v1.GenerateRequest\x1a\x15.npc.v1.GenerateChunk0\x01\x12\x37\n\x06\x43\x61ncel\x12\x15.npc.v1.CancelRequest\x1a\x16.npc.v1.CancelResponse\x12I\n\x0c\x43loseSession\x12\x1b.npc.v1.CloseSessionRequest\x1a\x1c.npc.v1.CloseSessionResponse\x12\x42\n\x0bSaveSession\x12\x1a.npc.v1.SaveSessionRequest\x1a\x17.npc.v1.SessionSnapshot\x12L\n\x0eRestoreSession\x12\x1d.npc.v1.RestoreSessionRequest\x1a\x1b.npc.v1.OpenSessionResponseB\x11P\x01\xaa\x02\x0cNpc.Proto.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anpc_proto/v1/runtime.proto\x12\x06npc.v1\"A\n\x10HandshakeRequest\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\"\x8b\x01\n\x11HandshakeResponse\x12\x18\n\x10protocol_version\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x18\n\x10max_tick_entries\x18\x04 \x01(\r\x12\x14\n\x0cmax_sessions\x18\x05 \x01(\r\"\x13\n\x11ListModelsRequest\"v\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tprecision\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_length\x18\x04 \x01(\r\x12\x12\n\nvocab_size\x18\x05 \x01(\r\x12\x0e\n\x06target\x18\x06 \x01(\t\"7\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.npc.v1.ModelInfo\"{\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x02\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\r\n\x05top_p\x18\x03 \x01(\x02\x12\x1a\n\x12repetition_penalty\x18\x04 \x01(\x02\x12\x0c\n\x04seed\x18\x05 \x01(\x04\x12\x0c\n\x04stop\x18\x06 \x03(\t\"X\n\nConstraint\x12+\n\x07\x61llowed\x18\x01 \x01(\x0b\x32\x18.npc.v1.AllowedSequencesH\x00\x12\x15\n\x0bjson_schema\x18\x02 \x01(\tH\x00\x42\x06\n\x04kind\"%\n\x10\x41llowedSequences\x12\x11\n\tsequences\x18\x01 \x03(\t\"T\n\rSessionLimits\x12\x16\n\x0emax_new_tokens\x18\x01 \x01(\r\x12\x13\n\x0bmax_context\x18\x02 \x01(\r\x12\x16\n\x0eidle_timeout_s\x18\x03 \x01(\r\"\xe9\x01\n\x12OpenSessionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06npc_id\x18\x02 \x01(\t\x12\x0e\n\x06prefix\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12(\n\x08sampling\x18\x05 \x01(\x0b\x32\x16.npc.v1.SamplingParams\x12%\n\x06limits\x18\x06 \x01(\x0b\x32\x15.npc.v1.SessionLimits\x12&\n\nconstraint\x18\x07 \x01(\x0b\x32\x12.npc.v1.Constraint\x12\x1b\n\x13\x61pply_chat_template\x18\x08 \x01(\x08\"^\n\x13OpenSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\x12\x1c\n\x14\x63\x61\x63hed_prefix_tokens\x18\x03 \x01(\r\"\x81\x01\n\tTickEntry\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tbudget_ms\x18\x02 \x01(\x02\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12\x11\n\tnew_input\x18\x04 \x01(\t\x12&\n\nconstraint\x18\x05 \x01(\x0b\x32\x12.npc.v1.Constraint\"1\n\x0bTickRequest\x12\"\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x11.npc.v1.TickEntry\"\xa1\x01\n\tTickStats\x12\x0f\n\x07tick_ms\x18\x01 \x01(\x02\x12\r\n\x05steps\x18\x02 \x01(\r\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x1e\n\x16pending_prefill_tokens\x18\x04 \x01(\r\x12\x16\n\x0e\x63ontext_tokens\x18\x05 \x01(\r\x12\x12\n\nrestore_ms\x18\x06 \x01(\x02\x12\x15\n\rrestored_from\x18\x07 \x01(\t\"\xcb\x01\n\nTickResult\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\ttoken_ids\x18\x02 \x03(\r\x12\x12\n\ntext_delta\x18\x03 \x01(\t\x12\x10\n\x08\x66inished\x18\x04 \x01(\x08\x12+\n\rfinish_reason\x18\x05 \x01(\x0e\x32\x14.npc.v1.FinishReason\x12 \n\x05stats\x18\x06 \x01(\x0b\x32\x11.npc.v1.TickStats\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x12\n\nerror_code\x18\x08 \x01(\x05\"D\n\x0cTickResponse\x12#\n\x07results\x18\x01 \x03(\x0b\x32\x12.npc.v1.TickResult\x12\x0f\n\x07tick_ms\x18\x02 \x01(\x02\"p\n\x0fGenerateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\r\n\x05input\x18\x02 \x01(\t\x12\x12\n\nmax_tokens\x18\x03 \x01(\r\x12&\n\nconstraint\x18\x04 \x01(\x0b\x32\x12.npc.v1.Constraint\"o\n\rGenerateChunk\x12\x11\n\ttoken_ids\x18\x01 \x03(\r\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x10\n\x08\x66inished\x18\x03 \x01(\x08\x12+\n\rfinish_reason\x18\x04 \x01(\x0e\x32\x14.npc.v1.FinishReason\"#\n\rCancelRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"%\n\x0e\x43\x61ncelResponse\x12\x13\n\x0bwas_running\x18\x01 \x01(\x08\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\".\n\x14\x43loseSessionResponse\x12\x16\n\x0e\x63ontext_tokens\x18\x01 \x01(\r\"<\n\x12SaveSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\ninclude_kv\x18\x02 \x01(\x08\"Z\n\x0fSessionSnapshot\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x16\n\x0e\x63ontext_tokens\x18\x04 \x01(\r\"V\n\x15RestoreSessionRequest\x12)\n\x08snapshot\x18\x01 \x01(\x0b\x32\x17.npc.v1.SessionSnapshot\x12\x12\n\nsession_id\x18\x02 \x01(\t*\x85\x02\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x01\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x02\x12\x15\n\x11\x46INISH_REASON_EOS\x10\x03\x12\x1b\n\x17\x46INISH_REASON_CANCELLED\x10\x04\x12\x19\n\x15\x46INISH_REASON_EVICTED\x10\x05\x12\x1e\n\x1a\x46INISH_REASON_CONTEXT_FULL\x10\x06\x12\x1c\n\x18\x46INISH_REASON_CONSTRAINT\x10\x07\x12\x17\n\x13\x46INISH_REASON_ERROR\x10\x08\x32\xe2\x04\n\nNpcRuntime\x12@\n\tHandshake\x12\x18.npc.v1.HandshakeRequest\x1a\x19.npc.v1.HandshakeResponse\x12\x43\n\nListModels\x12\x19.npc.v1.ListModelsRequest\x1a\x1a.npc.v1.ListModelsResponse\x12\x46\n\x0bOpenSession\x12\x1a.npc.v1.OpenSessionRequest\x1a\x1b.npc.v1.OpenSessionResponse\x12\x31\n\x04Tick\x12\x13.npc.v1.TickRequest\x1a\x14.npc.v1.TickResponse\x12<\n\x08Generate\x12\x17.npc.v1.GenerateRequest\x1a\x15.npc.v1.GenerateChunk0\x01\x12\x37\n\x06\x43\x61ncel\x12\x15.npc.v1.CancelRequest\x1a\x16.npc.v1.CancelResponse\x12I\n\x0c\x43loseSession\x12\x1b.npc.v1.CloseSessionRequest\x1a\x1c.npc.v1.CloseSessionResponse\x12\x42\n\x0bSaveSession\x12\x1a.npc.v1.SaveSessionRequest\x1a\x17.npc.v1.SessionSnapshot\x12L\n\x0eRestoreSession\x12\x1d.npc.v1.RestoreSessionRequest\x1a\x1b.npc.v1.OpenSessionResponseB\x11P\x01\xaa\x02\x0cNpc.Proto.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'npc_proto.v1.runtime_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001\252\002\014Npc.Proto.V1'
-  _globals['_FINISHREASON']._serialized_start=2333
-  _globals['_FINISHREASON']._serialized_end=2594
+  _globals['_FINISHREASON']._serialized_start=2377
+  _globals['_FINISHREASON']._serialized_end=2638
   _globals['_HANDSHAKEREQUEST']._serialized_start=38
   _globals['_HANDSHAKEREQUEST']._serialized_end=103
   _globals['_HANDSHAKERESPONSE']._serialized_start=106
@@ -60,30 +60,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TICKENTRY']._serialized_end=1247
   _globals['_TICKREQUEST']._serialized_start=1249
   _globals['_TICKREQUEST']._serialized_end=1298
-  _globals['_TICKSTATS']._serialized_start=1300
-  _globals['_TICKSTATS']._serialized_end=1418
-  _globals['_TICKRESULT']._serialized_start=1421
-  _globals['_TICKRESULT']._serialized_end=1624
-  _globals['_TICKRESPONSE']._serialized_start=1626
-  _globals['_TICKRESPONSE']._serialized_end=1694
-  _globals['_GENERATEREQUEST']._serialized_start=1696
-  _globals['_GENERATEREQUEST']._serialized_end=1808
-  _globals['_GENERATECHUNK']._serialized_start=1810
-  _globals['_GENERATECHUNK']._serialized_end=1921
-  _globals['_CANCELREQUEST']._serialized_start=1923
-  _globals['_CANCELREQUEST']._serialized_end=1958
-  _globals['_CANCELRESPONSE']._serialized_start=1960
-  _globals['_CANCELRESPONSE']._serialized_end=1997
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1999
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=2040
-  _globals['_CLOSESESSIONRESPONSE']._serialized_start=2042
-  _globals['_CLOSESESSIONRESPONSE']._serialized_end=2088
-  _globals['_SAVESESSIONREQUEST']._serialized_start=2090
-  _globals['_SAVESESSIONREQUEST']._serialized_end=2150
-  _globals['_SESSIONSNAPSHOT']._serialized_start=2152
-  _globals['_SESSIONSNAPSHOT']._serialized_end=2242
-  _globals['_RESTORESESSIONREQUEST']._serialized_start=2244
-  _globals['_RESTORESESSIONREQUEST']._serialized_end=2330
-  _globals['_NPCRUNTIME']._serialized_start=2597
-  _globals['_NPCRUNTIME']._serialized_end=3207
+  _globals['_TICKSTATS']._serialized_start=1301
+  _globals['_TICKSTATS']._serialized_end=1462
+  _globals['_TICKRESULT']._serialized_start=1465
+  _globals['_TICKRESULT']._serialized_end=1668
+  _globals['_TICKRESPONSE']._serialized_start=1670
+  _globals['_TICKRESPONSE']._serialized_end=1738
+  _globals['_GENERATEREQUEST']._serialized_start=1740
+  _globals['_GENERATEREQUEST']._serialized_end=1852
+  _globals['_GENERATECHUNK']._serialized_start=1854
+  _globals['_GENERATECHUNK']._serialized_end=1965
+  _globals['_CANCELREQUEST']._serialized_start=1967
+  _globals['_CANCELREQUEST']._serialized_end=2002
+  _globals['_CANCELRESPONSE']._serialized_start=2004
+  _globals['_CANCELRESPONSE']._serialized_end=2041
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=2043
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=2084
+  _globals['_CLOSESESSIONRESPONSE']._serialized_start=2086
+  _globals['_CLOSESESSIONRESPONSE']._serialized_end=2132
+  _globals['_SAVESESSIONREQUEST']._serialized_start=2134
+  _globals['_SAVESESSIONREQUEST']._serialized_end=2194
+  _globals['_SESSIONSNAPSHOT']._serialized_start=2196
+  _globals['_SESSIONSNAPSHOT']._serialized_end=2286
+  _globals['_RESTORESESSIONREQUEST']._serialized_start=2288
+  _globals['_RESTORESESSIONREQUEST']._serialized_end=2374
+  _globals['_NPCRUNTIME']._serialized_start=2641
+  _globals['_NPCRUNTIME']._serialized_end=3251
 # @@protoc_insertion_point(module_scope)

@@ -167,18 +167,22 @@ class TickRequest(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[TickEntry, _Mapping]]] = ...) -> None: ...
 
 class TickStats(_message.Message):
-    __slots__ = ("tick_ms", "steps", "max_batch", "pending_prefill_tokens", "context_tokens")
+    __slots__ = ("tick_ms", "steps", "max_batch", "pending_prefill_tokens", "context_tokens", "restore_ms", "restored_from")
     TICK_MS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     PENDING_PREFILL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_MS_FIELD_NUMBER: _ClassVar[int]
+    RESTORED_FROM_FIELD_NUMBER: _ClassVar[int]
     tick_ms: float
     steps: int
     max_batch: int
     pending_prefill_tokens: int
     context_tokens: int
-    def __init__(self, tick_ms: _Optional[float] = ..., steps: _Optional[int] = ..., max_batch: _Optional[int] = ..., pending_prefill_tokens: _Optional[int] = ..., context_tokens: _Optional[int] = ...) -> None: ...
+    restore_ms: float
+    restored_from: str
+    def __init__(self, tick_ms: _Optional[float] = ..., steps: _Optional[int] = ..., max_batch: _Optional[int] = ..., pending_prefill_tokens: _Optional[int] = ..., context_tokens: _Optional[int] = ..., restore_ms: _Optional[float] = ..., restored_from: _Optional[str] = ...) -> None: ...
 
 class TickResult(_message.Message):
     __slots__ = ("session_id", "token_ids", "text_delta", "finished", "finish_reason", "stats", "error", "error_code")

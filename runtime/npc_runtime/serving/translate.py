@@ -121,6 +121,9 @@ def fill_tick_result(message: pb.TickResult, result: TickResult) -> None:
     st.max_batch = stats.max_batch
     st.pending_prefill_tokens = stats.pending_prefill_tokens
     st.context_tokens = stats.context_tokens
+    if stats.restored_from:
+        st.restore_ms = stats.restore_ms
+        st.restored_from = stats.restored_from
 
 
 def chunk_to_proto(chunk: TokenChunk) -> pb.GenerateChunk:

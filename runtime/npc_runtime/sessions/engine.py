@@ -35,6 +35,7 @@ from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, Op
                                            RequestLimits, TickRequest, Turn, check_constraint, check_generate, check_open, check_tick_entry,
                                            check_tick_size, prompt_chars, session_id as check_session_id, text_or_ids)
 from npc_runtime.sessions import snapshot
+from npc_runtime.sessions.parking import DISK as DISK_TIER, HOST as HOST_TIER, ParkingLot
 from npc_runtime.sessions.scheduler import Scheduler
 from npc_runtime.sessions.session import FinishReason, Session, SessionStatus
 
@@ -68,6 +69,8 @@ class TickStats:
     budget_limited: bool        # work remained but the next step was predicted to exceed the budget
     max_batch: int = 0          # largest batch (rows) of the passes this session took part in (prefill: 1)
     pending_prefill_tokens: int = 0   # input tokens still to prefill after the tick
+    restore_ms: float = 0.0     # the session was parked (tiered KV) and restored for this tick, milliseconds
+    restored_from: str = ""     # "host" or "disk" when restored, else ""
 
 
 @dataclass(slots=True)
@@ -151,6 +154,11 @@ class Engine:
         self._evicted = 0
         # per model: budget (s) of consecutive ticks in which nothing fit; spent on one single-row step (see tick)
         self._starved_s: dict[str, float] = {}
+        # tiered KV: sessions out of the pool (sessions/parking.py); restore cost reported in the next TickStats
+        self._parking = ParkingLot(host_bytes=config.park_host_bytes, directory=config.park_dir) \
+            if config.park_after_s > 0 else None
+        self._restored: dict[str, tuple[float, str]] = {}
+        self._pinned: set[str] = set()   # sessions of the tick / step in progress: never parked under it
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -275,6 +283,8 @@ class Engine:
 
     def _session(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
+        if session is None and self._parking is not None and session_id in self._parking:
+            session = self._unpark(session_id)
         if session is None:
             why = self._gone.get(session_id)
             if why is not None:
@@ -370,8 +380,7 @@ class Engine:
                 raise RequestTooLarge(f"prompt has {len(tokens)} tokens; max context is {capacity} "
                                       "(shorten it, or enable sliding_window)")
             tokens = tokens[-max(1, capacity // 2):]
-        if m.scheduler.free_slots == 0:
-            self.evict_idle()
+        self._make_room(m)
         session = Session(id=sid, model=name, npc_id=r.npc_id, sampling=sampling, limits=limits,
                           capacity=capacity, rng=np.random.default_rng(sampling.seed))
         m.scheduler.admit(session)   # ResourceExhausted when every slot is taken
@@ -478,9 +487,10 @@ class Engine:
         del self._sessions[session.id]
 
     def evict_idle(self, now: float | None = None) -> list[str]:
-        """Evict sessions idle longer than their idle timeout; later calls on them answer FailedPrecondition."""
+        """Evict sessions idle longer than their idle timeout; later calls on them answer FailedPrecondition.
+        With tiered KV, first park those idle `park_after_s` and spill long-parked ones to disk."""
         now = time.monotonic() if now is None else now
-        evicted = []
+        evicted = self._expire_parked(now) if self._parking is not None else []
         for session in list(self._sessions.values()):
             timeout = session.limits.idle_timeout_s or self.config.idle_timeout_s
             if now - session.last_active > timeout:
@@ -492,6 +502,70 @@ class Engine:
                 evicted.append(session.id)
         self._evicted += len(evicted)
         return evicted
+
+    # -- tiered KV (sessions/parking.py) ---------------------------------------------------------------------
+    def _parkable(self, session: Session) -> bool:
+        """Any session but those of the tick / step being prepared and those decoding under a constraint (not
+        snapshotted). A session parked mid-turn resumes on its next tick as if never parked."""
+        return session.id not in self._pinned and not (session.status is SessionStatus.GENERATING
+                                                        and session.constraint is not None)
+
+    def _park(self, session: Session) -> None:
+        data = self.save_session(session.id, include_kv=True)
+        self._parking.park(session.id, data, last_active=session.last_active)
+        self._models[session.model].scheduler.release(session)
+        del self._sessions[session.id]
+
+    def _make_room(self, m: _Model) -> None:
+        """A free slot for a new or returning session: evict expired sessions, then (tiered KV) park the least
+        recently used idle one. Nothing to do when a slot is free; admit() refuses when none could be made."""
+        if m.scheduler.free_slots:
+            return
+        self.evict_idle()
+        if m.scheduler.free_slots or self._parking is None:
+            return
+        idle = [s for s in self._sessions.values() if s.slot is not None and s.model in self._models
+                and self._models[s.model] is m and self._parkable(s)]
+        if idle:
+            self._park(min(idle, key=lambda s: s.last_active))
+
+    def _unpark(self, session_id: str) -> Session:
+        started = time.perf_counter()
+        data, tier, last_active = self._parking.take(session_id)
+        try:
+            self.restore_session(data)
+        except NpcRuntimeError:
+            # no slot for it now (every session busy): keep it parked, the caller gets the error
+            self._parking.park(session_id, data, last_active=last_active)
+            raise
+        session = self._sessions[session_id]
+        session.last_active = last_active
+        self._restored[session_id] = ((time.perf_counter() - started) * 1000.0, tier)
+        return session
+
+    def _expire_parked(self, now: float) -> list[str]:
+        """Park sessions idle park_after_s, spill old parked ones to disk, drop parked ones past their idle
+        timeout (as eviction does for resident ones)."""
+        lot = self._parking
+        for session in list(self._sessions.values()):
+            if now - session.last_active > self.config.park_after_s and self._parkable(session):
+                self._park(session)
+        lot.spill(older_than_s=self.config.park_disk_after_s, now=now)
+        expired = lot.expired(lambda sid: self.config.idle_timeout_s, now)
+        for sid in expired:
+            lot.discard(sid)
+            self._restored.pop(sid, None)
+            self._gone[sid] = f"evicted after {self.config.idle_timeout_s:g} s idle (parked)"
+        while len(self._gone) > _TOMBSTONES:
+            self._gone.popitem(last=False)
+        return expired
+
+    @property
+    def parked_sessions(self) -> dict[str, int]:
+        """Parked sessions per tier ({"host": n, "disk": m}); empty without tiered KV."""
+        if self._parking is None:
+            return {}
+        return {HOST_TIER: self._parking.count(HOST_TIER), DISK_TIER: self._parking.count(DISK_TIER)}
 
     # -- snapshots (sessions/snapshot.py) -------------------------------------------------------------------
     def save_session(self, session_id: str, *, include_kv: bool = False) -> bytes:
@@ -530,8 +604,7 @@ class Engine:
         vocab = m.decoder.vocab_size
         if len(state.tokens) >= capacity + 1 or any(t >= vocab for t in state.tokens):
             raise InvalidArgument(f"snapshot tokens do not fit this model (vocab {vocab}, context {capacity})")
-        if m.scheduler.free_slots == 0:
-            self.evict_idle()
+        self._make_room(m)
         session = Session(id=sid, model=state.model, npc_id=state.npc_id, sampling=state.sampling,
                           limits=state.limits, capacity=capacity, rng=snapshot.restore_rng(state.rng_state))
         m.scheduler.admit(session)   # ResourceExhausted when every slot is taken
@@ -655,13 +728,17 @@ class Engine:
             raise InvalidArgument(f"{field}.session_id {r.session_id!r} appears twice in one tick")
         seen.add(r.session_id)
         session = self._session(r.session_id)
+        restored = self._restored.pop(session.id, None)
         if r.new_input is not None:
             self._new_turn(session, r.new_input, r.constraint)   # all checks before any change
         elif session.status is not SessionStatus.GENERATING:
             raise FailedPrecondition(
                 f"session {r.session_id!r} finished its turn ({session.finish_reason.value}); "
                 "send new_input to start the next turn")
-        return session, cap, self._new_result(session.id), budget_ms
+        result = self._new_result(session.id)
+        if restored is not None:
+            result.stats.restore_ms, result.stats.restored_from = restored
+        return session, cap, result, budget_ms
 
     def tick(self, requests: Sequence[TickRequest], *, deadline: float | None = None) -> list[TickResult]:
         """Frame slicing: steps for the requested sessions until the next step is predicted to exceed the
@@ -682,6 +759,7 @@ class Engine:
             late = DeadlineExceeded("the call's deadline passed while the Tick waited for the engine")
             return [self._error_result(getattr(r, "session_id", ""), late) for r in requests]
         seen: set[str] = set()
+        self._pinned = seen
         entries: list[tuple[Session, int, TickResult, float] | NpcRuntimeError] = []
         for i, r in enumerate(requests):
             try:
@@ -692,6 +770,7 @@ class Engine:
                 failure = InternalError(f"entries[{i}]: {type(exc).__name__} while preparing the entry")
                 failure.__cause__ = exc   # the servicer logs the traceback once, with this cause
                 entries.append(failure)
+        self._pinned = set()
         runs = [e[:3] for e in entries if not isinstance(e, NpcRuntimeError)]
         budget_s = min(min((e[3] for e in entries if not isinstance(e, NpcRuntimeError)), default=0.0),
                        left_ms) / 1000.0
@@ -736,6 +815,7 @@ class Engine:
         generate stream together with it."""
         entries: list[tuple[Session, int, TickResult]] = []
         results = []
+        self._pinned = set(caps)
         for sid, cap in caps.items():
             result = self._new_result(sid)
             results.append(result)
@@ -743,6 +823,7 @@ class Engine:
                 entries.append((self._session(sid), cap, result))
             except NpcRuntimeError as exc:
                 result.error = exc
+        self._pinned = set()
         self._run(entries, deadline=None, max_rounds=1)
         now = time.monotonic()
         for e in entries:

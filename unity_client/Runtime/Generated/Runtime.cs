@@ -52,50 +52,51 @@ namespace Npc.Proto.V1 {
             "bnRyeRISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWJ1ZGdldF9tcxgCIAEoAhIS",
             "CgptYXhfdG9rZW5zGAMgASgNEhEKCW5ld19pbnB1dBgEIAEoCRImCgpjb25z",
             "dHJhaW50GAUgASgLMhIubnBjLnYxLkNvbnN0cmFpbnQiMQoLVGlja1JlcXVl",
-            "c3QSIgoHZW50cmllcxgBIAMoCzIRLm5wYy52MS5UaWNrRW50cnkidgoJVGlj",
-            "a1N0YXRzEg8KB3RpY2tfbXMYASABKAISDQoFc3RlcHMYAiABKA0SEQoJbWF4",
-            "X2JhdGNoGAMgASgNEh4KFnBlbmRpbmdfcHJlZmlsbF90b2tlbnMYBCABKA0S",
-            "FgoOY29udGV4dF90b2tlbnMYBSABKA0iywEKClRpY2tSZXN1bHQSEgoKc2Vz",
-            "c2lvbl9pZBgBIAEoCRIRCgl0b2tlbl9pZHMYAiADKA0SEgoKdGV4dF9kZWx0",
-            "YRgDIAEoCRIQCghmaW5pc2hlZBgEIAEoCBIrCg1maW5pc2hfcmVhc29uGAUg",
-            "ASgOMhQubnBjLnYxLkZpbmlzaFJlYXNvbhIgCgVzdGF0cxgGIAEoCzIRLm5w",
-            "Yy52MS5UaWNrU3RhdHMSDQoFZXJyb3IYByABKAkSEgoKZXJyb3JfY29kZRgI",
-            "IAEoBSJECgxUaWNrUmVzcG9uc2USIwoHcmVzdWx0cxgBIAMoCzISLm5wYy52",
-            "MS5UaWNrUmVzdWx0Eg8KB3RpY2tfbXMYAiABKAIicAoPR2VuZXJhdGVSZXF1",
-            "ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDQoFaW5wdXQYAiABKAkSEgoKbWF4",
-            "X3Rva2VucxgDIAEoDRImCgpjb25zdHJhaW50GAQgASgLMhIubnBjLnYxLkNv",
-            "bnN0cmFpbnQibwoNR2VuZXJhdGVDaHVuaxIRCgl0b2tlbl9pZHMYASADKA0S",
-            "DAoEdGV4dBgCIAEoCRIQCghmaW5pc2hlZBgDIAEoCBIrCg1maW5pc2hfcmVh",
-            "c29uGAQgASgOMhQubnBjLnYxLkZpbmlzaFJlYXNvbiIjCg1DYW5jZWxSZXF1",
-            "ZXN0EhIKCnNlc3Npb25faWQYASABKAkiJQoOQ2FuY2VsUmVzcG9uc2USEwoL",
-            "d2FzX3J1bm5pbmcYASABKAgiKQoTQ2xvc2VTZXNzaW9uUmVxdWVzdBISCgpz",
-            "ZXNzaW9uX2lkGAEgASgJIi4KFENsb3NlU2Vzc2lvblJlc3BvbnNlEhYKDmNv",
-            "bnRleHRfdG9rZW5zGAEgASgNIjwKElNhdmVTZXNzaW9uUmVxdWVzdBISCgpz",
-            "ZXNzaW9uX2lkGAEgASgJEhIKCmluY2x1ZGVfa3YYAiABKAgiWgoPU2Vzc2lv",
-            "blNuYXBzaG90EgwKBGRhdGEYASABKAwSEgoKc2Vzc2lvbl9pZBgCIAEoCRIN",
-            "CgVtb2RlbBgDIAEoCRIWCg5jb250ZXh0X3Rva2VucxgEIAEoDSJWChVSZXN0",
-            "b3JlU2Vzc2lvblJlcXVlc3QSKQoIc25hcHNob3QYASABKAsyFy5ucGMudjEu",
-            "U2Vzc2lvblNuYXBzaG90EhIKCnNlc3Npb25faWQYAiABKAkqhQIKDEZpbmlz",
-            "aFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASGAoURklO",
-            "SVNIX1JFQVNPTl9MRU5HVEgQARIWChJGSU5JU0hfUkVBU09OX1NUT1AQAhIV",
-            "ChFGSU5JU0hfUkVBU09OX0VPUxADEhsKF0ZJTklTSF9SRUFTT05fQ0FOQ0VM",
-            "TEVEEAQSGQoVRklOSVNIX1JFQVNPTl9FVklDVEVEEAUSHgoaRklOSVNIX1JF",
-            "QVNPTl9DT05URVhUX0ZVTEwQBhIcChhGSU5JU0hfUkVBU09OX0NPTlNUUkFJ",
-            "TlQQBxIXChNGSU5JU0hfUkVBU09OX0VSUk9SEAgy4gQKCk5wY1J1bnRpbWUS",
-            "QAoJSGFuZHNoYWtlEhgubnBjLnYxLkhhbmRzaGFrZVJlcXVlc3QaGS5ucGMu",
-            "djEuSGFuZHNoYWtlUmVzcG9uc2USQwoKTGlzdE1vZGVscxIZLm5wYy52MS5M",
-            "aXN0TW9kZWxzUmVxdWVzdBoaLm5wYy52MS5MaXN0TW9kZWxzUmVzcG9uc2US",
-            "RgoLT3BlblNlc3Npb24SGi5ucGMudjEuT3BlblNlc3Npb25SZXF1ZXN0Ghsu",
-            "bnBjLnYxLk9wZW5TZXNzaW9uUmVzcG9uc2USMQoEVGljaxITLm5wYy52MS5U",
-            "aWNrUmVxdWVzdBoULm5wYy52MS5UaWNrUmVzcG9uc2USPAoIR2VuZXJhdGUS",
-            "Fy5ucGMudjEuR2VuZXJhdGVSZXF1ZXN0GhUubnBjLnYxLkdlbmVyYXRlQ2h1",
-            "bmswARI3CgZDYW5jZWwSFS5ucGMudjEuQ2FuY2VsUmVxdWVzdBoWLm5wYy52",
-            "MS5DYW5jZWxSZXNwb25zZRJJCgxDbG9zZVNlc3Npb24SGy5ucGMudjEuQ2xv",
-            "c2VTZXNzaW9uUmVxdWVzdBocLm5wYy52MS5DbG9zZVNlc3Npb25SZXNwb25z",
-            "ZRJCCgtTYXZlU2Vzc2lvbhIaLm5wYy52MS5TYXZlU2Vzc2lvblJlcXVlc3Qa",
-            "Fy5ucGMudjEuU2Vzc2lvblNuYXBzaG90EkwKDlJlc3RvcmVTZXNzaW9uEh0u",
-            "bnBjLnYxLlJlc3RvcmVTZXNzaW9uUmVxdWVzdBobLm5wYy52MS5PcGVuU2Vz",
-            "c2lvblJlc3BvbnNlQhFQAaoCDE5wYy5Qcm90by5WMWIGcHJvdG8z"));
+            "c3QSIgoHZW50cmllcxgBIAMoCzIRLm5wYy52MS5UaWNrRW50cnkioQEKCVRp",
+            "Y2tTdGF0cxIPCgd0aWNrX21zGAEgASgCEg0KBXN0ZXBzGAIgASgNEhEKCW1h",
+            "eF9iYXRjaBgDIAEoDRIeChZwZW5kaW5nX3ByZWZpbGxfdG9rZW5zGAQgASgN",
+            "EhYKDmNvbnRleHRfdG9rZW5zGAUgASgNEhIKCnJlc3RvcmVfbXMYBiABKAIS",
+            "FQoNcmVzdG9yZWRfZnJvbRgHIAEoCSLLAQoKVGlja1Jlc3VsdBISCgpzZXNz",
+            "aW9uX2lkGAEgASgJEhEKCXRva2VuX2lkcxgCIAMoDRISCgp0ZXh0X2RlbHRh",
+            "GAMgASgJEhAKCGZpbmlzaGVkGAQgASgIEisKDWZpbmlzaF9yZWFzb24YBSAB",
+            "KA4yFC5ucGMudjEuRmluaXNoUmVhc29uEiAKBXN0YXRzGAYgASgLMhEubnBj",
+            "LnYxLlRpY2tTdGF0cxINCgVlcnJvchgHIAEoCRISCgplcnJvcl9jb2RlGAgg",
+            "ASgFIkQKDFRpY2tSZXNwb25zZRIjCgdyZXN1bHRzGAEgAygLMhIubnBjLnYx",
+            "LlRpY2tSZXN1bHQSDwoHdGlja19tcxgCIAEoAiJwCg9HZW5lcmF0ZVJlcXVl",
+            "c3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVpbnB1dBgCIAEoCRISCgptYXhf",
+            "dG9rZW5zGAMgASgNEiYKCmNvbnN0cmFpbnQYBCABKAsyEi5ucGMudjEuQ29u",
+            "c3RyYWludCJvCg1HZW5lcmF0ZUNodW5rEhEKCXRva2VuX2lkcxgBIAMoDRIM",
+            "CgR0ZXh0GAIgASgJEhAKCGZpbmlzaGVkGAMgASgIEisKDWZpbmlzaF9yZWFz",
+            "b24YBCABKA4yFC5ucGMudjEuRmluaXNoUmVhc29uIiMKDUNhbmNlbFJlcXVl",
+            "c3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIlCg5DYW5jZWxSZXNwb25zZRITCgt3",
+            "YXNfcnVubmluZxgBIAEoCCIpChNDbG9zZVNlc3Npb25SZXF1ZXN0EhIKCnNl",
+            "c3Npb25faWQYASABKAkiLgoUQ2xvc2VTZXNzaW9uUmVzcG9uc2USFgoOY29u",
+            "dGV4dF90b2tlbnMYASABKA0iPAoSU2F2ZVNlc3Npb25SZXF1ZXN0EhIKCnNl",
+            "c3Npb25faWQYASABKAkSEgoKaW5jbHVkZV9rdhgCIAEoCCJaCg9TZXNzaW9u",
+            "U25hcHNob3QSDAoEZGF0YRgBIAEoDBISCgpzZXNzaW9uX2lkGAIgASgJEg0K",
+            "BW1vZGVsGAMgASgJEhYKDmNvbnRleHRfdG9rZW5zGAQgASgNIlYKFVJlc3Rv",
+            "cmVTZXNzaW9uUmVxdWVzdBIpCghzbmFwc2hvdBgBIAEoCzIXLm5wYy52MS5T",
+            "ZXNzaW9uU25hcHNob3QSEgoKc2Vzc2lvbl9pZBgCIAEoCSqFAgoMRmluaXNo",
+            "UmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRGSU5J",
+            "U0hfUkVBU09OX0xFTkdUSBABEhYKEkZJTklTSF9SRUFTT05fU1RPUBACEhUK",
+            "EUZJTklTSF9SRUFTT05fRU9TEAMSGwoXRklOSVNIX1JFQVNPTl9DQU5DRUxM",
+            "RUQQBBIZChVGSU5JU0hfUkVBU09OX0VWSUNURUQQBRIeChpGSU5JU0hfUkVB",
+            "U09OX0NPTlRFWFRfRlVMTBAGEhwKGEZJTklTSF9SRUFTT05fQ09OU1RSQUlO",
+            "VBAHEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQCDLiBAoKTnBjUnVudGltZRJA",
+            "CglIYW5kc2hha2USGC5ucGMudjEuSGFuZHNoYWtlUmVxdWVzdBoZLm5wYy52",
+            "MS5IYW5kc2hha2VSZXNwb25zZRJDCgpMaXN0TW9kZWxzEhkubnBjLnYxLkxp",
+            "c3RNb2RlbHNSZXF1ZXN0GhoubnBjLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJG",
+            "CgtPcGVuU2Vzc2lvbhIaLm5wYy52MS5PcGVuU2Vzc2lvblJlcXVlc3QaGy5u",
+            "cGMudjEuT3BlblNlc3Npb25SZXNwb25zZRIxCgRUaWNrEhMubnBjLnYxLlRp",
+            "Y2tSZXF1ZXN0GhQubnBjLnYxLlRpY2tSZXNwb25zZRI8CghHZW5lcmF0ZRIX",
+            "Lm5wYy52MS5HZW5lcmF0ZVJlcXVlc3QaFS5ucGMudjEuR2VuZXJhdGVDaHVu",
+            "azABEjcKBkNhbmNlbBIVLm5wYy52MS5DYW5jZWxSZXF1ZXN0GhYubnBjLnYx",
+            "LkNhbmNlbFJlc3BvbnNlEkkKDENsb3NlU2Vzc2lvbhIbLm5wYy52MS5DbG9z",
+            "ZVNlc3Npb25SZXF1ZXN0GhwubnBjLnYxLkNsb3NlU2Vzc2lvblJlc3BvbnNl",
+            "EkIKC1NhdmVTZXNzaW9uEhoubnBjLnYxLlNhdmVTZXNzaW9uUmVxdWVzdBoX",
+            "Lm5wYy52MS5TZXNzaW9uU25hcHNob3QSTAoOUmVzdG9yZVNlc3Npb24SHS5u",
+            "cGMudjEuUmVzdG9yZVNlc3Npb25SZXF1ZXN0GhsubnBjLnYxLk9wZW5TZXNz",
+            "aW9uUmVzcG9uc2VCEVABqgIMTnBjLlByb3RvLlYxYgZwcm90bzM="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.FinishReason), }, null, new pbr::GeneratedClrTypeInfo[] {
@@ -112,7 +113,7 @@ namespace Npc.Proto.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.OpenSessionResponse), global::Npc.Proto.V1.OpenSessionResponse.Parser, new[]{ "SessionId", "PromptTokens", "CachedPrefixTokens" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.TickEntry), global::Npc.Proto.V1.TickEntry.Parser, new[]{ "SessionId", "BudgetMs", "MaxTokens", "NewInput", "Constraint" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.TickRequest), global::Npc.Proto.V1.TickRequest.Parser, new[]{ "Entries" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.TickStats), global::Npc.Proto.V1.TickStats.Parser, new[]{ "TickMs", "Steps", "MaxBatch", "PendingPrefillTokens", "ContextTokens" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.TickStats), global::Npc.Proto.V1.TickStats.Parser, new[]{ "TickMs", "Steps", "MaxBatch", "PendingPrefillTokens", "ContextTokens", "RestoreMs", "RestoredFrom" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.TickResult), global::Npc.Proto.V1.TickResult.Parser, new[]{ "SessionId", "TokenIds", "TextDelta", "Finished", "FinishReason", "Stats", "Error", "ErrorCode" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.TickResponse), global::Npc.Proto.V1.TickResponse.Parser, new[]{ "Results", "TickMs" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.GenerateRequest), global::Npc.Proto.V1.GenerateRequest.Parser, new[]{ "SessionId", "Input", "MaxTokens", "Constraint" }, null, null, null, null),
@@ -3942,6 +3943,8 @@ namespace Npc.Proto.V1 {
       maxBatch_ = other.maxBatch_;
       pendingPrefillTokens_ = other.pendingPrefillTokens_;
       contextTokens_ = other.contextTokens_;
+      restoreMs_ = other.restoreMs_;
+      restoredFrom_ = other.restoredFrom_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -4027,6 +4030,37 @@ namespace Npc.Proto.V1 {
       }
     }
 
+    /// <summary>Field number for the "restore_ms" field.</summary>
+    public const int RestoreMsFieldNumber = 6;
+    private float restoreMs_;
+    /// <summary>
+    /// The session had been parked out of the KV pool (tiered KV, [engine] park_after_s) and was restored for
+    /// this tick: how long the restore took, milliseconds (0 when it was resident).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public float RestoreMs {
+      get { return restoreMs_; }
+      set {
+        restoreMs_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "restored_from" field.</summary>
+    public const int RestoredFromFieldNumber = 7;
+    private string restoredFrom_ = "";
+    /// <summary>
+    /// Where it was restored from: "host" (memory) or "disk"; empty when it was resident.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string RestoredFrom {
+      get { return restoredFrom_; }
+      set {
+        restoredFrom_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -4047,6 +4081,8 @@ namespace Npc.Proto.V1 {
       if (MaxBatch != other.MaxBatch) return false;
       if (PendingPrefillTokens != other.PendingPrefillTokens) return false;
       if (ContextTokens != other.ContextTokens) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(RestoreMs, other.RestoreMs)) return false;
+      if (RestoredFrom != other.RestoredFrom) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -4059,6 +4095,8 @@ namespace Npc.Proto.V1 {
       if (MaxBatch != 0) hash ^= MaxBatch.GetHashCode();
       if (PendingPrefillTokens != 0) hash ^= PendingPrefillTokens.GetHashCode();
       if (ContextTokens != 0) hash ^= ContextTokens.GetHashCode();
+      if (RestoreMs != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(RestoreMs);
+      if (RestoredFrom.Length != 0) hash ^= RestoredFrom.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -4097,6 +4135,14 @@ namespace Npc.Proto.V1 {
         output.WriteRawTag(40);
         output.WriteUInt32(ContextTokens);
       }
+      if (RestoreMs != 0F) {
+        output.WriteRawTag(53);
+        output.WriteFloat(RestoreMs);
+      }
+      if (RestoredFrom.Length != 0) {
+        output.WriteRawTag(58);
+        output.WriteString(RestoredFrom);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -4127,6 +4173,14 @@ namespace Npc.Proto.V1 {
         output.WriteRawTag(40);
         output.WriteUInt32(ContextTokens);
       }
+      if (RestoreMs != 0F) {
+        output.WriteRawTag(53);
+        output.WriteFloat(RestoreMs);
+      }
+      if (RestoredFrom.Length != 0) {
+        output.WriteRawTag(58);
+        output.WriteString(RestoredFrom);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -4151,6 +4205,12 @@ namespace Npc.Proto.V1 {
       }
       if (ContextTokens != 0) {
         size += 1 + pb::CodedOutputStream.ComputeUInt32Size(ContextTokens);
+      }
+      if (RestoreMs != 0F) {
+        size += 1 + 4;
+      }
+      if (RestoredFrom.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(RestoredFrom);
       }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
@@ -4178,6 +4238,12 @@ namespace Npc.Proto.V1 {
       }
       if (other.ContextTokens != 0) {
         ContextTokens = other.ContextTokens;
+      }
+      if (other.RestoreMs != 0F) {
+        RestoreMs = other.RestoreMs;
+      }
+      if (other.RestoredFrom.Length != 0) {
+        RestoredFrom = other.RestoredFrom;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -4214,6 +4280,14 @@ namespace Npc.Proto.V1 {
             ContextTokens = input.ReadUInt32();
             break;
           }
+          case 53: {
+            RestoreMs = input.ReadFloat();
+            break;
+          }
+          case 58: {
+            RestoredFrom = input.ReadString();
+            break;
+          }
         }
       }
     #endif
@@ -4247,6 +4321,14 @@ namespace Npc.Proto.V1 {
           }
           case 40: {
             ContextTokens = input.ReadUInt32();
+            break;
+          }
+          case 53: {
+            RestoreMs = input.ReadFloat();
+            break;
+          }
+          case 58: {
+            RestoredFrom = input.ReadString();
             break;
           }
         }
