@@ -105,6 +105,7 @@ def test_dead_provider_falls_back_and_opens_the_breaker(serve_factory):
     for d in decisions:
         assert d.source == apb.DECISION_SOURCE_FALLBACK and d.action in d.allowed_actions, d
     metrics = agent_metrics(server)
-    assert outcome_count(metrics, "failed") == 3, metrics
-    assert outcome_count(metrics, "circuit_open") == 3, metrics
+    # three refused connections open the breaker (fewer if a slow attempt also timed out), then no calls
+    failed, refused = outcome_count(metrics, "failed"), outcome_count(metrics, "circuit_open")
+    assert 1 <= failed <= 3 and refused >= 3 and failed + refused == 6, metrics
     server.check_alive()
