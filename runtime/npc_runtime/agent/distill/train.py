@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from npc_runtime.agent.distill.blas import one_blas_thread
 from npc_runtime.agent.distill.mlp import PolicyWeights, TrainSchedule, softmax, train
 from npc_runtime.agent.distill.records import Example, accepted, split
 from npc_runtime.errors import FailedPrecondition
@@ -194,7 +195,8 @@ def distill_weights(records: list[dict], base: PolicyWeights, *, features: Seque
 
     schedule = TrainSchedule(steps=config.steps, learning_rate=config.learning_rate,
                              weight_decay=config.weight_decay)
-    student = train(base, batch, schedule, on_step=on_step)
+    with one_blas_thread():     # tiny matrices: BLAS threads cost more than they give (blas.py)
+        student = train(base, batch, schedule, on_step=on_step)
     before, after = evaluate(base, data, esc_held), evaluate(student, data, esc_held)
     root = root_accuracy if root_accuracy is not None else before["base_heldout_accuracy_clean_rule"]
     loss = root - after["base_heldout_accuracy_clean_rule"]
