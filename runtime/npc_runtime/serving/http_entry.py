@@ -9,8 +9,9 @@
   3. only then the app sees the request, with its body buffered (at most `max_bytes`).
 An early answer closes the connection (`connection: close`): the rest of an unwanted upload is not read.
 Closing a socket with unread data sends a TCP reset, which can destroy the answer before the client reads
-it; so while a body is still coming the answer is sent whole (Content-Length) and the connection is held
-open, unread, for LINGER_S before it closes (nginx's lingering close, without the reading).
+it; so while a body is still coming the answer is sent whole (Content-Length) and the connection lingers
+before it closes (as nginx's lingering close): what arrives meanwhile is dropped, piece by piece (nothing
+accumulates), until the client goes away, the body ends, LINGER_BYTES were dropped or LINGER_S passed.
 
 `parse_json_body` turns the bytes into a pydantic model with one 400 naming what is wrong (invalid UTF-8
 with its byte offset, malformed JSON with line and column, nesting too deep, the first invalid field);
@@ -33,9 +34,10 @@ M = TypeVar("M", bound=BaseModel)
 
 # reachable without the token (probes and scrapers), as the gRPC health service is
 PUBLIC_PATHS = frozenset({"/healthz", "/metrics"})
-# how long a refused connection with a body still coming stays open (unread) so the client reads the answer
-# before the reset; only a sleeping task meanwhile (the server reads at most its 64 KiB flow-control window)
+# how long, and for how many dropped bytes at most, a refused connection with a body still coming stays open
+# so the client reads the answer before the reset (a client that reads it and closes ends the linger at once)
 LINGER_S = 1.0
+LINGER_BYTES = 4 << 20
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -73,16 +75,17 @@ class EntryLimits:
             problem = check_bearer(header.decode("latin-1") if header is not None else None, self.token)
             if problem is not None:
                 await self._reject(send, 401, problem.replace("metadata", "header"), "authentication_error",
-                                   "unauthenticated", extra=[(b"www-authenticate", b"Bearer")], pending=pending)
+                                   "unauthenticated", extra=[(b"www-authenticate", b"Bearer")],
+                                   linger=receive if pending else None)
                 return
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
                 await self._reject(send, 400, "Content-Length is not a number", "invalid_request_error",
-                                   "invalid_argument", param="content-length", pending=pending)
+                                   "invalid_argument", param="content-length", linger=receive if pending else None)
                 return
             if int(declared) > self.max_bytes:
-                await self._too_large(send, f"Content-Length {int(declared)} is over the limit", pending=True)
+                await self._too_large(send, f"Content-Length {int(declared)} is over the limit", linger=receive)
                 return
         body = await self._read_body(receive, send)
         if body is None:
@@ -101,32 +104,47 @@ class EntryLimits:
             total += len(chunk)
             if total > self.max_bytes:
                 await self._too_large(send, f"the body passed {self.max_bytes} bytes",
-                                      pending=bool(message.get("more_body", False)))
+                                      linger=receive if message.get("more_body", False) else None)
                 return None
             if chunk:
                 pieces.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(pieces)
 
-    async def _too_large(self, send: Send, what: str, *, pending: bool) -> None:
+    async def _too_large(self, send: Send, what: str, *, linger: Receive | None) -> None:
         await self._reject(send, 413, f"request body too large: {what}; the limit is {self.max_bytes} bytes "
                                       "([server] max_request_bytes)", "invalid_request_error", "resource_exhausted",
-                           pending=pending)
+                           linger=linger)
 
-    async def _reject(self, send: Send, status: int, message: str, err_type: str, code: str, *, pending: bool,
-                      param: str | None = None, extra: list[tuple[bytes, bytes]] = ()) -> None:
+    async def _reject(self, send: Send, status: int, message: str, err_type: str, code: str, *,
+                      linger: Receive | None, param: str | None = None,
+                      extra: list[tuple[bytes, bytes]] = ()) -> None:
+        """Answers and closes; `linger`: the request's receive, when a body may still be coming."""
         self.on_reject(status)
         body = error_body(message, err_type, code, param)
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"), *extra]})
-        if pending and self.linger_s > 0:
+        if linger is not None and self.linger_s > 0:
             # the answer is complete for the client (Content-Length); the server finishes it, and closes,
             # only after the linger
             await send({"type": "http.response.body", "body": body, "more_body": True})
-            await asyncio.sleep(self.linger_s)
+            await self._linger(linger)
             body = b""
         await send({"type": "http.response.body", "body": body})
+
+    async def _linger(self, receive: Receive) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.linger_s
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return
+            if message["type"] == "http.disconnect" or not message.get("more_body", False):
+                return
+            dropped += len(message.get("body", b""))
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
