@@ -69,14 +69,20 @@ def reference_int4(work: Path) -> Path:
     return export_ref(make_ref_hf_dir(work / "hf"), work / "pkg-int4", "int4")
 
 
-def start_server(package: Path, sessions: int, data_dir: Path,
+def engine_table(args) -> str:
+    """[engine] keys other than the product defaults that a run asks for (thread experiments)."""
+    return (f"intra_op_threads = {args.threads}\n" if args.threads else "") + \
+        ("intra_op_spinning = false\n" if args.no_spinning else "")
+
+
+def start_server(package: Path, sessions: int, data_dir: Path, engine_extra: str = "",
                  switch_interval_ms: float = 0.0) -> tuple[subprocess.Popen, int, int]:
     """`npcrt serve` with the product defaults, except: sessions, EOS ignored, long turns, no agent.
     `switch_interval_ms` > 0: the server's GIL switch interval (an experiment; 0 = Python's 5 ms)."""
     config = data_dir / "npcrt.toml"
     config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent_service = false\n'
                       f'data_dir = "{data_dir}"\n'
-                      f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\n'
+                      f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\n{engine_extra}'
                       f'[engine.default_sampling]\nignore_eos = true\n'
                       f'[engine.default_limits]\nmax_new_tokens = {LONG}\n')
     launcher = ["-m", "npc_runtime.cli"] if not switch_interval_ms else [
@@ -94,7 +100,7 @@ def start_server(package: Path, sessions: int, data_dir: Path,
 
 
 # -- the engine alone -----------------------------------------------------------------------------------------
-def engine_tick(package: Path, sessions: int, tokens: int) -> float:
+def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spinning: bool = True) -> float:
     """tok/s of `Engine.tick`, one token per tick, in this process."""
     from npc_runtime.config import EngineConfig, SessionLimits
     from npc_runtime.decode.sampling import SamplingParams
@@ -102,6 +108,7 @@ def engine_tick(package: Path, sessions: int, tokens: int) -> float:
 
     engine = Engine.from_packages([package], config=EngineConfig(
         max_sessions=sessions, verify_hashes=False, default_sampling=SamplingParams(ignore_eos=True),
+        intra_op_threads=threads, intra_op_spinning=spinning,
         default_limits=SessionLimits(max_new_tokens=LONG)))
     best = 0.0
     for _ in range(2):   # the first run warms the engine up
@@ -241,9 +248,10 @@ def run_package(label: str, package: Path, args) -> tuple[list[dict], list[dict]
     for sessions in args.sessions:
         tokens = args.tokens_1 if sessions == 1 else args.tokens_n
         load_before = os.getloadavg()[0]
-        engine_tok_s = engine_tick(package, sessions, tokens)
+        engine_tok_s = engine_tick(package, sessions, tokens, args.threads, not args.no_spinning)
         with tempfile.TemporaryDirectory(prefix="npc-sp-") as tmp:
-            proc, grpc_port, http_port = start_server(package, sessions, Path(tmp), args.switch_interval_ms)
+            proc, grpc_port, http_port = start_server(package, sessions, Path(tmp), engine_table(args),
+                                                      args.switch_interval_ms)
             try:
                 with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                     stub = runtime_pb2_grpc.NpcRuntimeStub(channel)
@@ -286,6 +294,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ticks", type=int, default=200, help="ticks per latency run")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 60 ticks, fewer tokens")
+    ap.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: the default, all cores)")
+    ap.add_argument("--no-spinning", action="store_true", help="engine: idle ORT threads sleep instead of spinning")
     ap.add_argument("--switch-interval-ms", type=float, default=0.0,
                     help="experiment: the server's GIL switch interval (0: Python's default, 5 ms)")
     ap.add_argument("--out", default="serving_paths", help="results name: bench/results/NAME.json")
@@ -315,6 +325,7 @@ def main() -> int:
     path = write_json(args.out, {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "versions": versions("grpc", "onnxruntime"),
         "server_switch_interval_ms": args.switch_interval_ms or 5.0,
+        "engine_threads": args.threads, "engine_spinning": not args.no_spinning,
         "packages": {k: str(v or reference_int4(args.work)) for k, v in packages.items()
                      if k in args.packages.split(",")},
         "throughput": throughput, "latency": latency, "tables": [t_table, l_table]})
