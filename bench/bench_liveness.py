@@ -2,7 +2,7 @@
 (gRPC Health.Check and GET /healthz, back to back) and another game client (a gRPC Tick loop on its own
 session) see while clients send the largest requests the entrance allows, on a real `npcrt serve`.
 
-    .venv/bin/python -m bench.bench_liveness [--seconds 6] [--clients 2] [--out liveness]
+    .venv/bin/python -m bench.bench_liveness [--seconds 6] [--clients 1] [--out liveness]
     .venv/bin/python -m bench.bench_liveness --tree /tmp/old-checkout --out liveness-before   # another tree
 
 Scenarios (each runs --seconds, the probe and the Tick client throughout):
@@ -179,7 +179,7 @@ def _r(value: float | None) -> float | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each scenario")
-    parser.add_argument("--clients", type=int, default=2, help="concurrent senders of heavy requests")
+    parser.add_argument("--clients", type=int, default=1, help="concurrent senders of heavy requests (1: one such request in flight at all times)")
     parser.add_argument("--out", default="liveness", help="bench/results/OUT.json")
     parser.add_argument("--tree", help="serve the runtime from another checkout (its runtime/, proto/, package/ "
                                        "first on PYTHONPATH), e.g. a worktree of an older commit")
