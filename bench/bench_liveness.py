@@ -184,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tree", help="serve the runtime from another checkout (its runtime/, proto/, package/ "
                                        "first on PYTHONPATH), e.g. a worktree of an older commit")
     parser.add_argument("--only", help="comma-separated scenario names")
+    parser.add_argument("--show", metavar="JSON", help="print the table of an earlier result file and exit")
     args = parser.parse_args(argv)
+    if args.show:
+        data = json.loads(Path(args.show).read_text())
+        _table(data["rows"], f"{args.show} ({data['clients']} senders, {data['seconds']:g} s each, tree {data['tree']})")
+        return 0
     meta = result_metadata()
     env = {}
     if args.tree:
@@ -211,20 +216,23 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(_scenario(server, name, args.seconds, (lambda w=work: w(server)) if work else None))
             print(f"{name}: done", file=sys.stderr, flush=True)
         server.stop()
+    _table(rows, f"liveness under heavy requests ({args.clients} senders, {args.seconds:g} s each, "
+                 f"tree {args.tree or 'this checkout'})")
+    path = write_json(args.out, {"tree": args.tree or "this checkout", "clients": args.clients,
+                                 "seconds": args.seconds, "goal_p99_ms": GOAL_P99_MS,
+                                 "max_tokenized_chars": per_message * 8, "rows": rows}, meta=meta)
+    print(f"wrote {path}")
+    return 0
+
+
+def _table(rows: list[dict], title: str) -> None:
     print_table(rows, [("scenario", "scenario"), ("requests", "requests"), ("statuses", "statuses"),
                        ("request_p50_ms", "req p50 ms"), ("health_p50_ms", "health p50"),
                        ("health_p99_ms", "health p99"), ("health_max_ms", "health max"),
                        ("tick_p50_ms", "tick p50"), ("tick_p99_ms", "tick p99"), ("tick_max_ms", "tick max"),
                        ("health_failures", "health fails"), ("tick_failures", "tick fails"),
                        ("liveness_p99_ms", "liveness p99"), ("goal_met", f"p99<={GOAL_P99_MS:g}"),
-                       ("rss_before_mib", "RSS MiB before"), ("rss_after_mib", "after")],
-                title=f"liveness under heavy requests ({args.clients} senders, {args.seconds:g} s each, "
-                      f"tree {args.tree or 'this checkout'})")
-    path = write_json(args.out, {"tree": args.tree or "this checkout", "clients": args.clients,
-                                 "seconds": args.seconds, "goal_p99_ms": GOAL_P99_MS,
-                                 "max_tokenized_chars": per_message * 8, "rows": rows}, meta=meta)
-    print(f"wrote {path}")
-    return 0
+                       ("rss_before_mib", "RSS MiB before"), ("rss_after_mib", "after")], title=title)
 
 
 if __name__ == "__main__":
