@@ -152,6 +152,12 @@ def _build(settings: Settings, closers: list) -> System:
     from npc_runtime.sessions.facade import EngineFacade
 
     engine = EngineFacade.from_packages(list(models), config=settings.engine)
+    store = _snapshot_store(settings)
+    if store is not None:
+        writer = engine.engine.attach_snapshot_store(store)   # before the first request: no thread owns it yet
+        closers.append(writer.close)
+        startup.append(f"session snapshots written to {settings.server.snapshot_store or data_dir / 'sessions'} "
+                       "when a turn ends (another replica, or this one after a restart, can take a session over)")
     system = System(settings=settings, engine=engine, agent=None, models=models, policy_package=None,
                     startup=startup, _closers=closers)
     if not settings.server.agent_service:
@@ -211,6 +217,16 @@ def load_policy_versions(agent_cfg, base_package: str | None):
         versions[name] = load(name, package)
     default = agent_cfg.policy_default or DEFAULT_VERSION
     return versions, default, parse_rules(agent_cfg.policy_routing)
+
+
+def _snapshot_store(settings: Settings):
+    """[server] snapshot_store: "" = <data_dir>/sessions, a directory, redis://..., or "off"."""
+    from npc_runtime.sessions.snapshot_store import open_snapshot_store
+
+    location = settings.server.snapshot_store
+    if location == "off":
+        return None
+    return open_snapshot_store(location or str(settings.data_dir / "sessions"), ttl_s=settings.engine.idle_timeout_s)
 
 
 def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package: str | None, closers: list):

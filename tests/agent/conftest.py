@@ -30,11 +30,11 @@ def fake_llm():
 @pytest.fixture(scope="session")
 def postgres_server():
     """One throwaway PostgreSQL server for the session (tests/helpers/postgres.py); skips without the binaries
-    unless NPCRT_REQUIRE_POSTGRES=1 (CI installs them)."""
+    unless NPCRT_REQUIRE_SERVICES=1 (CI installs them)."""
     bin_dir = find_pg_bin()
     if bin_dir is None:
-        if os.environ.get("NPCRT_REQUIRE_POSTGRES") == "1":
-            pytest.fail("NPCRT_REQUIRE_POSTGRES=1 but no PostgreSQL binaries (apt-get install postgresql)")
+        if os.environ.get("NPCRT_REQUIRE_SERVICES") == "1":
+            pytest.fail("NPCRT_REQUIRE_SERVICES=1 but no PostgreSQL binaries (apt-get install postgresql)")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
     server = PostgresServer(bin_dir).start()
     yield server

@@ -3,13 +3,13 @@ behind a real nginx running deploy/nginx/nginx.conf (consistent hash on `x-npc-i
 and stepped through the proxy; the replica holding the most NPCs is SIGKILLed; every NPC's next step succeeds
 (on another replica for the moved ones), in the FSM state it had reached, and no agent memory is lost.
 
-What does not survive yet: open engine sessions (NpcRuntime.OpenSession / Tick) live in one replica's KV pool;
-session snapshots are the part of issue 11 still open (docs/deploy.md)."""
+Engine sessions (NpcRuntime) survive too: each replica writes a session's snapshot to the shared Redis when a
+turn ends; the replica that gets the next turn of a session it does not hold restores it from there, and the
+turn has the same greedy tokens as on a server that never failed."""
 
 from __future__ import annotations
 
 import collections
-import os
 import time
 
 import grpc
@@ -17,21 +17,10 @@ import pytest
 
 from npc_proto.v1 import agent_pb2, agent_pb2_grpc
 from npc_runtime.agent.memory import MemoryStore
-from tests.helpers.fleet import Fleet, find_nginx, replica_of
-from tests.helpers.postgres import PostgresServer, find_pg_bin
+from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
+from tests.helpers.fleet import Fleet, replica_of
 
 NPCS = 200
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if find_pg_bin() is None or find_nginx() is None:
-        if os.environ.get("NPCRT_REQUIRE_POSTGRES") == "1":
-            pytest.fail("the fleet test needs PostgreSQL and nginx (apt-get install postgresql nginx)")
-        pytest.skip("the fleet test needs PostgreSQL and nginx (apt-get install postgresql nginx)")
-    server = PostgresServer(find_pg_bin()).start()
-    yield server
-    server.stop()
 
 
 def _step(stub, npc_id: str, t: float, hostility: float):
@@ -44,10 +33,40 @@ def _step(stub, npc_id: str, t: float, hostility: float):
     return stub.Step.with_call(request, metadata=Fleet.route(npc_id), timeout=30)
 
 
-def test_every_npc_survives_a_killed_replica(postgres):
-    with Fleet(postgres, replicas=3) as fleet:
+SESSIONS = 24
+PROMPTS = ["I am the guard of the northern gate.", "The blacksmith sells", "Would you like to trade?"]
+
+
+def _turn(stub, session_id: str, npc_id: str, new_input: str | None = None):
+    """Tick a session's turn to its end through the proxy; (tokens, replica of the first tick, its stats)."""
+    tokens, replica, stats = [], "", None
+    while True:
+        entry = runtime_pb2.TickEntry(session_id=session_id, budget_ms=2000, max_tokens=64)
+        if new_input is not None and not tokens and not replica:
+            entry.new_input = new_input
+        reply, call = stub.Tick.with_call(runtime_pb2.TickRequest(entries=[entry]), metadata=Fleet.route(npc_id),
+                                          timeout=30)
+        (result,) = reply.results
+        assert not result.error, result.error
+        replica, stats = replica or replica_of(call), stats or result.stats
+        tokens += result.token_ids
+        if result.finished:
+            return tokens, replica, stats
+
+
+def test_every_npc_survives_a_killed_replica(postgres, redis_server, nginx):
+    with Fleet(postgres, replicas=3, extra_args=["--snapshot-store", redis_server.url]) as fleet:
         channel = grpc.insecure_channel(fleet.grpc_target)
         stub = agent_pb2_grpc.NpcAgentStub(channel)
+        runtime = runtime_pb2_grpc.NpcRuntimeStub(channel)
+        conversations = {}
+        for i in range(SESSIONS):
+            npc_id = f"talker-{i:02d}"
+            opened = runtime.OpenSession(runtime_pb2.OpenSessionRequest(
+                npc_id=npc_id, prompt=PROMPTS[i % len(PROMPTS)], limits=runtime_pb2.SessionLimits(max_new_tokens=8)),
+                metadata=Fleet.route(npc_id), timeout=30)
+            first, where, _ = _turn(runtime, opened.session_id, npc_id)
+            conversations[npc_id] = (opened.session_id, where, first)
         ids = [f"npc-{i:03d}" for i in range(NPCS)]
         home: dict[str, str] = {}
         for npc_id in ids:
@@ -67,6 +86,8 @@ def test_every_npc_survives_a_killed_replica(postgres):
         memories = MemoryStore(fleet.memory_url)
         before = {npc_id: memories.count(npc_id) for npc_id in ids}
         victim = per_replica.most_common(1)[0][0]
+        survivor = next(name for name in fleet.names if name != victim)
+        time.sleep(0.5)             # the write-behind of the last finished turns (bounded, asynchronous)
         fleet.kill(victim)
 
         failover_ms = []
@@ -84,5 +105,21 @@ def test_every_npc_survives_a_killed_replica(postgres):
         after = {npc_id: memories.count(npc_id) for npc_id in ids}
         assert all(after[n] >= before[n] for n in ids), "no memory written before the kill is lost"
         assert len(failover_ms) == per_replica[victim]
+
+        # engine sessions: the next turn of every conversation, through the proxy, after the kill
+        direct = runtime_pb2_grpc.NpcRuntimeStub(
+            grpc.insecure_channel(f"127.0.0.1:{fleet.replicas[survivor].grpc_port}"))
+        taken_over = 0
+        for i, (npc_id, (session_id, where, first)) in enumerate(conversations.items()):
+            second, served_by, stats = _turn(runtime, session_id, npc_id, new_input=" Who goes there?")
+            reference = direct.OpenSession(runtime_pb2.OpenSessionRequest(
+                prompt=PROMPTS[i % len(PROMPTS)], limits=runtime_pb2.SessionLimits(max_new_tokens=8)), timeout=30)
+            ref_first, _, _ = _turn(direct, reference.session_id, "")
+            ref_second, _, _ = _turn(direct, reference.session_id, "", new_input=" Who goes there?")
+            assert (first, second) == (ref_first, ref_second), "a taken-over turn has the uninterrupted tokens"
+            if where == victim:
+                taken_over += 1
+                assert served_by != victim and stats.restored_from == "store"
+        assert taken_over > 0, "the killed replica held some conversations"
         memories.close()
         channel.close()

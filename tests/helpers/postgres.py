@@ -2,7 +2,7 @@
 trust auth on 127.0.0.1 and a free port; each test gets a schema of its own (`url_for_new_schema`).
 
 Run as root (CI), the cluster belongs to the `postgres` system user (initdb refuses root). Without the
-binaries `find_pg_bin()` is None and the PostgreSQL cases skip, unless NPCRT_REQUIRE_POSTGRES=1 (set by
+binaries `find_pg_bin()` is None and the PostgreSQL cases skip, unless NPCRT_REQUIRE_SERVICES=1 (set by
 `.ci/run`, which installs them) turns that into a failure.
 """
 

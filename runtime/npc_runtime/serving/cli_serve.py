@@ -38,7 +38,7 @@ FLAG_KEYS = {
     "insecure": "server.insecure@--insecure", "agent_service": "server.agent_service@--no-agent",
     "max_sessions": "engine.max_sessions@--max-sessions", "policy_model": "agent.policy_model@--policy",
     "escalation_provider": "escalation.provider@--escalation-provider", "memory_url": "memory.db@--memory-url",
-    "replica": "server.replica@--replica",
+    "replica": "server.replica@--replica", "snapshot_store": "server.snapshot_store@--snapshot-store",
 }
 
 
@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--memory-url", metavar="URL",
                         help="agent database: a SQLite file (default <data-dir>/memory.sqlite3) or "
                              "postgresql://user:password@host:5432/db shared by replicas (needs npc-runtime[postgres])")
+    parser.add_argument("--snapshot-store", metavar="DIR_OR_URL",
+                        help="session snapshots for takeover by another replica: a directory (default "
+                             "<data-dir>/sessions), redis://host:6379/0 (needs npc-runtime[fleet]), or off")
     parser.add_argument("--replica", metavar="NAME",
                         help="this replica's name in the npcrt-replica response metadata (default: the host name)")
     parser.add_argument("--host", help="listen address (default 127.0.0.1: this machine only)")

@@ -43,6 +43,9 @@ class ServerConfig:
     data_dir: str = "npcrt-data"
     # this replica's name in the npcrt-replica response metadata / header (docs/deploy.md); "" = the host name
     replica: str = ""
+    # where session snapshots go when a turn ends, so another replica (or this one after a restart) can take a
+    # session over: "" = <data_dir>/sessions, a directory (shared by the fleet), "redis://host:6379/0", "off"
+    snapshot_store: str = ""
     # gRPC port; 0 = any free port (reported in the startup log line)
     port: int = DEFAULT_GRPC_PORT
     # HTTP port (OpenAI-compatible API, /metrics, /healthz); 0 = any free port, -1 = no HTTP server

@@ -36,6 +36,7 @@ from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, Op
                                            check_tick_size, prompt_chars, session_id as check_session_id, text_or_ids)
 from npc_runtime.sessions import snapshot
 from npc_runtime.sessions.parking import DISK as DISK_TIER, HOST as HOST_TIER, ParkingLot
+from npc_runtime.sessions.snapshot_store import SnapshotStore, SnapshotWriter
 from npc_runtime.sessions.scheduler import Scheduler
 from npc_runtime.sessions.session import FinishReason, Session, SessionStatus
 
@@ -159,6 +160,8 @@ class Engine:
             if config.park_after_s > 0 else None
         self._restored: dict[str, tuple[float, str]] = {}
         self._pinned: set[str] = set()   # sessions of the tick / step in progress: never parked under it
+        self._snapshots: SnapshotStore | None = None      # fleet takeover (attach_snapshot_store)
+        self._snapshot_writer: SnapshotWriter | None = None
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -285,6 +288,8 @@ class Engine:
         session = self._sessions.get(session_id)
         if session is None and self._parking is not None and session_id in self._parking:
             session = self._unpark(session_id)
+        if session is None and self._snapshots is not None and session_id not in self._gone:
+            session = self._take_over(session_id)
         if session is None:
             why = self._gone.get(session_id)
             if why is not None:
@@ -464,6 +469,8 @@ class Engine:
         """Closes the session; returns its context tokens."""
         session = self._session(check_session_id(session_id))
         self._drop(session, SessionStatus.CLOSED)
+        if self._snapshot_writer is not None:
+            self._snapshot_writer.delete(session.id)
         return len(session.tokens)
 
     def truncate(self, session_id: str, keep: int) -> int:
@@ -501,6 +508,9 @@ class Engine:
                     self._gone.popitem(last=False)
                 evicted.append(session.id)
         self._evicted += len(evicted)
+        if self._snapshot_writer is not None:
+            for sid in evicted:
+                self._snapshot_writer.delete(sid)
         return evicted
 
     # -- tiered KV (sessions/parking.py) ---------------------------------------------------------------------
@@ -566,6 +576,34 @@ class Engine:
         if self._parking is None:
             return {}
         return {HOST_TIER: self._parking.count(HOST_TIER), DISK_TIER: self._parking.count(DISK_TIER)}
+
+    # -- fleet takeover (sessions/snapshot_store.py) -----------------------------------------------------------
+    def attach_snapshot_store(self, store: SnapshotStore, *, max_pending: int = 1024) -> SnapshotWriter:
+        """From now on a session's snapshot (no KV) is written behind when one of its turns ends, deleted when
+        it is closed, and a request for a session this engine does not hold restores it from `store` (another
+        replica's session, or this one's before a restart). Returns the writer (flush / close / counters)."""
+        self._snapshots = store
+        self._snapshot_writer = SnapshotWriter(store, max_pending=max_pending)
+        return self._snapshot_writer
+
+    def _write_finished_turns(self, results: Sequence[TickResult]) -> None:
+        for r in results:
+            if r.finished and r.error is None and r.session_id in self._sessions:
+                self._snapshot_writer.put(r.session_id, self.save_session(r.session_id))
+
+    def _take_over(self, session_id: str) -> Session | None:
+        """The session from the snapshot store (a replica that held it is gone), or None when it has none."""
+        try:
+            check_session_id(session_id)
+        except InvalidArgument:
+            return None
+        started = time.perf_counter()
+        data = self._snapshots.get(session_id)
+        if data is None:
+            return None
+        self.restore_session(data, session_id=session_id)
+        self._restored[session_id] = ((time.perf_counter() - started) * 1000.0, "store")
+        return self._sessions[session_id]
 
     # -- snapshots (sessions/snapshot.py) -------------------------------------------------------------------
     def save_session(self, session_id: str, *, include_kv: bool = False) -> bytes:
@@ -784,6 +822,8 @@ class Engine:
         engine_ms, now = (t_after - t0) * 1000.0, time.monotonic()
         results = [self._error_result(getattr(r, "session_id", ""), e) if isinstance(e, NpcRuntimeError)
                    else self._complete(*e[:3], engine_ms, now) for r, e in zip(requests, entries)]
+        if self._snapshot_writer is not None:
+            self._write_finished_turns(results)
         t_end = time.perf_counter()
         # overhead outside the steps' own predictions (validation before, results after) is reserved
         self._tick_overhead_s = 0.8 * self._tick_overhead_s + 0.2 * ((t_run - t0) + (t_end - t_after))
@@ -828,6 +868,8 @@ class Engine:
         now = time.monotonic()
         for e in entries:
             self._complete(*e, 0.0, now)
+        if self._snapshot_writer is not None:
+            self._write_finished_turns(results)
         return results
 
     def start(self, request: GenerateRequest, prepared: PreparedOpen | None = None) -> OpenedSession:

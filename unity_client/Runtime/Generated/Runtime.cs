@@ -4050,7 +4050,8 @@ namespace Npc.Proto.V1 {
     public const int RestoredFromFieldNumber = 7;
     private string restoredFrom_ = "";
     /// <summary>
-    /// Where it was restored from: "host" (memory) or "disk"; empty when it was resident.
+    /// Where it was restored from: "host" (memory), "disk", or "store" (the fleet's snapshot store: another
+    /// replica held it); empty when it was resident.
     /// </summary>
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]

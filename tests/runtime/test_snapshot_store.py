@@ -1,0 +1,80 @@
+"""Fleet takeover (sessions/snapshot_store.py): a session's snapshot is written behind when a turn ends; another
+engine sharing the store (a directory, or a real Redis) takes the session over on its next request and
+continues with the tokens the first engine would have produced; closing deletes it everywhere."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from npc_runtime.config import SessionLimits
+from npc_runtime.errors import NotFound
+from npc_runtime.sessions import TickRequest
+from npc_runtime.sessions.snapshot_store import DirectoryStore, SnapshotWriter, open_snapshot_store
+from tests.helpers.redis_server import RedisServer, find_redis
+
+PROMPT = "I am the guard of the northern gate."
+
+
+@pytest.fixture(params=["directory", "redis"])
+def store_location(request, tmp_path):
+    if request.param == "directory":
+        yield str(tmp_path / "sessions")
+        return
+    if find_redis() is None:
+        if os.environ.get("NPCRT_REQUIRE_SERVICES") == "1":
+            pytest.fail("NPCRT_REQUIRE_SERVICES=1 but redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    server = RedisServer().start()
+    yield server.url
+    server.stop()
+
+
+def turn(engine, sid, new_input=None):
+    tokens, first = [], True
+    while True:
+        (r,) = engine.tick([TickRequest(sid, 5000, 64, new_input=new_input if first else None)])
+        first = False
+        assert not r.error, r.error
+        tokens += r.token_ids
+        if r.finished:
+            return tokens, r.stats
+
+
+def test_another_engine_takes_a_session_over(tiny_engine_factory, store_location):
+    a, b = tiny_engine_factory(), tiny_engine_factory()
+    writer_a = a.attach_snapshot_store(open_snapshot_store(store_location, ttl_s=600))
+    writer_b = b.attach_snapshot_store(open_snapshot_store(store_location, ttl_s=600))
+    name = a.list_models()[0].name
+    sid = a.open_session(name, prompt=PROMPT, limits=SessionLimits(max_new_tokens=6))
+    turn(a, sid)
+    assert writer_a.flush() and writer_a.written == 1
+    second_on_b, stats = turn(b, sid, new_input=" Who goes there?")      # a is "gone": b restores it
+    assert stats.restored_from == "store" and stats.restore_ms > 0
+    second_on_a, _ = turn(a, sid, new_input=" Who goes there?")          # what a would have said
+    assert second_on_b == second_on_a and len(second_on_b) == 6
+    assert writer_a.flush()                                              # (a's late write lands first)
+    b.close_session(sid)
+    assert writer_b.flush()
+    fresh = tiny_engine_factory()
+    fresh.attach_snapshot_store(open_snapshot_store(store_location, ttl_s=600))
+    with pytest.raises(NotFound):
+        fresh.session_info(sid)
+    for w in (writer_a, writer_b):
+        w.close()
+
+
+def test_the_writer_is_bounded_and_survives_a_failing_store(tmp_path):
+    class Broken(DirectoryStore):
+        def put(self, session_id, data):
+            raise OSError("disk full")
+
+    writer = SnapshotWriter(Broken(tmp_path), max_pending=2)
+    for i in range(50):
+        writer.put(f"s{i}", b"x")
+    assert writer.flush()
+    assert writer.failed >= 1 and writer.failed + writer.dropped == 50 and writer.written == 0
+    writer.put("again", b"x")                      # still running after failures
+    assert writer.flush() and writer.failed + writer.dropped == 51
+    writer.close()
