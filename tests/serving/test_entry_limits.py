@@ -162,3 +162,12 @@ def test_request_too_large_is_413_and_resource_exhausted():
 
     st = status_for(RequestTooLarge("prompt too long"))
     assert (st.grpc_code, st.http_status) == (grpc.StatusCode.RESOURCE_EXHAUSTED, 413)
+
+
+async def test_grpc_without_token_is_refused_without_parsing_the_request(tiny_package):
+    async with running_server(tiny_package, token=TOKEN) as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            call = channel.unary_unary("/npc.v1.NpcRuntime/OpenSession")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call(b"\x0a\xff\xff\xff\xff\x0f\x12\x00not a protobuf")   # corrupt bytes, no token
+            assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED

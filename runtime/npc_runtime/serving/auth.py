@@ -28,6 +28,10 @@ def check_bearer(header: str | None, token: str) -> str | None:
     return None
 
 
+def _unparsed(_data: bytes) -> None:
+    return None
+
+
 def _rejecting_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.RpcMethodHandler:
     """A handler of the same shape as `handler` that fails with UNAUTHENTICATED."""
 
@@ -38,7 +42,9 @@ def _rejecting_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.Rpc
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
         yield  # pragma: no cover - makes this an async generator
 
-    kw = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    # the request's bytes are dropped unparsed: an unauthenticated client costs no protobuf parsing (its size
+    # is already bounded by grpc_max_receive_bytes)
+    kw = dict(request_deserializer=_unparsed, response_serializer=handler.response_serializer)
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(reject_stream, **kw)
     if handler.request_streaming:
