@@ -133,14 +133,21 @@ class Scheduler:
         `credit_s` (budget saved up by starved ticks) may pay for the SMALLEST next step (one session's
         decode, rotating, or a minimal prefill chunk), never a bigger one: a tick then overruns its budget by
         at most one single-row step, not by a whole batch (a game frame must not hitch for a batch)."""
-        ready = [s for s in sessions if s.has_work]
-        if not ready:
+        prefills: list[Session] = []
+        decodes: list[Session] = []
+        for session in sessions:   # one pass: this runs before every step
+            if session.status is not SessionStatus.GENERATING:
+                continue
+            pending = len(session.tokens) - session.kv_len
+            if pending > 1:
+                self.prepare_prefill(session)   # a prefix-cache hit may leave one token: then it decodes
+                pending = len(session.tokens) - session.kv_len
+            if pending > 1:
+                prefills.append(session)
+            elif pending == 1:
+                decodes.append(session)
+        if not prefills and not decodes:
             return None
-        for session in ready:
-            if session.needs_prefill:
-                self.prepare_prefill(session)
-        prefills = [s for s in ready if s.needs_prefill]
-        decodes = [s for s in ready if not s.needs_prefill]
         if prefills:
             session = prefills[0]
             chunk = min(session.pending, self.max_prefill_chunk)
@@ -179,9 +186,10 @@ class Scheduler:
     def _fit_decode(self, decodes: list[Session], remaining_s: float | None,
                     batch: int | None = None) -> StepPlan | None:
         n = len(decodes)
+        predicted = None
         if batch is None:
             batch = n
-            if remaining_s is not None and self.costs.predict_decode(n) > remaining_s:
+            if remaining_s is not None and (predicted := self.costs.predict_decode(n)) > remaining_s:
                 lo, hi = 0, n          # largest b with predicted cost <= remaining
                 while lo < hi:
                     mid = (lo + hi + 1) // 2
@@ -189,6 +197,7 @@ class Scheduler:
                 # sub-batches are powers of two: sizes the cost model has measured (warm-up), so the
                 # prediction of the step that runs is not an interpolation
                 batch = 1 << (lo.bit_length() - 1) if lo else 0
+                predicted = None
             if batch == 0:
                 return None
         self._arrange(decodes)
@@ -199,7 +208,9 @@ class Scheduler:
             start = min(start, n - batch)
             self._rotation = (start + batch) % n
         chosen = by_slot[start:start + batch]
-        return StepPlan(decode=chosen, start_slot=start, predicted_s=self.costs.predict_decode(batch))
+        if predicted is None:
+            predicted = self.costs.predict_decode(batch)
+        return StepPlan(decode=chosen, start_slot=start, predicted_s=predicted)
 
     # -- running ------------------------------------------------------------------------------------------
     def step(self, plan: StepPlan) -> StepResult:

@@ -64,13 +64,14 @@ class Session:
         """Tokens still to feed to the model (the last sampled token, new input)."""
         return len(self.tokens) - self.kv_len
 
+    # has_work / needs_prefill are read several times per session per step: written out, not via `pending`
     @property
     def has_work(self) -> bool:
-        return self.status is SessionStatus.GENERATING and self.pending > 0
+        return self.status is SessionStatus.GENERATING and len(self.tokens) > self.kv_len
 
     @property
     def needs_prefill(self) -> bool:
-        return self.has_work and self.pending > 1
+        return self.status is SessionStatus.GENERATING and len(self.tokens) - self.kv_len > 1
 
     def finish(self, reason: FinishReason) -> None:
         self.status = SessionStatus.FINISHED
