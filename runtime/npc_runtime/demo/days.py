@@ -1,7 +1,8 @@
 """`npcrt demo --days N`: the village learns from its teacher, one in-game day at a time.
 
-A day is `--seconds` of play. At the end of each day the village pauses, the escalations of that day (the
-records the agent writes, agent/distill/records.py) train a new policy version from the current one
+A day is `--seconds` of game time (played at `--speed` game seconds per wall second). At the end of each day
+the village pauses, the escalations so far (the records the agent writes, agent/distill/records.py; that
+day's and the earlier days', see DayLoop.seen) train a new policy version from the current one
 (agent/distill), and the new version is swapped in as the default through the same PolicyVersions the
 server's SIGHUP reload uses; the NPCs, their memories and the sessions go on. A version the gate refuses
 (or a day without a usable record) keeps the current one.
@@ -25,6 +26,10 @@ DAY_FLAGS = {"budgets.npc_calls_per_min": 100_000, "budgets.npc_tokens_per_min":
              "budgets.global_calls_per_min": 100_000, "budgets.global_tokens_per_min": 100_000_000,
              "budgets.global_cost_per_hour_usd": 1_000.0}
 ATTEMPTED = ("ok", "rejected", "timeout", "error")
+# escalation triggers (agent/escalation.py, in its order of precedence): story_critical is escalated whatever the
+# policy knows, by design; low_confidence and low_margin come from the policy's own proposal, so they are what
+# a better policy reduces; novelty (no memory of the NPC resembles the moment) falls as memories accumulate
+POLICY_TRIGGERS = ("low_confidence", "low_margin")
 
 
 class DayRecords:
@@ -60,6 +65,12 @@ class DayLoop:
         runtime.records = self.records
         self.config = DistillConfig()
         self.days: list[dict] = []
+        # every day's student trains on ALL the escalations so far (a replay buffer), from the previous day's
+        # weights: trained on one day's records only, a student forgets the earlier days' hard cases and the
+        # escalation rate seesaws (bench_distill measured 14.5, 2.5, 10.8, 5.0, 11.0 % vs 14.5, 2.5, 5.2, 4.3,
+        # 3.5 % with replay). The held-out split is by a hash of each record, so a record held out once is
+        # held out from every later student too: day N's held-out agreement is over N days of unseen records.
+        self.seen: list[dict] = []
         self._last = {"decisions": 0, "interactions": 0}
 
     def end_of_day(self, day: int) -> dict:
@@ -72,20 +83,27 @@ class DayLoop:
         attempted = [r for r in rows if r.get("outcome") in ATTEMPTED]
         taught = [r for r in rows if r.get("outcome") == "ok" and r.get("teacher_action")]
         agree = sum(1 for r in taught if r.get("local_action") == r.get("teacher_action"))
+        by_trigger = _count(r.get("trigger", "?") for r in attempted)
+        policy_driven = sum(by_trigger.get(t, 0) for t in POLICY_TRIGGERS)
         entry = {
             "day": day, "decisions": decisions, "interactions": interactions, "escalations": len(attempted),
-            "escalation_rate": round(len(attempted) / interactions, 4) if interactions else 0.0,
+            "escalation_rate": _rate(len(attempted), interactions),
+            # the share distillation can change: the policy was unsure (see POLICY_TRIGGERS)
+            "policy_escalations": policy_driven, "policy_escalation_rate": _rate(policy_driven, interactions),
+            "escalation_rate_by_trigger": {t: _rate(n, interactions) for t, n in by_trigger.items()},
             "agreement_with_teacher": round(agree / len(taught), 4) if taught else None,
             "forbidden_actions": sum(1 for r in rows if r.get("executed") not in (r.get("allowed") or ())),
             "cost_usd": round(sum(float(r.get("cost_usd") or 0.0) for r in rows), 6),
             "policy_version": self.runtime.policies.default.name,
-            "by_trigger": _count(r.get("trigger", "?") for r in attempted),
+            "by_trigger": by_trigger,
         }
-        entry["distilled"] = self._distill(day, rows)
+        self.seen.extend(rows)
+        entry["distilled"] = self._distill(day, self.seen)
         self.days.append(entry)
         d = entry["distilled"]
         print(f"npcrt demo: day {day}: {entry['escalations']} escalations / {interactions} interactions "
-              f"({entry['escalation_rate'] * 100:.0f} %), policy {entry['policy_version']}; "
+              f"({entry['escalation_rate'] * 100:.0f} %; policy-driven {entry['policy_escalation_rate'] * 100:.0f} %, "
+              + ", ".join(f"{t} {n}" for t, n in by_trigger.items()) + f"), policy {entry['policy_version']}; "
               + (f"distilled {d['version']} in {d['seconds']:.1f} s (held-out agreement "
                  f"{_pct(d['agreement_with_teacher'])}, base accuracy {_pct(d['base_heldout_accuracy'])})"
                  if d.get("version") else f"kept the policy ({d.get('note')})"), file=sys.stderr, flush=True)
@@ -108,6 +126,8 @@ class DayLoop:
         self.base = str(out)
         s = result.report["student"]
         return {"version": result.version, "seconds": result.seconds, "records": result.report["accepted"],
+                "heldout_escalations": result.report["heldout_escalations"],
+                "agreement_with_teacher_before": result.report["base"]["agreement_with_teacher"],
                 "agreement_with_teacher": s["agreement_with_teacher"],
                 "base_heldout_accuracy": s["base_heldout_accuracy_clean_rule"],
                 "base_model_accuracy": result.report["base"]["base_heldout_accuracy_clean_rule"],
@@ -119,6 +139,10 @@ def _count(items) -> dict:
     for item in items:
         out[item] = out.get(item, 0) + 1
     return dict(sorted(out.items()))
+
+
+def _rate(n: int, of: int) -> float:
+    return round(n / of, 4) if of else 0.0
 
 
 def _pct(v) -> str:
@@ -134,8 +158,11 @@ def plot_days(days: list[dict], path: Path) -> None:
 
     x = [d["day"] for d in days]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot(x, [d["escalation_rate"] * 100 for d in days], marker="o")
+    a.plot(x, [d["escalation_rate"] * 100 for d in days], marker="o", label="all triggers")
+    a.plot(x, [d.get("policy_escalation_rate", 0.0) * 100 for d in days], marker="s",
+           label="policy-driven (low confidence / margin)")
     a.set(title="escalation rate", xlabel="day", ylabel="% of interactions escalated", ylim=(0, None))
+    a.legend(fontsize=8)
     b.bar(x, [d["cost_usd"] for d in days])
     b.set(title=f"teacher cost (priced as {TEACHER_PRICED_AS} offline)", xlabel="day", ylabel="USD")
     for ax in (a, b):
@@ -146,5 +173,5 @@ def plot_days(days: list[dict], path: Path) -> None:
 
 
 def started_note(days: int, seconds: float) -> str:
-    return (f"npcrt demo: {days} day(s) of {seconds:g} s; after each day the policy is distilled from that "
-            f"day's escalations and swapped in ({time.strftime('%H:%M:%S')})")
+    return (f"npcrt demo: {days} day(s) of {seconds:g} game s; after each day the policy is distilled from the "
+            f"escalations so far and swapped in ({time.strftime('%H:%M:%S')})")
