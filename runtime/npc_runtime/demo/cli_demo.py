@@ -53,13 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--days", type=int, default=0,
                         help="play N in-game days of --seconds each; after each day distill the policy from that "
                              "day's escalations and swap it in (teacher: the offline rules provider unless --provider)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="game seconds per wall second (default 1: real time); e.g. 8 plays a 240 s day in "
+                             "30 s, for --days runs that need many moments per day")
 
 
 def run(args: argparse.Namespace) -> int:
     from npc_runtime.errors import NpcRuntimeError
 
     for name, value, low in (("--seconds", args.seconds, 0.5), ("--npcs", args.npcs, 1), ("--fps", args.fps, 1),
-                             ("--tick-hz", args.tick_hz, 0.1)):
+                             ("--tick-hz", args.tick_hz, 0.1), ("--speed", args.speed, 0.1)):
         if value < low:
             print(f"npcrt demo: {name} must be >= {low}", file=sys.stderr)
             return 2
@@ -318,7 +321,7 @@ class Demo:
                     paused = time.perf_counter()
                     await end_of_day(frame // day_frames)
                     started += time.perf_counter() - paused     # the day's clock stops while it learns
-                wait = started + frame / fps - time.perf_counter()
+                wait = started + frame / (fps * args.speed) - time.perf_counter()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 else:
