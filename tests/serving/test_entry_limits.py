@@ -171,3 +171,21 @@ async def test_grpc_without_token_is_refused_without_parsing_the_request(tiny_pa
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await call(b"\x0a\xff\xff\xff\xff\x0f\x12\x00not a protobuf")   # corrupt bytes, no token
             assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_new_input_that_cannot_fit_is_refused_on_the_engine_thread_without_tokenizing(tiny_package, monkeypatch):
+    from npc_runtime.config import EngineConfig
+    from npc_runtime.sessions.engine import Engine
+    from npc_runtime.sessions.requests import TickRequest
+
+    engine = Engine.from_packages([tiny_package], config=EngineConfig(max_context=64, warmup=False))
+    sid = engine.open_session(prompt="Hello")
+    calls = []
+    encode = TextTokenizer.encode
+    monkeypatch.setattr(TextTokenizer, "encode", lambda self, text, **kw: calls.append(len(text)) or encode(self, text, **kw))
+    [result] = engine.tick([TickRequest(sid, budget_ms=50, new_input="word " * 12_000)])
+    assert result.error is not None and "context full" in str(result.error)
+    assert "60000 characters is at least" in str(result.error)
+    assert calls == []
+    [result] = engine.tick([TickRequest(sid, budget_ms=50, new_input=" and more")])
+    assert result.error is None and calls == [9]
