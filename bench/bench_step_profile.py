@@ -165,14 +165,15 @@ def thread_counts(limit: int) -> list[int]:
 
 
 def step_ms(decoder, batch: int, past: int, repeats: int) -> float:
+    """Best of `repeats` decode steps (ms): interference from elsewhere only ever adds time."""
     ids, lens = np.ones(batch, np.int64), np.full(batch, past, np.int64)
     decoder.decode(0, ids, lens)
-    times = []
+    best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
         decoder.decode(0, ids, lens)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
 
 
 def run_threads(pkgs: dict[str, Path], threads: int, batches: list[int], repeats: int) -> list[dict]:
@@ -185,7 +186,7 @@ def run_threads(pkgs: dict[str, Path], threads: int, batches: list[int], repeats
         for batch in batches:
             row = {"precision": precision, "batch": batch}
             for t, decoder in decoders.items():
-                row[f"{t} thr ms"] = step_ms(decoder, batch, 48, max(5, repeats // batch))
+                row[f"{t} thr ms"] = step_ms(decoder, batch, 48, max(9, repeats // batch))
             best = min(decoders, key=lambda t: row[f"{t} thr ms"])
             row["best threads"] = best
             rows.append(row)
@@ -204,8 +205,8 @@ def run_batched(pkgs: dict[str, Path], threads: int, batches: list[int], repeats
             engine = Engine.from_packages([pkg], config=cfg)
             decoders[when] = (engine, next(iter(engine._models.values())).decoder)
         for batch in batches:
-            before = step_ms(decoders["before"][1], batch, 48, max(5, repeats // batch))
-            after = step_ms(decoders["after"][1], batch, 48, max(5, repeats // batch))
+            before = step_ms(decoders["before"][1], batch, 48, max(9, repeats // batch))
+            after = step_ms(decoders["after"][1], batch, 48, max(9, repeats // batch))
             rows.append({"precision": precision, "batch": batch, "before_ms": before, "after_ms": after,
                          "speedup": before / after, "small_batch": _small_batch(decoders["after"][0])})
         del decoders
@@ -225,7 +226,7 @@ def run_batch64(pkgs: dict[str, Path], threads: int, steps: int) -> list[dict]:
             so.intra_op_num_threads = threads
             so.enable_mem_pattern = False
             decoder.session = ort.InferenceSession(str(package.model_file), so, providers=["CPUExecutionProvider"])
-            wall = [step_ms(decoder, 64, 48, 1) for _ in range(steps + 2)][2:]
+            wall = [step_ms(decoder, 64, 48, 1) for _ in range(steps + 2)][2:]   # 2 runs each: warm + timed
             events = json.loads(Path(decoder.session.end_profiling()).read_text())
         runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
         by_op: collections.Counter = collections.Counter()
@@ -365,14 +366,14 @@ def main(argv: list[str] | None = None) -> int:
         cols = [("precision", "precision"), ("batch", "batch")]
         cols += [(f"{t} thr ms", f"{t} thr ms") for t in thread_counts(threads)] + [("best threads", "best")]
         res["threads_table"] = print_table(res["threads_by_batch"], cols,
-                                           title="ORT decode step alone (ms, median; past 48) by intra-op threads")
+                                           title="ORT decode step alone (ms, best of >= 9; past 48) by intra-op threads")
     if "batched" in sections:
         res["batched"] = run_batched(pkgs, threads, [1, 2, 4, 8, 16, 32, 64], repeats * 4)
         res["batched_table"] = print_table(
             res["batched"], [("precision", "precision"), ("batch", "batch"), ("before_ms", "before ms"),
                              ("after_ms", "after ms"), ("speedup", "before / after"),
                              ("small_batch", "small-batch session")],
-            title=f"engine decode step (ms, median; past 48), {threads} threads: one session vs thread count per batch")
+            title=f"engine decode step (ms, best of >= 9; past 48), {threads} threads: one session vs thread count per batch")
     if "batch64" in sections:
         res["batch64_ops"] = run_batch64(pkgs, threads, 10 if args.quick else 20)
         res["batch64_table"] = print_table(
