@@ -529,8 +529,8 @@ class Engine:
                                                         and session.constraint is not None)
 
     def _park(self, session: Session) -> None:
-        data = self.save_session(session.id, include_kv=True)
-        self._parking.park(session.id, data, last_active=session.last_active)
+        # the host tier keeps the state itself (KV arrays copied out of the pool): no encoding, no checksum
+        self._parking.park(session.id, self._capture(session, include_kv=True), last_active=session.last_active)
         self._models[session.model].scheduler.release(session)
         del self._sessions[session.id]
 
@@ -549,12 +549,12 @@ class Engine:
 
     def _unpark(self, session_id: str) -> Session:
         started = time.perf_counter()
-        data, tier, last_active = self._parking.take(session_id)
+        state, tier, last_active = self._parking.take(session_id)
         try:
-            self.restore_session(data)
+            self._restore(state)
         except NpcRuntimeError:
             # no slot for it now (every session busy): keep it parked, the caller gets the error
-            self._parking.park(session_id, data, last_active=last_active)
+            self._parking.park(session_id, state, last_active=last_active)
             raise
         session = self._sessions[session_id]
         session.last_active = last_active
@@ -617,27 +617,32 @@ class Engine:
     def save_session(self, session_id: str, *, include_kv: bool = False) -> bytes:
         """The session as bytes (it stays open). `include_kv`: the KV cache too, so a restore continues
         without re-prefilling (exact continuation); without it the snapshot is a few bytes per token."""
-        session = self._session(check_session_id(session_id))
+        return snapshot.encode(self._capture(self._session(check_session_id(session_id)), include_kv=include_kv))
+
+    def _capture(self, session: Session, *, include_kv: bool) -> snapshot.SessionState:
+        """The session's state (KV arrays copied out of the pool when `include_kv`)."""
         if session.status is SessionStatus.GENERATING and session.constraint is not None:
-            raise FailedPrecondition(f"session {session_id!r} is decoding under a constraint; snapshot it after "
+            raise FailedPrecondition(f"session {session.id!r} is decoding under a constraint; snapshot it after "
                                      "the turn ends")
         m = self._models[session.model]
         kv_len = min(session.kv_len, len(session.tokens))
         kv = m.decoder.read_kv(session.slot, 0, kv_len) if include_kv and kv_len else []
-        return snapshot.encode(snapshot.SessionState(
+        return snapshot.SessionState(
             model=session.model, model_sha256=self._fingerprint(session.model), session_id=session.id,
             npc_id=session.npc_id, tokens=list(session.tokens), kv_len=kv_len if kv else 0,
             finished=session.status is not SessionStatus.GENERATING,
             finish_reason=session.finish_reason.value if session.finish_reason else None,
             turn_tokens=session.turn_tokens, generated_total=session.generated_total, text_out=session.text_out,
             sampling=session.sampling, limits=session.limits, capacity=session.capacity,
-            rng_state=session.rng.bit_generator.state, kv=kv))
+            rng_state=session.rng.bit_generator.state, kv=kv)
 
     def restore_session(self, data: bytes, *, session_id: str | None = None) -> OpenedSession:
         """A session rebuilt from `save_session` bytes (this process or another), under `session_id` (default:
         the snapshot's id). INVALID_ARGUMENT for corrupt / foreign bytes, FAILED_PRECONDITION for a snapshot
         of another model, ALREADY_EXISTS when the id is taken."""
-        state = snapshot.decode(data)
+        return self._restore(snapshot.decode(data), session_id=session_id)
+
+    def _restore(self, state: snapshot.SessionState, *, session_id: str | None = None) -> OpenedSession:
         m = self._models.get(state.model)
         if m is None or self._fingerprint(state.model) != state.model_sha256:
             raise FailedPrecondition(f"the snapshot is of model {state.model!r} (sha256 {state.model_sha256[:12]}"

@@ -1,11 +1,12 @@
 """Tiered KV: sessions that leave the KV pool without being closed ("parked"), restored on their next request.
 
     pool (resident, `max_sessions` slots)  --idle park_after_s / slot pressure-->  host memory
-    host memory (snapshot bytes, KV included, `park_host_bytes` budget)  --park_disk_after_s / over budget-->  disk
-    disk (one file per session under `park_dir`)
+    host memory (the session's state, KV arrays included, `park_host_bytes` budget)
+        --park_disk_after_s / over budget-->  disk (one snapshot file per session under `park_dir`)
 
 A parked session is a snapshot (sessions/snapshot.py, KV included), so the restore is exact and needs no
-prefill: a copy into a free slot. The engine parks a session when it has been idle `park_after_s`, or when a
+prefill: a copy into a free slot. In host memory it stays a `SessionState` (numpy arrays: parking and
+restoring are memory copies, no encoding or checksum); it is encoded only when it goes to disk. The engine parks a session when it has been idle `park_after_s`, or when a
 new or returning session needs a slot and every slot is taken (the least recently used idle session goes).
 Parked sessions still expire after their idle timeout (then they answer FAILED_PRECONDITION, as evicted ones do).
 
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from npc_runtime.errors import InternalError
+from npc_runtime.sessions import snapshot
+from npc_runtime.sessions.snapshot import SessionState
 
 HOST, DISK = "host", "disk"
 
@@ -30,7 +33,7 @@ HOST, DISK = "host", "disk"
 class _Parked:
     last_active: float          # monotonic time of the session's last request (for expiry)
     parked_at: float            # monotonic
-    data: bytes | None          # host tier
+    state: SessionState | None  # host tier
     path: Path | None           # disk tier
     size: int
 
@@ -53,23 +56,24 @@ class ParkingLot:
         return len(self._parked)
 
     def count(self, tier: str) -> int:
-        return sum((p.data is not None) == (tier == HOST) for p in self._parked.values())
+        return sum((p.state is not None) == (tier == HOST) for p in self._parked.values())
 
-    def park(self, session_id: str, data: bytes, *, last_active: float, now: float | None = None) -> None:
+    def park(self, session_id: str, state: SessionState, *, last_active: float, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
         self.discard(session_id)
-        self._parked[session_id] = _Parked(last_active, now, data, None, len(data))
-        self.host_used += len(data)
+        size = sum(a.nbytes for a in state.kv) + 8 * len(state.tokens) + 1024
+        self._parked[session_id] = _Parked(last_active, now, state, None, size)
+        self.host_used += size
         self.parks += 1
         self._fit_budget()
 
-    def take(self, session_id: str) -> tuple[bytes, str, float]:
-        """(snapshot bytes, tier it came from, last_active) of a parked session, which is no longer parked."""
+    def take(self, session_id: str) -> tuple[SessionState, str, float]:
+        """(state, tier it came from, last_active) of a parked session, which is no longer parked."""
         parked = self._parked.pop(session_id)
-        if parked.data is not None:
+        if parked.state is not None:
             self.host_used -= parked.size
             self.restores[HOST] += 1
-            return parked.data, HOST, parked.last_active
+            return parked.state, HOST, parked.last_active
         try:
             data = parked.path.read_bytes()
             parked.path.unlink(missing_ok=True)
@@ -77,13 +81,13 @@ class ParkingLot:
             raise InternalError(f"parked session {session_id!r} could not be read back from {parked.path}: "
                                 f"{exc}") from exc
         self.restores[DISK] += 1
-        return data, DISK, parked.last_active
+        return snapshot.decode(data), DISK, parked.last_active
 
     def discard(self, session_id: str) -> bool:
         parked = self._parked.pop(session_id, None)
         if parked is None:
             return False
-        if parked.data is not None:
+        if parked.state is not None:
             self.host_used -= parked.size
         elif parked.path is not None:
             parked.path.unlink(missing_ok=True)
@@ -96,7 +100,7 @@ class ParkingLot:
         now = time.monotonic() if now is None else now
         moved = 0
         for session_id, parked in self._parked.items():
-            if parked.data is not None and now - parked.parked_at > older_than_s:
+            if parked.state is not None and now - parked.parked_at > older_than_s:
                 self._to_disk(session_id, parked)
                 moved += 1
         return moved
@@ -118,7 +122,7 @@ class ParkingLot:
         for session_id, parked in self._parked.items():
             if self.host_used <= self.host_budget:
                 return
-            if parked.data is not None:
+            if parked.state is not None:
                 self._to_disk(session_id, parked)
 
     def _to_disk(self, session_id: str, parked: _Parked) -> None:
@@ -127,9 +131,9 @@ class ParkingLot:
         tmp = path.with_suffix(".tmp")
         try:
             with open(tmp, "wb") as f:
-                f.write(parked.data)
+                f.write(snapshot.encode(parked.state))
             os.replace(tmp, path)
         except OSError as exc:
             raise InternalError(f"cannot park session {session_id!r} on disk at {path}: {exc}") from exc
         self.host_used -= parked.size
-        parked.data, parked.path = None, path
+        parked.state, parked.path = None, path
