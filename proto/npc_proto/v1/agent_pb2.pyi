@@ -297,3 +297,67 @@ class RecallMemoriesResponse(_message.Message):
     MEMORIES_FIELD_NUMBER: _ClassVar[int]
     memories: _containers.RepeatedCompositeFieldContainer[Memory]
     def __init__(self, memories: _Optional[_Iterable[_Union[Memory, _Mapping]]] = ...) -> None: ...
+
+class ListPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PolicyVersionInfo(_message.Message):
+    __slots__ = ("name", "package", "is_default", "base_version", "generation", "records", "decisions", "escalations", "escalation_rate", "rejected_actions", "cost_usd")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    ESCALATIONS_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_RATE_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    package: str
+    is_default: bool
+    base_version: str
+    generation: int
+    records: int
+    decisions: int
+    escalations: int
+    escalation_rate: float
+    rejected_actions: int
+    cost_usd: float
+    def __init__(self, name: _Optional[str] = ..., package: _Optional[str] = ..., is_default: _Optional[bool] = ..., base_version: _Optional[str] = ..., generation: _Optional[int] = ..., records: _Optional[int] = ..., decisions: _Optional[int] = ..., escalations: _Optional[int] = ..., escalation_rate: _Optional[float] = ..., rejected_actions: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class PolicyRoutingRule(_message.Message):
+    __slots__ = ("version", "match", "fraction")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    match: str
+    fraction: float
+    def __init__(self, version: _Optional[str] = ..., match: _Optional[str] = ..., fraction: _Optional[float] = ...) -> None: ...
+
+class ListPoliciesResponse(_message.Message):
+    __slots__ = ("versions", "default_version", "routing", "generation")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUTING_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[PolicyVersionInfo]
+    default_version: str
+    routing: _containers.RepeatedCompositeFieldContainer[PolicyRoutingRule]
+    generation: int
+    def __init__(self, versions: _Optional[_Iterable[_Union[PolicyVersionInfo, _Mapping]]] = ..., default_version: _Optional[str] = ..., routing: _Optional[_Iterable[_Union[PolicyRoutingRule, _Mapping]]] = ..., generation: _Optional[int] = ...) -> None: ...
+
+class ReloadPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReloadPoliciesResponse(_message.Message):
+    __slots__ = ("policies", "summary")
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    policies: ListPoliciesResponse
+    summary: str
+    def __init__(self, policies: _Optional[_Union[ListPoliciesResponse, _Mapping]] = ..., summary: _Optional[str] = ...) -> None: ...

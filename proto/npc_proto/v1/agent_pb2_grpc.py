@@ -65,6 +65,16 @@ class NpcAgentStub:
                 request_serializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesRequest.SerializeToString,
                 response_deserializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesResponse.FromString,
                 _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/npc.v1.NpcAgent/ListPolicies',
+                request_serializer=npc__proto_dot_v1_dot_agent__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_agent__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ReloadPolicies = channel.unary_unary(
+                '/npc.v1.NpcAgent/ReloadPolicies',
+                request_serializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesResponse.FromString,
+                _registered_method=True)
 
 
 class NpcAgentServicer:
@@ -119,6 +129,25 @@ class NpcAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicies(self, request, context):
+        """Admin: the policy versions loaded side by side (several versions of the on-device policy, e.g. the
+        base and the ones `npcrt distill` made), the default, the routing rules, and each version's counters
+        since the server started.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReloadPolicies(self, request, context):
+        """Admin: re-read the server's configuration ([agent] policy_model, policy_versions, policy_default,
+        policy_routing) and swap the versions in at once, as SIGHUP does. Sessions and NPCs go on; a step
+        never mixes two versions. A package that cannot be loaded, or a rule naming a version that is not
+        loaded, fails with FAILED_PRECONDITION naming it, and the running versions stay as they were.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +180,16 @@ def add_NpcAgentServicer_to_server(servicer, server):
                     servicer.RecallMemories,
                     request_deserializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesRequest.FromString,
                     response_serializer=npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesResponse.SerializeToString,
+            ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=npc__proto_dot_v1_dot_agent__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_agent__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'ReloadPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReloadPolicies,
+                    request_deserializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -316,6 +355,60 @@ class NpcAgent:
             '/npc.v1.NpcAgent/RecallMemories',
             npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesRequest.SerializeToString,
             npc__proto_dot_v1_dot_agent__pb2.RecallMemoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcAgent/ListPolicies',
+            npc__proto_dot_v1_dot_agent__pb2.ListPoliciesRequest.SerializeToString,
+            npc__proto_dot_v1_dot_agent__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReloadPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcAgent/ReloadPolicies',
+            npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesRequest.SerializeToString,
+            npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -78,24 +78,41 @@ namespace Npc.Proto.V1 {
             "eRIMCgR0ZXh0GAEgASgJEhIKCmltcG9ydGFuY2UYAiABKAISEwoLZ2FtZV90",
             "aW1lX3MYAyABKAESIAoEa2luZBgEIAEoDjISLm5wYy52MS5NZW1vcnlLaW5k",
             "Eg0KBXNjb3JlGAUgASgCIjoKFlJlY2FsbE1lbW9yaWVzUmVzcG9uc2USIAoI",
-            "bWVtb3JpZXMYASADKAsyDi5ucGMudjEuTWVtb3J5KsABCg5EZWNpc2lvblNv",
-            "dXJjZRIfChtERUNJU0lPTl9TT1VSQ0VfVU5TUEVDSUZJRUQQABIXChNERUNJ",
-            "U0lPTl9TT1VSQ0VfRlNNEAESGgoWREVDSVNJT05fU09VUkNFX1BPTElDWRAC",
-            "Eh8KG0RFQ0lTSU9OX1NPVVJDRV9MT0NBTF9NT0RFTBADEhkKFURFQ0lTSU9O",
-            "X1NPVVJDRV9DTE9VRBAEEhwKGERFQ0lTSU9OX1NPVVJDRV9GQUxMQkFDSxAF",
-            "KpgBCgpNZW1vcnlLaW5kEhsKF01FTU9SWV9LSU5EX1VOU1BFQ0lGSUVEEAAS",
-            "GwoXTUVNT1JZX0tJTkRfT0JTRVJWQVRJT04QARIYChRNRU1PUllfS0lORF9E",
-            "SUFMT0dVRRACEhoKFk1FTU9SWV9LSU5EX1JFRkxFQ1RJT04QAxIaChZNRU1P",
-            "UllfS0lORF9FU0NBTEFUSU9OEAQyjwMKCE5wY0FnZW50EkYKC1JlZ2lzdGVy",
-            "TnBjEhoubnBjLnYxLlJlZ2lzdGVyTnBjUmVxdWVzdBobLm5wYy52MS5SZWdp",
-            "c3Rlck5wY1Jlc3BvbnNlEkwKDVVucmVnaXN0ZXJOcGMSHC5ucGMudjEuVW5y",
-            "ZWdpc3Rlck5wY1JlcXVlc3QaHS5ucGMudjEuVW5yZWdpc3Rlck5wY1Jlc3Bv",
-            "bnNlEi0KBFN0ZXASEy5ucGMudjEuU3RlcFJlcXVlc3QaEC5ucGMudjEuRGVj",
-            "aXNpb24SNQoEUGxheRITLm5wYy52MS5QbGF5UmVxdWVzdBoULm5wYy52MS5Q",
-            "bGF5UmVzcG9uc2UoATABEjYKClN0ZXBTdHJlYW0SEy5ucGMudjEuU3RlcFJl",
-            "cXVlc3QaES5ucGMudjEuU3RlcENodW5rMAESTwoOUmVjYWxsTWVtb3JpZXMS",
-            "HS5ucGMudjEuUmVjYWxsTWVtb3JpZXNSZXF1ZXN0Gh4ubnBjLnYxLlJlY2Fs",
-            "bE1lbW9yaWVzUmVzcG9uc2VCEVABqgIMTnBjLlByb3RvLlYxYgZwcm90bzM="));
+            "bWVtb3JpZXMYASADKAsyDi5ucGMudjEuTWVtb3J5IhUKE0xpc3RQb2xpY2ll",
+            "c1JlcXVlc3Qi7gEKEVBvbGljeVZlcnNpb25JbmZvEgwKBG5hbWUYASABKAkS",
+            "DwoHcGFja2FnZRgCIAEoCRISCgppc19kZWZhdWx0GAMgASgIEhQKDGJhc2Vf",
+            "dmVyc2lvbhgEIAEoCRISCgpnZW5lcmF0aW9uGAUgASgNEg8KB3JlY29yZHMY",
+            "BiABKAQSEQoJZGVjaXNpb25zGAcgASgEEhMKC2VzY2FsYXRpb25zGAggASgE",
+            "EhcKD2VzY2FsYXRpb25fcmF0ZRgJIAEoARIYChByZWplY3RlZF9hY3Rpb25z",
+            "GAogASgEEhAKCGNvc3RfdXNkGAsgASgBIkUKEVBvbGljeVJvdXRpbmdSdWxl",
+            "Eg8KB3ZlcnNpb24YASABKAkSDQoFbWF0Y2gYAiABKAkSEAoIZnJhY3Rpb24Y",
+            "AyABKAEinAEKFExpc3RQb2xpY2llc1Jlc3BvbnNlEisKCHZlcnNpb25zGAEg",
+            "AygLMhkubnBjLnYxLlBvbGljeVZlcnNpb25JbmZvEhcKD2RlZmF1bHRfdmVy",
+            "c2lvbhgCIAEoCRIqCgdyb3V0aW5nGAMgAygLMhkubnBjLnYxLlBvbGljeVJv",
+            "dXRpbmdSdWxlEhIKCmdlbmVyYXRpb24YBCABKAQiFwoVUmVsb2FkUG9saWNp",
+            "ZXNSZXF1ZXN0IlkKFlJlbG9hZFBvbGljaWVzUmVzcG9uc2USLgoIcG9saWNp",
+            "ZXMYASABKAsyHC5ucGMudjEuTGlzdFBvbGljaWVzUmVzcG9uc2USDwoHc3Vt",
+            "bWFyeRgCIAEoCSrAAQoORGVjaXNpb25Tb3VyY2USHwobREVDSVNJT05fU09V",
+            "UkNFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU09VUkNFX0ZTTRABEhoK",
+            "FkRFQ0lTSU9OX1NPVVJDRV9QT0xJQ1kQAhIfChtERUNJU0lPTl9TT1VSQ0Vf",
+            "TE9DQUxfTU9ERUwQAxIZChVERUNJU0lPTl9TT1VSQ0VfQ0xPVUQQBBIcChhE",
+            "RUNJU0lPTl9TT1VSQ0VfRkFMTEJBQ0sQBSqYAQoKTWVtb3J5S2luZBIbChdN",
+            "RU1PUllfS0lORF9VTlNQRUNJRklFRBAAEhsKF01FTU9SWV9LSU5EX09CU0VS",
+            "VkFUSU9OEAESGAoUTUVNT1JZX0tJTkRfRElBTE9HVUUQAhIaChZNRU1PUllf",
+            "S0lORF9SRUZMRUNUSU9OEAMSGgoWTUVNT1JZX0tJTkRfRVNDQUxBVElPThAE",
+            "MqsECghOcGNBZ2VudBJGCgtSZWdpc3Rlck5wYxIaLm5wYy52MS5SZWdpc3Rl",
+            "ck5wY1JlcXVlc3QaGy5ucGMudjEuUmVnaXN0ZXJOcGNSZXNwb25zZRJMCg1V",
+            "bnJlZ2lzdGVyTnBjEhwubnBjLnYxLlVucmVnaXN0ZXJOcGNSZXF1ZXN0Gh0u",
+            "bnBjLnYxLlVucmVnaXN0ZXJOcGNSZXNwb25zZRItCgRTdGVwEhMubnBjLnYx",
+            "LlN0ZXBSZXF1ZXN0GhAubnBjLnYxLkRlY2lzaW9uEjUKBFBsYXkSEy5ucGMu",
+            "djEuUGxheVJlcXVlc3QaFC5ucGMudjEuUGxheVJlc3BvbnNlKAEwARI2CgpT",
+            "dGVwU3RyZWFtEhMubnBjLnYxLlN0ZXBSZXF1ZXN0GhEubnBjLnYxLlN0ZXBD",
+            "aHVuazABEk8KDlJlY2FsbE1lbW9yaWVzEh0ubnBjLnYxLlJlY2FsbE1lbW9y",
+            "aWVzUmVxdWVzdBoeLm5wYy52MS5SZWNhbGxNZW1vcmllc1Jlc3BvbnNlEkkK",
+            "DExpc3RQb2xpY2llcxIbLm5wYy52MS5MaXN0UG9saWNpZXNSZXF1ZXN0Ghwu",
+            "bnBjLnYxLkxpc3RQb2xpY2llc1Jlc3BvbnNlEk8KDlJlbG9hZFBvbGljaWVz",
+            "Eh0ubnBjLnYxLlJlbG9hZFBvbGljaWVzUmVxdWVzdBoeLm5wYy52MS5SZWxv",
+            "YWRQb2xpY2llc1Jlc3BvbnNlQhFQAaoCDE5wYy5Qcm90by5WMWIGcHJvdG8z"));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.DecisionSource), typeof(global::Npc.Proto.V1.MemoryKind), }, null, new pbr::GeneratedClrTypeInfo[] {
@@ -117,7 +134,13 @@ namespace Npc.Proto.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.StepChunk), global::Npc.Proto.V1.StepChunk.Parser, new[]{ "Action", "Dialogue", "Done" }, new[]{ "Chunk" }, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RecallMemoriesRequest), global::Npc.Proto.V1.RecallMemoriesRequest.Parser, new[]{ "NpcId", "Query", "Limit" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Memory), global::Npc.Proto.V1.Memory.Parser, new[]{ "Text", "Importance", "GameTimeS", "Kind", "Score" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RecallMemoriesResponse), global::Npc.Proto.V1.RecallMemoriesResponse.Parser, new[]{ "Memories" }, null, null, null, null)
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RecallMemoriesResponse), global::Npc.Proto.V1.RecallMemoriesResponse.Parser, new[]{ "Memories" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ListPoliciesRequest), global::Npc.Proto.V1.ListPoliciesRequest.Parser, null, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PolicyVersionInfo), global::Npc.Proto.V1.PolicyVersionInfo.Parser, new[]{ "Name", "Package", "IsDefault", "BaseVersion", "Generation", "Records", "Decisions", "Escalations", "EscalationRate", "RejectedActions", "CostUsd" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PolicyRoutingRule), global::Npc.Proto.V1.PolicyRoutingRule.Parser, new[]{ "Version", "Match", "Fraction" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ListPoliciesResponse), global::Npc.Proto.V1.ListPoliciesResponse.Parser, new[]{ "Versions", "DefaultVersion", "Routing", "Generation" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ReloadPoliciesRequest), global::Npc.Proto.V1.ReloadPoliciesRequest.Parser, null, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ReloadPoliciesResponse), global::Npc.Proto.V1.ReloadPoliciesResponse.Parser, new[]{ "Policies", "Summary" }, null, null, null, null)
           }));
     }
     #endregion
@@ -5999,6 +6022,1714 @@ namespace Npc.Proto.V1 {
             break;
           case 10: {
             memories_.AddEntriesFrom(ref input, _repeated_memories_codec);
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class ListPoliciesRequest : pb::IMessage<ListPoliciesRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<ListPoliciesRequest> _parser = new pb::MessageParser<ListPoliciesRequest>(() => new ListPoliciesRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<ListPoliciesRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[19]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ListPoliciesRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ListPoliciesRequest(ListPoliciesRequest other) : this() {
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ListPoliciesRequest Clone() {
+      return new ListPoliciesRequest(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as ListPoliciesRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(ListPoliciesRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(ListPoliciesRequest other) {
+      if (other == null) {
+        return;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// One loaded policy version and what it did since the server started.
+  /// </summary>
+  public sealed partial class PolicyVersionInfo : pb::IMessage<PolicyVersionInfo>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<PolicyVersionInfo> _parser = new pb::MessageParser<PolicyVersionInfo>(() => new PolicyVersionInfo());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<PolicyVersionInfo> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[20]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public PolicyVersionInfo() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public PolicyVersionInfo(PolicyVersionInfo other) : this() {
+      name_ = other.name_;
+      package_ = other.package_;
+      isDefault_ = other.isDefault_;
+      baseVersion_ = other.baseVersion_;
+      generation_ = other.generation_;
+      records_ = other.records_;
+      decisions_ = other.decisions_;
+      escalations_ = other.escalations_;
+      escalationRate_ = other.escalationRate_;
+      rejectedActions_ = other.rejectedActions_;
+      costUsd_ = other.costUsd_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public PolicyVersionInfo Clone() {
+      return new PolicyVersionInfo(this);
+    }
+
+    /// <summary>Field number for the "name" field.</summary>
+    public const int NameFieldNumber = 1;
+    private string name_ = "";
+    /// <summary>
+    /// Version name, e.g. "base" ([agent] policy_model), "day-3" ([agent] policy_versions key).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Name {
+      get { return name_; }
+      set {
+        name_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "package" field.</summary>
+    public const int PackageFieldNumber = 2;
+    private string package_ = "";
+    /// <summary>
+    /// The package directory it was loaded from; empty for the uniform stand-in (no policy package).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Package {
+      get { return package_; }
+      set {
+        package_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "is_default" field.</summary>
+    public const int IsDefaultFieldNumber = 3;
+    private bool isDefault_;
+    /// <summary>
+    /// True for the default version: the one every NPC no routing rule takes plays with.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool IsDefault {
+      get { return isDefault_; }
+      set {
+        isDefault_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "base_version" field.</summary>
+    public const int BaseVersionFieldNumber = 4;
+    private string baseVersion_ = "";
+    /// <summary>
+    /// Distilled packages only (manifest lineage): the version it was distilled from; empty otherwise.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string BaseVersion {
+      get { return baseVersion_; }
+      set {
+        baseVersion_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "generation" field.</summary>
+    public const int GenerationFieldNumber = 5;
+    private uint generation_;
+    /// <summary>
+    /// Distilled packages only: distillations since the root of its lineage (1 = distilled from the root);
+    /// 0 for a package that was not distilled.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public uint Generation {
+      get { return generation_; }
+      set {
+        generation_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "records" field.</summary>
+    public const int RecordsFieldNumber = 6;
+    private ulong records_;
+    /// <summary>
+    /// Distilled packages only: escalation records that trained it (count).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ulong Records {
+      get { return records_; }
+      set {
+        records_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "decisions" field.</summary>
+    public const int DecisionsFieldNumber = 7;
+    private ulong decisions_;
+    /// <summary>
+    /// Decisions made with this version since the server started (count; quiet and talk steps; FSM reflexes
+    /// use no policy version).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ulong Decisions {
+      get { return decisions_; }
+      set {
+        decisions_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "escalations" field.</summary>
+    public const int EscalationsFieldNumber = 8;
+    private ulong escalations_;
+    /// <summary>
+    /// Of those, decisions that escalated to the cloud provider (count; a provider was called).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ulong Escalations {
+      get { return escalations_; }
+      set {
+        escalations_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "escalation_rate" field.</summary>
+    public const int EscalationRateFieldNumber = 9;
+    private double escalationRate_;
+    /// <summary>
+    /// escalations / decisions, a fraction in [0, 1]; 0 before the first decision.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public double EscalationRate {
+      get { return escalationRate_; }
+      set {
+        escalationRate_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "rejected_actions" field.</summary>
+    public const int RejectedActionsFieldNumber = 10;
+    private ulong rejectedActions_;
+    /// <summary>
+    /// Decisions whose model-proposed action was outside the FSM's allowed actions and was replaced (count).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ulong RejectedActions {
+      get { return rejectedActions_; }
+      set {
+        rejectedActions_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "cost_usd" field.</summary>
+    public const int CostUsdFieldNumber = 11;
+    private double costUsd_;
+    /// <summary>
+    /// Cost of this version's escalations, US dollars.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public double CostUsd {
+      get { return costUsd_; }
+      set {
+        costUsd_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as PolicyVersionInfo);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(PolicyVersionInfo other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Name != other.Name) return false;
+      if (Package != other.Package) return false;
+      if (IsDefault != other.IsDefault) return false;
+      if (BaseVersion != other.BaseVersion) return false;
+      if (Generation != other.Generation) return false;
+      if (Records != other.Records) return false;
+      if (Decisions != other.Decisions) return false;
+      if (Escalations != other.Escalations) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.Equals(EscalationRate, other.EscalationRate)) return false;
+      if (RejectedActions != other.RejectedActions) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.Equals(CostUsd, other.CostUsd)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Name.Length != 0) hash ^= Name.GetHashCode();
+      if (Package.Length != 0) hash ^= Package.GetHashCode();
+      if (IsDefault != false) hash ^= IsDefault.GetHashCode();
+      if (BaseVersion.Length != 0) hash ^= BaseVersion.GetHashCode();
+      if (Generation != 0) hash ^= Generation.GetHashCode();
+      if (Records != 0UL) hash ^= Records.GetHashCode();
+      if (Decisions != 0UL) hash ^= Decisions.GetHashCode();
+      if (Escalations != 0UL) hash ^= Escalations.GetHashCode();
+      if (EscalationRate != 0D) hash ^= pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.GetHashCode(EscalationRate);
+      if (RejectedActions != 0UL) hash ^= RejectedActions.GetHashCode();
+      if (CostUsd != 0D) hash ^= pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.GetHashCode(CostUsd);
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Name.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Name);
+      }
+      if (Package.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Package);
+      }
+      if (IsDefault != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(IsDefault);
+      }
+      if (BaseVersion.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(BaseVersion);
+      }
+      if (Generation != 0) {
+        output.WriteRawTag(40);
+        output.WriteUInt32(Generation);
+      }
+      if (Records != 0UL) {
+        output.WriteRawTag(48);
+        output.WriteUInt64(Records);
+      }
+      if (Decisions != 0UL) {
+        output.WriteRawTag(56);
+        output.WriteUInt64(Decisions);
+      }
+      if (Escalations != 0UL) {
+        output.WriteRawTag(64);
+        output.WriteUInt64(Escalations);
+      }
+      if (EscalationRate != 0D) {
+        output.WriteRawTag(73);
+        output.WriteDouble(EscalationRate);
+      }
+      if (RejectedActions != 0UL) {
+        output.WriteRawTag(80);
+        output.WriteUInt64(RejectedActions);
+      }
+      if (CostUsd != 0D) {
+        output.WriteRawTag(89);
+        output.WriteDouble(CostUsd);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Name.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Name);
+      }
+      if (Package.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Package);
+      }
+      if (IsDefault != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(IsDefault);
+      }
+      if (BaseVersion.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(BaseVersion);
+      }
+      if (Generation != 0) {
+        output.WriteRawTag(40);
+        output.WriteUInt32(Generation);
+      }
+      if (Records != 0UL) {
+        output.WriteRawTag(48);
+        output.WriteUInt64(Records);
+      }
+      if (Decisions != 0UL) {
+        output.WriteRawTag(56);
+        output.WriteUInt64(Decisions);
+      }
+      if (Escalations != 0UL) {
+        output.WriteRawTag(64);
+        output.WriteUInt64(Escalations);
+      }
+      if (EscalationRate != 0D) {
+        output.WriteRawTag(73);
+        output.WriteDouble(EscalationRate);
+      }
+      if (RejectedActions != 0UL) {
+        output.WriteRawTag(80);
+        output.WriteUInt64(RejectedActions);
+      }
+      if (CostUsd != 0D) {
+        output.WriteRawTag(89);
+        output.WriteDouble(CostUsd);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Name.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Name);
+      }
+      if (Package.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Package);
+      }
+      if (IsDefault != false) {
+        size += 1 + 1;
+      }
+      if (BaseVersion.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(BaseVersion);
+      }
+      if (Generation != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt32Size(Generation);
+      }
+      if (Records != 0UL) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt64Size(Records);
+      }
+      if (Decisions != 0UL) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt64Size(Decisions);
+      }
+      if (Escalations != 0UL) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt64Size(Escalations);
+      }
+      if (EscalationRate != 0D) {
+        size += 1 + 8;
+      }
+      if (RejectedActions != 0UL) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt64Size(RejectedActions);
+      }
+      if (CostUsd != 0D) {
+        size += 1 + 8;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(PolicyVersionInfo other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Name.Length != 0) {
+        Name = other.Name;
+      }
+      if (other.Package.Length != 0) {
+        Package = other.Package;
+      }
+      if (other.IsDefault != false) {
+        IsDefault = other.IsDefault;
+      }
+      if (other.BaseVersion.Length != 0) {
+        BaseVersion = other.BaseVersion;
+      }
+      if (other.Generation != 0) {
+        Generation = other.Generation;
+      }
+      if (other.Records != 0UL) {
+        Records = other.Records;
+      }
+      if (other.Decisions != 0UL) {
+        Decisions = other.Decisions;
+      }
+      if (other.Escalations != 0UL) {
+        Escalations = other.Escalations;
+      }
+      if (other.EscalationRate != 0D) {
+        EscalationRate = other.EscalationRate;
+      }
+      if (other.RejectedActions != 0UL) {
+        RejectedActions = other.RejectedActions;
+      }
+      if (other.CostUsd != 0D) {
+        CostUsd = other.CostUsd;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Name = input.ReadString();
+            break;
+          }
+          case 18: {
+            Package = input.ReadString();
+            break;
+          }
+          case 24: {
+            IsDefault = input.ReadBool();
+            break;
+          }
+          case 34: {
+            BaseVersion = input.ReadString();
+            break;
+          }
+          case 40: {
+            Generation = input.ReadUInt32();
+            break;
+          }
+          case 48: {
+            Records = input.ReadUInt64();
+            break;
+          }
+          case 56: {
+            Decisions = input.ReadUInt64();
+            break;
+          }
+          case 64: {
+            Escalations = input.ReadUInt64();
+            break;
+          }
+          case 73: {
+            EscalationRate = input.ReadDouble();
+            break;
+          }
+          case 80: {
+            RejectedActions = input.ReadUInt64();
+            break;
+          }
+          case 89: {
+            CostUsd = input.ReadDouble();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Name = input.ReadString();
+            break;
+          }
+          case 18: {
+            Package = input.ReadString();
+            break;
+          }
+          case 24: {
+            IsDefault = input.ReadBool();
+            break;
+          }
+          case 34: {
+            BaseVersion = input.ReadString();
+            break;
+          }
+          case 40: {
+            Generation = input.ReadUInt32();
+            break;
+          }
+          case 48: {
+            Records = input.ReadUInt64();
+            break;
+          }
+          case 56: {
+            Decisions = input.ReadUInt64();
+            break;
+          }
+          case 64: {
+            Escalations = input.ReadUInt64();
+            break;
+          }
+          case 73: {
+            EscalationRate = input.ReadDouble();
+            break;
+          }
+          case 80: {
+            RejectedActions = input.ReadUInt64();
+            break;
+          }
+          case 89: {
+            CostUsd = input.ReadDouble();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  /// <summary>
+  /// A routing rule: takes an NPC when its id matches `match` and the NPC's sticky bucket (a sha256 of the
+  /// id, in [0, 1)) is below `fraction`. Rules are tried in order; an NPC none takes plays the default.
+  /// </summary>
+  public sealed partial class PolicyRoutingRule : pb::IMessage<PolicyRoutingRule>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<PolicyRoutingRule> _parser = new pb::MessageParser<PolicyRoutingRule>(() => new PolicyRoutingRule());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<PolicyRoutingRule> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[21]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public PolicyRoutingRule() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public PolicyRoutingRule(PolicyRoutingRule other) : this() {
+      version_ = other.version_;
+      match_ = other.match_;
+      fraction_ = other.fraction_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public PolicyRoutingRule Clone() {
+      return new PolicyRoutingRule(this);
+    }
+
+    /// <summary>Field number for the "version" field.</summary>
+    public const int VersionFieldNumber = 1;
+    private string version_ = "";
+    /// <summary>
+    /// The version the rule sends NPCs to.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Version {
+      get { return version_; }
+      set {
+        version_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "match" field.</summary>
+    public const int MatchFieldNumber = 2;
+    private string match_ = "";
+    /// <summary>
+    /// Glob over the NPC id, e.g. "guard-*"; "*" = every NPC.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Match {
+      get { return match_; }
+      set {
+        match_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "fraction" field.</summary>
+    public const int FractionFieldNumber = 3;
+    private double fraction_;
+    /// <summary>
+    /// Share of the matching NPCs, in [0, 1] (A/B split); 1 = all of them.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public double Fraction {
+      get { return fraction_; }
+      set {
+        fraction_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as PolicyRoutingRule);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(PolicyRoutingRule other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Version != other.Version) return false;
+      if (Match != other.Match) return false;
+      if (!pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.Equals(Fraction, other.Fraction)) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Version.Length != 0) hash ^= Version.GetHashCode();
+      if (Match.Length != 0) hash ^= Match.GetHashCode();
+      if (Fraction != 0D) hash ^= pbc::ProtobufEqualityComparers.BitwiseDoubleEqualityComparer.GetHashCode(Fraction);
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Version.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Version);
+      }
+      if (Match.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Match);
+      }
+      if (Fraction != 0D) {
+        output.WriteRawTag(25);
+        output.WriteDouble(Fraction);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Version.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(Version);
+      }
+      if (Match.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Match);
+      }
+      if (Fraction != 0D) {
+        output.WriteRawTag(25);
+        output.WriteDouble(Fraction);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Version.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Version);
+      }
+      if (Match.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Match);
+      }
+      if (Fraction != 0D) {
+        size += 1 + 8;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(PolicyRoutingRule other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Version.Length != 0) {
+        Version = other.Version;
+      }
+      if (other.Match.Length != 0) {
+        Match = other.Match;
+      }
+      if (other.Fraction != 0D) {
+        Fraction = other.Fraction;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Version = input.ReadString();
+            break;
+          }
+          case 18: {
+            Match = input.ReadString();
+            break;
+          }
+          case 25: {
+            Fraction = input.ReadDouble();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Version = input.ReadString();
+            break;
+          }
+          case 18: {
+            Match = input.ReadString();
+            break;
+          }
+          case 25: {
+            Fraction = input.ReadDouble();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class ListPoliciesResponse : pb::IMessage<ListPoliciesResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<ListPoliciesResponse> _parser = new pb::MessageParser<ListPoliciesResponse>(() => new ListPoliciesResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<ListPoliciesResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[22]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ListPoliciesResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ListPoliciesResponse(ListPoliciesResponse other) : this() {
+      versions_ = other.versions_.Clone();
+      defaultVersion_ = other.defaultVersion_;
+      routing_ = other.routing_.Clone();
+      generation_ = other.generation_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ListPoliciesResponse Clone() {
+      return new ListPoliciesResponse(this);
+    }
+
+    /// <summary>Field number for the "versions" field.</summary>
+    public const int VersionsFieldNumber = 1;
+    private static readonly pb::FieldCodec<global::Npc.Proto.V1.PolicyVersionInfo> _repeated_versions_codec
+        = pb::FieldCodec.ForMessage(10, global::Npc.Proto.V1.PolicyVersionInfo.Parser);
+    private readonly pbc::RepeatedField<global::Npc.Proto.V1.PolicyVersionInfo> versions_ = new pbc::RepeatedField<global::Npc.Proto.V1.PolicyVersionInfo>();
+    /// <summary>
+    /// Every loaded version, in load order.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Npc.Proto.V1.PolicyVersionInfo> Versions {
+      get { return versions_; }
+    }
+
+    /// <summary>Field number for the "default_version" field.</summary>
+    public const int DefaultVersionFieldNumber = 2;
+    private string defaultVersion_ = "";
+    /// <summary>
+    /// Name of the default version.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string DefaultVersion {
+      get { return defaultVersion_; }
+      set {
+        defaultVersion_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "routing" field.</summary>
+    public const int RoutingFieldNumber = 3;
+    private static readonly pb::FieldCodec<global::Npc.Proto.V1.PolicyRoutingRule> _repeated_routing_codec
+        = pb::FieldCodec.ForMessage(26, global::Npc.Proto.V1.PolicyRoutingRule.Parser);
+    private readonly pbc::RepeatedField<global::Npc.Proto.V1.PolicyRoutingRule> routing_ = new pbc::RepeatedField<global::Npc.Proto.V1.PolicyRoutingRule>();
+    /// <summary>
+    /// The routing rules, in the order they are tried.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pbc::RepeatedField<global::Npc.Proto.V1.PolicyRoutingRule> Routing {
+      get { return routing_; }
+    }
+
+    /// <summary>Field number for the "generation" field.</summary>
+    public const int GenerationFieldNumber = 4;
+    private ulong generation_;
+    /// <summary>
+    /// Bumped by every swap (reload, a new default): two answers with the same generation saw the same versions.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ulong Generation {
+      get { return generation_; }
+      set {
+        generation_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as ListPoliciesResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(ListPoliciesResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if(!versions_.Equals(other.versions_)) return false;
+      if (DefaultVersion != other.DefaultVersion) return false;
+      if(!routing_.Equals(other.routing_)) return false;
+      if (Generation != other.Generation) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      hash ^= versions_.GetHashCode();
+      if (DefaultVersion.Length != 0) hash ^= DefaultVersion.GetHashCode();
+      hash ^= routing_.GetHashCode();
+      if (Generation != 0UL) hash ^= Generation.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      versions_.WriteTo(output, _repeated_versions_codec);
+      if (DefaultVersion.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(DefaultVersion);
+      }
+      routing_.WriteTo(output, _repeated_routing_codec);
+      if (Generation != 0UL) {
+        output.WriteRawTag(32);
+        output.WriteUInt64(Generation);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      versions_.WriteTo(ref output, _repeated_versions_codec);
+      if (DefaultVersion.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(DefaultVersion);
+      }
+      routing_.WriteTo(ref output, _repeated_routing_codec);
+      if (Generation != 0UL) {
+        output.WriteRawTag(32);
+        output.WriteUInt64(Generation);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      size += versions_.CalculateSize(_repeated_versions_codec);
+      if (DefaultVersion.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(DefaultVersion);
+      }
+      size += routing_.CalculateSize(_repeated_routing_codec);
+      if (Generation != 0UL) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt64Size(Generation);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(ListPoliciesResponse other) {
+      if (other == null) {
+        return;
+      }
+      versions_.Add(other.versions_);
+      if (other.DefaultVersion.Length != 0) {
+        DefaultVersion = other.DefaultVersion;
+      }
+      routing_.Add(other.routing_);
+      if (other.Generation != 0UL) {
+        Generation = other.Generation;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            versions_.AddEntriesFrom(input, _repeated_versions_codec);
+            break;
+          }
+          case 18: {
+            DefaultVersion = input.ReadString();
+            break;
+          }
+          case 26: {
+            routing_.AddEntriesFrom(input, _repeated_routing_codec);
+            break;
+          }
+          case 32: {
+            Generation = input.ReadUInt64();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            versions_.AddEntriesFrom(ref input, _repeated_versions_codec);
+            break;
+          }
+          case 18: {
+            DefaultVersion = input.ReadString();
+            break;
+          }
+          case 26: {
+            routing_.AddEntriesFrom(ref input, _repeated_routing_codec);
+            break;
+          }
+          case 32: {
+            Generation = input.ReadUInt64();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class ReloadPoliciesRequest : pb::IMessage<ReloadPoliciesRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<ReloadPoliciesRequest> _parser = new pb::MessageParser<ReloadPoliciesRequest>(() => new ReloadPoliciesRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<ReloadPoliciesRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[23]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ReloadPoliciesRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ReloadPoliciesRequest(ReloadPoliciesRequest other) : this() {
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ReloadPoliciesRequest Clone() {
+      return new ReloadPoliciesRequest(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as ReloadPoliciesRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(ReloadPoliciesRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(ReloadPoliciesRequest other) {
+      if (other == null) {
+        return;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class ReloadPoliciesResponse : pb::IMessage<ReloadPoliciesResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<ReloadPoliciesResponse> _parser = new pb::MessageParser<ReloadPoliciesResponse>(() => new ReloadPoliciesResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<ReloadPoliciesResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[24]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ReloadPoliciesResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ReloadPoliciesResponse(ReloadPoliciesResponse other) : this() {
+      policies_ = other.policies_ != null ? other.policies_.Clone() : null;
+      summary_ = other.summary_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public ReloadPoliciesResponse Clone() {
+      return new ReloadPoliciesResponse(this);
+    }
+
+    /// <summary>Field number for the "policies" field.</summary>
+    public const int PoliciesFieldNumber = 1;
+    private global::Npc.Proto.V1.ListPoliciesResponse policies_;
+    /// <summary>
+    /// What is served after the reload, as ListPolicies answers.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public global::Npc.Proto.V1.ListPoliciesResponse Policies {
+      get { return policies_; }
+      set {
+        policies_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "summary" field.</summary>
+    public const int SummaryFieldNumber = 2;
+    private string summary_ = "";
+    /// <summary>
+    /// One line saying what is served now, as `npcrt serve` prints on SIGHUP.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string Summary {
+      get { return summary_; }
+      set {
+        summary_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as ReloadPoliciesResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(ReloadPoliciesResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (!object.Equals(Policies, other.Policies)) return false;
+      if (Summary != other.Summary) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (policies_ != null) hash ^= Policies.GetHashCode();
+      if (Summary.Length != 0) hash ^= Summary.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (policies_ != null) {
+        output.WriteRawTag(10);
+        output.WriteMessage(Policies);
+      }
+      if (Summary.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Summary);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (policies_ != null) {
+        output.WriteRawTag(10);
+        output.WriteMessage(Policies);
+      }
+      if (Summary.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(Summary);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (policies_ != null) {
+        size += 1 + pb::CodedOutputStream.ComputeMessageSize(Policies);
+      }
+      if (Summary.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(Summary);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(ReloadPoliciesResponse other) {
+      if (other == null) {
+        return;
+      }
+      if (other.policies_ != null) {
+        if (policies_ == null) {
+          Policies = new global::Npc.Proto.V1.ListPoliciesResponse();
+        }
+        Policies.MergeFrom(other.Policies);
+      }
+      if (other.Summary.Length != 0) {
+        Summary = other.Summary;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            if (policies_ == null) {
+              Policies = new global::Npc.Proto.V1.ListPoliciesResponse();
+            }
+            input.ReadMessage(Policies);
+            break;
+          }
+          case 18: {
+            Summary = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            if (policies_ == null) {
+              Policies = new global::Npc.Proto.V1.ListPoliciesResponse();
+            }
+            input.ReadMessage(Policies);
+            break;
+          }
+          case 18: {
+            Summary = input.ReadString();
             break;
           }
         }
