@@ -28,7 +28,7 @@ from npc_runtime.agent.fsm import FsmDefinition
 from npc_runtime.agent.fsm_loader import BUILTIN_FSMS, load_builtin_fsm, parse_fsm
 from npc_runtime.agent.memory import Memory, recall_kind
 from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
-from npc_runtime.errors import InvalidArgument
+from npc_runtime.errors import FailedPrecondition, InvalidArgument, NpcRuntimeError
 from npc_runtime.serving import status
 
 log = logging.getLogger("npc_runtime.serving.agent")
@@ -175,9 +175,30 @@ def _unary(method: Callable) -> Callable:
     return wrapper
 
 
+def policies_to_pb(runtime: AgentRuntime) -> pb.ListPoliciesResponse:
+    """The runtime's policy versions (one snapshot read) and their counters since start."""
+    versions = runtime.policies
+    default, stats = versions.default.name, dict(runtime.stats.versions)
+    out = pb.ListPoliciesResponse(default_version=default, generation=versions.generation, routing=[
+        pb.PolicyRoutingRule(version=r.version, match=r.match, fraction=r.fraction) for r in versions.rules])
+    for v in versions.all():
+        s, lineage = stats.get(v.name), dict(v.lineage or {})
+        decisions = s.decisions if s else 0
+        out.versions.append(pb.PolicyVersionInfo(
+            name=v.name, package=v.package or "", is_default=v.name == default,
+            base_version=str(lineage.get("base_version") or ""), generation=int(lineage.get("generation") or 0),
+            records=int(lineage.get("records") or 0), decisions=decisions, escalations=s.escalations if s else 0,
+            escalation_rate=(s.escalations / decisions) if decisions else 0.0,
+            rejected_actions=s.rejected_actions if s else 0, cost_usd=s.cost_usd if s else 0.0))
+    return out
+
+
 class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
-    def __init__(self, runtime: AgentRuntime, *, workers: int = 16):
+    def __init__(self, runtime: AgentRuntime, *, workers: int = 16, reload: Callable[[], str] | None = None):
+        """`reload`: re-read the configuration and swap the policy versions in (`System.reload_from_config`,
+        what SIGHUP runs); returns the line saying what is served. None: ReloadPolicies is refused."""
         self.runtime = runtime
+        self._reload = reload
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="npcrt-agent")
 
     async def _run(self, fn, *args, **kwargs):
@@ -323,15 +344,31 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
         st = status.status_for(exc, where=where)
         return pb.NpcError(npc_id=npc_id, code=status.grpc_code_number(st.grpc_code), message=st.message)
 
+    @_unary
+    async def ListPolicies(self, request, context):
+        return policies_to_pb(self.runtime)
+
+    @_unary
+    async def ReloadPolicies(self, request, context):
+        if self._reload is None:
+            raise FailedPrecondition("this server was not started from a configuration it can re-read; "
+                                     "ReloadPolicies needs `npcrt serve`")
+        try:   # loading packages reads files and builds ONNX sessions: off the event loop
+            line = await self._run(self._reload)
+        except NpcRuntimeError as exc:
+            raise FailedPrecondition(f"reload refused, the running policy versions stay: {exc}") from exc
+        return pb.ReloadPoliciesResponse(policies=policies_to_pb(self.runtime), summary=line)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def agent_hook(runtime: AgentRuntime, *, workers: int = 16) -> Callable[[grpc.aio.Server, Any], Sequence[str]]:
+def agent_hook(runtime: AgentRuntime, *, workers: int = 16,
+               reload: Callable[[], str] | None = None) -> Callable[[grpc.aio.Server, Any], Sequence[str]]:
     """An `extra_servicers` entry for `serving.server.create_server`."""
 
     def add(server: grpc.aio.Server, engine: Any) -> Sequence[str]:
-        agent_pb2_grpc.add_NpcAgentServicer_to_server(AgentServicer(runtime, workers=workers), server)
+        agent_pb2_grpc.add_NpcAgentServicer_to_server(AgentServicer(runtime, workers=workers, reload=reload), server)
         return [SERVICE_NAME]
 
     return add
