@@ -54,6 +54,9 @@ class System:
     models: tuple[str, ...]          # package directories served
     policy_package: str | None
     startup: list[str] = field(default_factory=list)   # what a person should read at start (data dir, NPCs...)
+    # re-reads the configuration the server was started from (set by `npcrt serve`); None: reloads reuse
+    # the current settings (the packages are still re-read)
+    settings_loader: Any = None
     _closers: list = field(default_factory=list, repr=False)
 
     def servicer_hooks(self) -> list:
@@ -61,7 +64,7 @@ class System:
             return []
         from npc_runtime.serving.agent_servicer import agent_hook
 
-        return [agent_hook(self.agent, workers=self.settings.agent.step_workers)]
+        return [agent_hook(self.agent, workers=self.settings.agent.step_workers, reload=self.reload_from_config)]
 
     def server(self):
         """The NpcServer (gRPC + HTTP) over this system, not started; agent metrics on its /metrics."""
@@ -91,6 +94,10 @@ class System:
             self.settings = settings
         return (f"policy versions generation {generation}: {', '.join(versions)}; default {default}; "
                 f"{len(rules)} routing rule(s)")
+
+    def reload_from_config(self) -> str:
+        """What SIGHUP and NpcAgent.ReloadPolicies run: the configuration re-read, its policy versions swapped in."""
+        return self.reload_policies(self.settings_loader() if self.settings_loader is not None else None)
 
     async def shutdown(self) -> None:
         """Drain the engine (in-flight turns finish), then close the agent's parts. Call after the server stopped."""

@@ -158,14 +158,15 @@ def run(args: argparse.Namespace) -> int:
     for line in system.startup:
         print(f"npcrt serve: {line}", file=sys.stderr, flush=True)
     try:
-        return asyncio.run(_serve(system, reload_settings=lambda: load_serve_settings(args)))
+        system.settings_loader = lambda: load_serve_settings(args)
+        return asyncio.run(_serve(system))
     except NpcRuntimeError as exc:  # e.g. the port is taken
         return _fail(str(exc))
     finally:
         system.close()
 
 
-async def _serve(system, *, reload_settings=None) -> int:
+async def _serve(system) -> int:
     from npc_runtime.serving.server import serve
 
     config = system.settings.server
@@ -174,7 +175,7 @@ async def _serve(system, *, reload_settings=None) -> int:
         """SIGHUP: re-read the configuration and swap the policy versions in (sessions go on; a bad package
         or rule is reported and the running versions stay)."""
         try:
-            line = system.reload_policies(reload_settings() if reload_settings else None)
+            line = system.reload_from_config()    # the same as NpcAgent.ReloadPolicies
         except NpcRuntimeError as exc:
             print(f"npcrt serve: reload refused, still serving the previous policy versions: {exc}", file=sys.stderr,
                   flush=True)
