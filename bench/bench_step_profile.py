@@ -58,6 +58,11 @@ from bench.ref import REF_NAME, make_package, make_ref_hf_dir
 ort = import_onnxruntime()
 PROMPT = 16
 GREEDY = SamplingParams(ignore_eos=True)
+SETTLE_S = 0.2   # pause between cases: the previous case's spinning ORT pool must not compete with the next
+
+
+def settle() -> None:
+    time.sleep(SETTLE_S)
 
 
 # -- packages -------------------------------------------------------------------------------------------------
@@ -135,6 +140,7 @@ def run_single(pkgs: dict[str, Path], threads: int, tokens: int, rounds: int) ->
         samples: dict[str, list[float]] = {k: [] for k in cases}
         for _ in range(rounds):
             for name, fn in cases.items():
+                settle()
                 samples[name].append(fn())
         genai_best = min(min(samples[name]) for name in peers)
         for name, values in samples.items():
@@ -186,6 +192,7 @@ def run_threads(pkgs: dict[str, Path], threads: int, batches: list[int], repeats
         for batch in batches:
             row = {"precision": precision, "batch": batch}
             for t, decoder in decoders.items():
+                settle()
                 row[f"{t} thr ms"] = step_ms(decoder, batch, 48, max(9, repeats // batch))
             best = min(decoders, key=lambda t: row[f"{t} thr ms"])
             row["best threads"] = best
@@ -205,7 +212,9 @@ def run_batched(pkgs: dict[str, Path], threads: int, batches: list[int], repeats
             engine = Engine.from_packages([pkg], config=cfg)
             decoders[when] = (engine, next(iter(engine._models.values())).decoder)
         for batch in batches:
+            settle()
             before = step_ms(decoders["before"][1], batch, 48, max(9, repeats // batch))
+            settle()
             after = step_ms(decoders["after"][1], batch, 48, max(9, repeats // batch))
             rows.append({"precision": precision, "batch": batch, "before_ms": before, "after_ms": after,
                          "speedup": before / after, "small_batch": _small_batch(decoders["after"][0])})

@@ -94,7 +94,7 @@ def small_batch_candidates(threads: int) -> list[int]:
 
 
 AUTO = -1
-TUNE_MARGIN = 0.05   # tune_threads keeps a small-batch session only when it is this much faster at batch 1
+TUNE_MARGIN = 0.05   # tune_threads uses the small-batch session only where it is this much faster
 
 
 def _session(package: ModelPackage, threads: int, spinning: bool = True,
@@ -272,9 +272,9 @@ class SharedBufferDecoder(_OrtDecoderBase):
 
     def tune_threads(self, *, past_len: int = 32, repeats: int = 5) -> dict:
         """Thread count per batch size, measured on decode steps (slots from 0, which must be free). Auto
-        threads: each candidate's one-row step against the main session's; the fastest is kept, none if the
-        main session was fastest. Auto range: then batch 2, 4, ... on both sessions; the small one runs the
-        batches up to the last size where it was faster at every size so far.
+        threads: each candidate's one-row step against the main session's; the fastest is kept if it beats the
+        main session by TUNE_MARGIN, else none. Auto range: then batch 2, 4, ... on both sessions; the small one
+        runs the batches up to the last size where it was TUNE_MARGIN faster at every size so far.
         Returns {"threads": {candidate: s, "main": s}, "batches": {batch: (small s, main s)}}, best of `repeats`."""
         self.tune_pending = False
         ids = np.ones(self.max_slots, np.int64)
@@ -303,8 +303,9 @@ class SharedBufferDecoder(_OrtDecoderBase):
             self.small_batch_max = 0
             large = self._best_decode_time(ids[:batch], lens[:batch], repeats)
             report["batches"][batch] = (small, large)
-            if small >= large or batch == self.max_slots:
-                longest = batch if small < large else longest
+            faster = small < large * (1.0 - TUNE_MARGIN)
+            if not faster or batch == self.max_slots:
+                longest = batch if faster else longest
                 break
             longest, batch = batch, min(2 * batch, self.max_slots)
         if longest == 0:
