@@ -78,3 +78,8 @@ def test_the_writer_is_bounded_and_survives_a_failing_store(tmp_path):
     writer.put("again", b"x")                      # still running after failures
     assert writer.flush() and writer.failed + writer.dropped == 51
     writer.close()
+
+
+def test_docs_deploy_figures_come_from_the_committed_results():
+    from bench import deploy_report
+    assert deploy_report.main(["--check"]) == 0, "run python -m bench.deploy_report"
