@@ -3,12 +3,14 @@
 1. Builds tiny random-weight model packages once (tests/helpers/tiny_models.py -> npc_export, fp32):
    the `ort` one the server serves and the `portable` one (model.fixed.onnx) the C++ side reads the way
    the Unreal NNE brain does; cached under the build directory.
-2. Starts `npcrt serve --model PKG --host 127.0.0.1 --port 0 --http-port -1 --data-dir TMP` (a fresh data
-   directory per run: the NpcAgent memory and NPC registry) and reads the port from its
+2. Starts `npcrt serve --model PKG --host 127.0.0.1 --port 0 --http-port -1 --data-dir TMP --replica NAME`
+   (a fresh data directory per run: the NpcAgent memory and NPC registry) and reads the port from its
    "npcrt serve: listening grpc=HOST:PORT ..." line.
-3. Runs the C++ test binary with that target; stops the server; exits with the binary's status.
+3. Runs the C++ test binary (then each --also binary) with that target and NPC_EXPECT_REPLICA=NAME in the
+   environment; stops the server; exits with the first failing status.
 
-Run from the repository root (the Makefile does): python clients_test/unreal/run_integration.py BIN BUILD_DIR
+Run from the repository root (the Makefile does):
+    python clients_test/unreal/run_integration.py BIN BUILD_DIR [--also BIN2 ...]
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 LISTENING = re.compile(r"listening grpc=([^\s]+):(\d+)")
 STARTUP_TIMEOUT_S = 120.0
+REPLICA = "unreal-live"  # --replica of the server: the C++ side reads it back from npcrt-replica
 
 
 def make_packages(cache_dir: Path) -> dict[str, Path]:
@@ -46,7 +49,7 @@ def start_server(package: Path, data_dir: Path) -> tuple[subprocess.Popen, str]:
     npcrt = Path(sys.executable).with_name("npcrt")
     command = [str(npcrt) if npcrt.exists() else sys.executable, *([] if npcrt.exists() else ["-m", "npc_runtime.cli"]),
                "serve", "--model", str(package), "--host", "127.0.0.1", "--port", "0", "--http-port", "-1",
-               "--data-dir", str(data_dir), "--log-format", "text", "--log-level", "WARNING"]
+               "--data-dir", str(data_dir), "--replica", REPLICA, "--log-format", "text", "--log-level", "WARNING"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=None, text=True)
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     assert proc.stdout is not None
@@ -67,12 +70,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("binary", help="the npc_integration_test executable")
     parser.add_argument("build_dir", help="where to cache the model package")
+    parser.add_argument("--also", action="append", default=[], metavar="BIN",
+                        help="another test binary to run against the same server (same arguments)")
     args = parser.parse_args()
     packages = make_packages(Path(args.build_dir) / "packages")
     with tempfile.TemporaryDirectory(prefix="npc-unreal-data-") as data_dir:
         proc, target = start_server(packages["ort"], Path(data_dir))
+        env = {**os.environ, "NPC_EXPECT_REPLICA": REPLICA}
         try:
-            return subprocess.run([args.binary, target, str(packages["portable"])], check=False).returncode
+            failed = 0
+            for binary in [args.binary, *args.also]:
+                code = subprocess.run([binary, target, str(packages["portable"])], check=False, env=env).returncode
+                failed = failed or code
+            return failed
         finally:
             proc.terminate()
             try:

@@ -73,6 +73,7 @@ class TArray {
   int32 Add(const T& Item) { Data.push_back(Item); return Num() - 1; }
   int32 Add(T&& Item) { Data.push_back(std::move(Item)); return Num() - 1; }
   template <typename OtherAllocator> void Append(const TArray<T, OtherAllocator>& Source) { Data.insert(Data.end(), Source.begin(), Source.end()); }
+  void Append(const T* Ptr, int32 Count) { Data.insert(Data.end(), Ptr, Ptr + Count); }
   void Insert(const T& Item, int32 Index) { Data.insert(Data.begin() + Index, Item); }
   void Reset(int32 NewSize = 0) { Data.clear(); Data.reserve(static_cast<size_t>(NewSize)); }
   void Empty(int32 Slack = 0) { Reset(Slack); }

@@ -179,6 +179,47 @@ TEST_CASE("book: a queued line starts the next turn, once") {
   CHECK(book.BuildTick(1.0f, 0).entries[0].new_input.empty());  // sent once
 }
 
+TEST_CASE("book: a session restored between turns starts idle and waits for its next line") {
+  SessionBook book;
+  CHECK(book.Add("guard", "s-loaded", SessionState::kIdle));
+  CHECK(book.Find("guard")->state == SessionState::kIdle);
+  CHECK(book.BuildTick(2.0f, 0).entries.empty());  // a finished session ticked without input is refused
+  CHECK(book.QueueInput("guard", "Remember me?"));
+  TickPlan plan = book.BuildTick(2.0f, 0);
+  CHECK_EQ(plan.entries.size(), 1u);
+  CHECK_EQ(plan.entries[0].session_id, std::string("s-loaded"));
+  CHECK_EQ(plan.entries[0].new_input, std::string("Remember me?"));
+}
+
+TEST_CASE("book: SplitTickByNpc makes one plan per NPC, in entry order") {
+  SessionBook book;
+  book.Add("b", "sb");
+  book.Add("a", "sa");
+  book.Add("c", "sc");
+  const TickPlan plan = book.BuildTick(2.0f, 3);
+  const std::vector<TickPlan> plans = SplitTickByNpc(plan);
+  CHECK_EQ(plans.size(), 3u);
+  for (size_t i = 0; i < plans.size() && i < plan.entries.size(); ++i) {
+    CHECK_EQ(plans[i].entries.size(), 1u);
+    CHECK_EQ(plans[i].npc_ids[0], plan.npc_ids[i]);
+    CHECK_EQ(plans[i].entries[0].session_id, plan.entries[i].session_id);
+    CHECK_EQ(plans[i].entries[0].max_tokens, 3u);
+  }
+  // Hand-built plans may hold several entries of one NPC: they stay together, in order.
+  TickPlan mixed;
+  for (const char* npc : {"x", "y", "x"}) {
+    TickEntryOptions entry;
+    entry.session_id = std::string("s") + npc + std::to_string(mixed.entries.size());
+    mixed.entries.push_back(entry);
+    mixed.npc_ids.push_back(npc);
+  }
+  const std::vector<TickPlan> grouped = SplitTickByNpc(mixed);
+  CHECK_EQ(grouped.size(), 2u);
+  CHECK_EQ(grouped[0].entries.size(), 2u);
+  CHECK_EQ(grouped[0].entries[1].session_id, std::string("sx2"));
+  CHECK(SplitTickByNpc(TickPlan()).empty());
+}
+
 TEST_CASE("book: a failed Tick RPC re-queues the line it carried") {
   SessionBook book;
   book.Add("a", "sa");

@@ -19,6 +19,7 @@ void ToProto(const GenerateOptions& in, ::npc::v1::GenerateRequest* out);
 void ToProto(const RegisterNpcOptions& in, ::npc::v1::RegisterNpcRequest* out);
 void ToProto(const StepOptions& in, ::npc::v1::StepRequest* out);
 void ToProto(const RecallOptions& in, ::npc::v1::RecallMemoriesRequest* out);
+void ToProto(const RestoreSessionOptions& in, ::npc::v1::RestoreSessionRequest* out);
 
 void FromProto(const ::npc::v1::HandshakeResponse& in, HandshakeInfo* out);
 void FromProto(const ::npc::v1::ModelInfo& in, ModelInfo* out);
@@ -31,6 +32,7 @@ void FromProto(const ::npc::v1::Decision& in, DecisionInfo* out);
 void FromProto(const ::npc::v1::ActionChosen& in, ActionChosenInfo* out);
 void FromProto(const ::npc::v1::DialogueDelta& in, DialogueDeltaInfo* out);
 void FromProto(const ::npc::v1::Memory& in, MemoryInfo* out);
+void FromProto(const ::npc::v1::SessionSnapshot& in, SessionSnapshotInfo* out);
 
 // Hands one StepStream chunk to the assembler (a chunk of a kind this contract does not define is skipped).
 Status Feed(const ::npc::v1::StepChunk& chunk, StepStreamAssembler* assembler);

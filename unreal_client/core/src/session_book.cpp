@@ -13,13 +13,32 @@ const char* SessionStateName(SessionState state) {
   return "?";
 }
 
-bool SessionBook::Add(const std::string& npc_id, const std::string& session_id) {
+std::vector<TickPlan> SplitTickByNpc(const TickPlan& plan) {
+  std::vector<TickPlan> plans;
+  std::map<std::string, size_t> index;  // npc id -> its plan
+  const size_t n = std::min(plan.entries.size(), plan.npc_ids.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto found = index.find(plan.npc_ids[i]);
+    size_t at = plans.size();
+    if (found == index.end()) {
+      index[plan.npc_ids[i]] = at;
+      plans.emplace_back();
+    } else {
+      at = found->second;
+    }
+    plans[at].entries.push_back(plan.entries[i]);
+    plans[at].npc_ids.push_back(plan.npc_ids[i]);
+  }
+  return plans;
+}
+
+bool SessionBook::Add(const std::string& npc_id, const std::string& session_id, SessionState state) {
   if (npc_id.empty() || session_id.empty()) return false;
   Remove(npc_id);
   SessionRecord record;
   record.npc_id = npc_id;
   record.session_id = session_id;
-  record.state = SessionState::kGenerating;
+  record.state = state == SessionState::kIdle ? SessionState::kIdle : SessionState::kGenerating;
   records_[npc_id] = record;
   by_session_[session_id] = npc_id;
   return true;

@@ -135,6 +135,28 @@ void UNpcBrainComponent::RecallMemories(const FString& Query, int32 Limit)
 	}
 }
 
+bool UNpcBrainComponent::SaveConversation(bool bIncludeKv)
+{
+	UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem();
+	if (!Runtime)
+	{
+		HandleError(TEXT("SaveConversation: no npc-runtime subsystem"));
+		return false;
+	}
+	return Runtime->SaveSessionFor(this, bIncludeKv);  // reports its own refusals through HandleError
+}
+
+bool UNpcBrainComponent::RestoreConversation(const TArray<uint8>& Snapshot)
+{
+	UNpcRuntimeSubsystem* Runtime = GetRuntimeSubsystem();
+	if (!Runtime)
+	{
+		HandleError(TEXT("RestoreConversation: no npc-runtime subsystem"));
+		return false;
+	}
+	return Runtime->RestoreSessionFor(this, Snapshot);
+}
+
 bool UNpcBrainComponent::Say(const FString& PlayerLine)
 {
 	if (LocalBrain.IsValid())
@@ -211,6 +233,16 @@ void UNpcBrainComponent::HandleStreamDone(const FNpcDecision& Decision)
 void UNpcBrainComponent::HandleMemories(const TArray<FNpcMemory>& Memories)
 {
 	OnNpcMemoriesRecalled.Broadcast(Memories);
+}
+
+void UNpcBrainComponent::HandleConversationSaved(const TArray<uint8>& Snapshot)
+{
+	OnConversationSaved.Broadcast(Snapshot);
+}
+
+void UNpcBrainComponent::HandleConversationRestored()
+{
+	OnConversationRestored.Broadcast();
 }
 
 void UNpcBrainComponent::HandleError(const FString& Message)

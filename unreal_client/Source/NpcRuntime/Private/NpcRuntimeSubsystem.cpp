@@ -91,11 +91,11 @@ void UNpcRuntimeSubsystem::Initialize(FSubsystemCollectionBase& Collection)
 
 void UNpcRuntimeSubsystem::Deinitialize()
 {
-	if (bTickInFlight)
+	for (const UE::Tasks::TTask<FNpcTickJob>& Task : TicksInFlight)
 	{
-		TickInFlight.Wait();
-		bTickInFlight = false;
+		Task.Wait();
 	}
+	TicksInFlight.Reset();
 	for (const TPair<FString, FNpcActiveStream>& Pair : ActiveStreams)
 	{
 		Pair.Value.Cancel->Cancel();  // the workers return at once; their queued events are dropped
@@ -132,7 +132,7 @@ ETickableTickType UNpcRuntimeSubsystem::GetTickableTickType() const
 
 bool UNpcRuntimeSubsystem::IsTickable() const
 {
-	return bConnected || bTickInFlight || ActiveStreams.Num() > 0;
+	return bConnected || TicksInFlight.Num() > 0 || ActiveStreams.Num() > 0;
 }
 
 void UNpcRuntimeSubsystem::Connect(const FString& Target, const FString& BearerToken)
@@ -141,6 +141,7 @@ void UNpcRuntimeSubsystem::Connect(const FString& Target, const FString& BearerT
 	Options.target = ToUtf8(Target);
 	Options.bearer_token = ToUtf8(BearerToken);
 	Options.client_name = "unreal npc-client/0.1";
+	Options.send_routing_key = bSendRoutingKey;
 	Client = MakeShared<npc::NpcRuntimeClient>(Options);
 	bConnected = false;
 
@@ -484,16 +485,18 @@ void UNpcRuntimeSubsystem::Release(UNpcBrainComponent* Brain)
 void UNpcRuntimeSubsystem::Tick(float /*DeltaTime*/)
 {
 	DispatchStreamEvents();
-	if (bTickInFlight)
+	for (const UE::Tasks::TTask<FNpcTickJob>& Task : TicksInFlight)
 	{
-		if (!TickInFlight.IsCompleted())
+		if (!Task.IsCompleted())
 		{
-			return;  // last frame's Tick is still on the wire: at most one in flight
+			return;  // last frame's Tick is still on the wire: at most one frame in flight
 		}
-		ApplyTickJob(TickInFlight.GetResult());
-		bTickInFlight = false;
-		TickInFlight = UE::Tasks::TTask<FNpcTickJob>();
 	}
+	for (UE::Tasks::TTask<FNpcTickJob>& Task : TicksInFlight)
+	{
+		ApplyTickJob(Task.GetResult());
+	}
+	TicksInFlight.Reset();
 	if (bConnected)
 	{
 		StartTickJob();
@@ -507,15 +510,27 @@ void UNpcRuntimeSubsystem::StartTickJob()
 	{
 		return;
 	}
-	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
-	TickInFlight = UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, Plan]()
+	// A fleet ticks per NPC (each call routed to the NPC's replica by its x-npc-id), the calls in parallel.
+	std::vector<npc::TickPlan> Plans;
+	if (bTickPerNpc)
 	{
-		FNpcTickJob Job;
-		Job.Plan = Plan;
-		Job.Status = Worker->Tick(Plan.entries, &Job.Outcome);
-		return Job;
-	});
-	bTickInFlight = true;
+		Plans = npc::SplitTickByNpc(Plan);
+	}
+	else
+	{
+		Plans.push_back(std::move(Plan));
+	}
+	TSharedPtr<npc::NpcRuntimeClient> Worker = Client;
+	for (npc::TickPlan& One : Plans)
+	{
+		TicksInFlight.Add(UE::Tasks::Launch(UE_SOURCE_LOCATION, [Worker, One = std::move(One)]()
+		{
+			FNpcTickJob Job;
+			Job.Plan = One;
+			Job.Status = Worker->Tick(One.entries, &Job.Outcome);
+			return Job;
+		}));
+	}
 }
 
 void UNpcRuntimeSubsystem::ApplyTickJob(FNpcTickJob& Job)

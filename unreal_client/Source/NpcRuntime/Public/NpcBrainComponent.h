@@ -6,6 +6,7 @@
 // NpcAgent.StepStream): OnNpcAction as soon as the action is chosen, OnNpcSentence per sentence of the line
 // as it is decoded (subtitles, text-to-speech), OnNpcDialogueDone with the whole decision; OnAction and
 // OnDialogue fire too, as for an unstreamed decision. RecallMemories() answers through OnNpcMemoriesRecalled.
+// Save-games: SaveConversation() / RestoreConversation() (bytes through OnConversationSaved, OnConversationRestored).
 // Local mode (bUseLocalBrain): an on-device FNpcNneBrain (NNE, ONNX Runtime CPU) decodes token ids on a
 // worker thread under a per-frame token budget and raises OnLocalTokens.
 #pragma once
@@ -103,6 +104,27 @@ public:
 	UPROPERTY(BlueprintAssignable, Category = "NPC|Memory")
 	FNpcMemoriesSignature OnNpcMemoriesRecalled;
 
+	/** Answer of SaveConversation(): the snapshot bytes. */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|SaveGame")
+	FNpcConversationSavedSignature OnConversationSaved;
+
+	/** Answer of RestoreConversation(): the saved conversation is this NPC's session again. */
+	UPROPERTY(BlueprintAssignable, Category = "NPC|SaveGame")
+	FNpcConversationRestoredSignature OnConversationRestored;
+
+	/** Save-game: snapshots this NPC's server conversation (NpcRuntime.SaveSession) between turns; the bytes arrive
+	 *  through OnConversationSaved (store them in your USaveGame). bIncludeKv: also the KV cache (about 16 KiB per
+	 *  token for the reference model, against a few bytes per token without it; the restore then skips re-reading
+	 *  the conversation). False, with OnBrainError, when there is no server conversation or a turn is running. */
+	UFUNCTION(BlueprintCallable, Category = "NPC|SaveGame")
+	bool SaveConversation(bool bIncludeKv);
+
+	/** Load-game: makes a SaveConversation snapshot this NPC's server conversation (NpcRuntime.RestoreSession under a
+	 *  new session id; the session it replaces is closed). OnConversationRestored when open, OnBrainError when
+	 *  refused (damaged bytes: INVALID_ARGUMENT; saved with another model: FAILED_PRECONDITION). */
+	UFUNCTION(BlueprintCallable, Category = "NPC|SaveGame")
+	bool RestoreConversation(const TArray<uint8>& Snapshot);
+
 	/** Sends what the NPC perceives; the decision arrives through OnAction (and OnDialogue if it speaks), streamed
 	 *  through OnNpcAction / OnNpcSentence / OnNpcDialogueDone when bStreamDecisions. A new streamed decision
 	 *  stops the one still streaming. */
@@ -138,6 +160,8 @@ public:
 	void HandleStreamSentence(const FString& Sentence);
 	void HandleStreamDone(const FNpcDecision& Decision);
 	void HandleMemories(const TArray<FNpcMemory>& Memories);
+	void HandleConversationSaved(const TArray<uint8>& Snapshot);
+	void HandleConversationRestored();
 
 	virtual void TickComponent(float DeltaTime, ELevelTick TickType, FActorComponentTickFunction* ThisTickFunction) override;
 

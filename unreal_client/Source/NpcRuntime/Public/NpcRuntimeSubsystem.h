@@ -7,6 +7,9 @@
 // the game thread never waits on the network. A streamed decision (NpcAgent.StepStream) is read on a
 // worker task; its events (action, sentences, done) are queued and handed to the brain on the game
 // thread at the start of the next frame's Tick, in stream order.
+// Fleet: per-NPC calls carry `x-npc-id` (bSendRoutingKey), bTickPerNpc splits the frame's Tick by NPC, and
+// GetLastReplica() names the replica of the latest answer. Save-games: SaveSessionFor / RestoreSessionFor
+// (Private/NpcRuntimeSaveGame.cpp), reached from the brain's SaveConversation / RestoreConversation.
 #pragma once
 
 #include "CoreMinimal.h"
@@ -102,6 +105,27 @@ public:
 	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC Runtime")
 	int32 MaxTokensPerNpcPerFrame = 0;
 
+		/** Fleet behind a proxy (docs/deploy.md): tick each NPC in its own call, in parallel, each carrying the NPC's
+	 *  routing key so the proxy sends it to the replica holding that NPC's session. Off (default): one Tick for
+	 *  every NPC per frame (it carries no routing key when it holds several NPCs), right for one server. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC Runtime|Fleet")
+	bool bTickPerNpc = false;
+
+	/** Send `x-npc-id: <NPC id>` metadata on every call about one NPC (the key proxies hash on). Read by Connect. */
+	UPROPERTY(EditAnywhere, BlueprintReadWrite, Category = "NPC Runtime|Fleet")
+	bool bSendRoutingKey = true;
+
+	/** `npcrt-replica` of the latest server answer (which replica served it), for logs; empty before any. */
+	UFUNCTION(BlueprintPure, Category = "NPC Runtime|Fleet")
+	FString GetLastReplica() const;
+
+	/** Save-game: snapshot of the brain's session between turns (NpcRuntime.SaveSession) on a worker task; the bytes
+	 *  go to the brain's HandleConversationSaved on the game thread. False (and HandleError) when it cannot start. */
+	bool SaveSessionFor(UNpcBrainComponent* Brain, bool bIncludeKv);
+	/** Load-game: the snapshot becomes the brain's session (NpcRuntime.RestoreSession under a new id, routed by the
+	 *  NPC's id); the session it replaces is closed; then the brain's HandleConversationRestored. */
+	bool RestoreSessionFor(UNpcBrainComponent* Brain, const TArray<uint8>& Snapshot);
+
 	/** Opens a server session for the brain (its prefix/prompt); results arrive as dialogue events. */
 	void OpenSessionFor(UNpcBrainComponent* Brain);
 	/** Queues a player line for the brain's next turn. */
@@ -131,8 +155,10 @@ private:
 	npc::SessionBook Book;
 	TMap<FString, TWeakObjectPtr<UNpcBrainComponent>> Brains;
 
-	UE::Tasks::TTask<FNpcTickJob> TickInFlight;
-	bool bTickInFlight = false;
+	/** This frame's Tick calls (one, or one per NPC with bTickPerNpc); applied when all are done. */
+	TArray<UE::Tasks::TTask<FNpcTickJob>> TicksInFlight;
+	/** Serial of restored session ids (unique within this game instance). */
+	uint64 NextRestoreSerial = 1;
 	uint32 MaxTickEntries = 0;
 
 	TSharedPtr<FNpcStreamInbox> StreamInbox;

@@ -120,3 +120,7 @@ DECLARE_DYNAMIC_MULTICAST_DELEGATE_ThreeParams(FNpcDialogueSignature, const FStr
 /** Token ids decoded by the local (on-device) brain this frame. */
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_TwoParams(FNpcLocalTokensSignature, const TArray<int32>&, TokenIds, bool, bFinished);
 DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcBrainErrorSignature, const FString&, Message);
+/** A save-game snapshot of an NPC's server conversation (opaque bytes: keep them in your USaveGame). */
+DECLARE_DYNAMIC_MULTICAST_DELEGATE_OneParam(FNpcConversationSavedSignature, const TArray<uint8>&, Snapshot);
+/** A saved conversation is open again on the server; the NPC's next line continues it. */
+DECLARE_DYNAMIC_MULTICAST_DELEGATE(FNpcConversationRestoredSignature);

@@ -99,11 +99,32 @@ struct TickResultInfo {
   int32_t error_code = 0;   // gRPC status number of that error
   float tick_ms = 0.0f;
   uint32_t steps = 0, max_batch = 0, pending_prefill_tokens = 0, context_tokens = 0;
+  // Tiered KV: the session had been parked out of the server's KV pool and was restored for this tick:
+  // how long that took, ms, and from where ("host", "disk", "store"); 0 / empty when it was resident.
+  float restore_ms = 0.0f;
+  std::string restored_from;
 };
 
 struct TickOutcome {
   std::vector<TickResultInfo> results;  // one per entry, same order
   float tick_ms = 0.0f;
+};
+
+// A session snapshot (NpcRuntime.SaveSession): opaque bytes bound to the server's model package, for
+// save-games or moving a session; restore it with NpcRuntimeClient::RestoreSession.
+struct SessionSnapshotInfo {
+  std::vector<uint8_t> data;  // the snapshot itself (format: docs/engine.md, "Session snapshots")
+  std::string session_id;     // the session it was taken from
+  std::string model;
+  uint32_t context_tokens = 0;
+};
+
+struct RestoreSessionOptions {
+  std::vector<uint8_t> snapshot;  // SessionSnapshotInfo::data
+  // The NPC the session belongs to: the routing key (x-npc-id) of the call and of the restored session's
+  // later calls. Empty = no routing key (a single server does not need one).
+  std::string npc_id;
+  std::string session_id;  // id of the restored session; empty = the id in the snapshot
 };
 
 struct GenerateOptions {

@@ -56,11 +56,18 @@ struct TickPlan {
   std::vector<std::string> npc_ids;  // npc of each entry, same order
 };
 
+// A fleet client ticks per NPC: one plan per NPC of `plan` (same entry order), so that each Tick carries
+// that NPC's routing key and the proxy sends it to the replica holding its session. Apply each sub-plan's
+// outcome with ApplyTick(sub_plan, outcome) as usual.
+std::vector<TickPlan> SplitTickByNpc(const TickPlan& plan);
+
 class SessionBook {
  public:
   // Registers a session just opened for `npc_id` (its prompt is queued: it starts generating).
   // Replaces any previous record of the NPC. Returns false when npc_id or session_id is empty.
-  bool Add(const std::string& npc_id, const std::string& session_id);
+  // A session restored from a snapshot taken between turns starts kIdle (it waits for the next line).
+  bool Add(const std::string& npc_id, const std::string& session_id,
+           SessionState state = SessionState::kGenerating);
   // Forgets an NPC; returns its session id (to close on the server) or "" when unknown.
   std::string Remove(const std::string& npc_id);
 
