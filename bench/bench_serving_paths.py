@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # bench scripts run as files
     sys.path.insert(0, str(ROOT))
 
-from bench.common import print_table, versions, write_json  # noqa: E402
+from bench.common import print_table, result_metadata, versions, write_json  # noqa: E402
 from npc_proto.v1 import runtime_pb2 as pb  # noqa: E402
 from npc_proto.v1 import runtime_pb2_grpc  # noqa: E402
 
@@ -300,6 +300,7 @@ def main() -> int:
                     help="experiment: the server's GIL switch interval (0: Python's default, 5 ms)")
     ap.add_argument("--out", default="serving_paths", help="results name: bench/results/NAME.json")
     args = ap.parse_args()
+    meta = result_metadata()   # now, so that the load average "before" is before the run
     args.sessions = [int(x) for x in args.sessions.split(",")]
     args.tokens_1, args.tokens_n = (128, 16) if args.quick else (256, 48)
     if args.quick:
@@ -328,7 +329,7 @@ def main() -> int:
         "engine_threads": args.threads, "engine_spinning": not args.no_spinning,
         "packages": {k: str(v or reference_int4(args.work)) for k, v in packages.items()
                      if k in args.packages.split(",")},
-        "throughput": throughput, "latency": latency, "tables": [t_table, l_table]})
+        "throughput": throughput, "latency": latency, "tables": [t_table, l_table]}, meta=meta)
     print(f"\nwrote {path}")
     return 0
 
