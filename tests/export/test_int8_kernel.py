@@ -59,3 +59,32 @@ def test_cli_flag():
     args = parser.parse_args(["--model", "m", "--out", "o", "--precision", "int8", "--int8-kernel", "matmulinteger"])
     assert args.int8_kernel == "matmulinteger"
     assert parser.parse_args(["--model", "m", "--out", "o"]).int8_kernel == "matmulnbits"
+
+
+def test_default_int8_greedy_output_is_identical_batched_or_alone(tmp_path, tiny_models, fast_validation):
+    """The guarantee matmulinteger gives up (docs/exporter.md) holds for the default int8 kernel."""
+    from npc_runtime.config import EngineConfig, SessionLimits
+    from npc_runtime.decode.sampling import SamplingParams
+    from npc_runtime.sessions import Engine, TickRequest
+
+    pkg = export_model(tiny_models("llama"), tmp_path / "pkg", precision="int8", progress=False,
+                       validation=fast_validation).out_dir
+    prompts, tokens = ["The blacksmith sells", "Hello traveller", "The dragon sleeps under", "Guard!"], 12
+
+    def engine(sessions):
+        return Engine.from_packages([pkg], config=EngineConfig(
+            max_sessions=sessions, max_context=64, intra_op_threads=1, warmup=False,
+            default_sampling=SamplingParams(ignore_eos=True), default_limits=SessionLimits(max_new_tokens=tokens)))
+
+    alone = []
+    for prompt in prompts:
+        e = engine(1)
+        sid = e.open_session(e.list_models()[0].name, prompt=prompt)
+        alone.append([t for c in e.generate(sid, max_tokens=tokens) for t in c.token_ids])
+    e = engine(len(prompts))
+    sids = [e.open_session(e.list_models()[0].name, prompt=p) for p in prompts]
+    got = {s: [] for s in sids}
+    while any(len(v) < tokens for v in got.values()):
+        for r in e.tick([TickRequest(s, 1e6, tokens) for s in sids if len(got[s]) < tokens]):
+            got[r.session_id] += r.token_ids
+    assert [got[s] for s in sids] == alone
