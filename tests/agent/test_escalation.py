@@ -189,3 +189,29 @@ def test_price_table_in_usd_per_million_tokens():
 
     config = load_settings(env={}, flags={"escalation.prices": {"m": [0.15, "0.6"]}}).agent
     assert config.escalation.prices == {"m": (0.15, 0.6)}
+
+
+def test_a_timed_out_call_counts_once_against_the_breaker():
+    """The waiter gives up at the deadline and the worker's SDK call then times out too: one failure, not two."""
+    import threading as _threading
+
+    from npc_runtime.agent.escalation import EscalationConfig as _Config, EscalationManager as _Manager
+    from npc_runtime.agent.providers.base import EscalationRequest as _Request
+    from npc_runtime.errors import DeadlineExceeded as _Late
+
+    release = _threading.Event()
+
+    class Hanging:
+        name, model = "hanging", "gpt-4o-mini"
+
+        def complete(self, request, *, timeout_s):
+            release.wait(5)
+            raise _Late("the SDK's own timeout")
+
+    manager = _Manager(Hanging(), config=_Config(max_attempts=1))
+    request = _Request(npc_id="n", system="s", user="u", allowed_actions=("idle",), max_output_tokens=32,
+                       trigger="novelty")
+    assert manager.decide(request, deadline_s=0.05).outcome == "timeout"
+    release.set()
+    manager._pool.shutdown(wait=True)   # noqa: SLF001 - the worker saw its own timeout after the waiter gave up
+    assert manager.breaker._consecutive == 1   # noqa: SLF001 - the count the breaker opens on

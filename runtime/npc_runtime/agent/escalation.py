@@ -197,12 +197,12 @@ class EscalationManager:
             done = self._finish(request, EscalationResult("circuit_open", detail="circuit breaker open"),
                                 prompt_hash, game_time_s)
             return PendingEscalation(self, request, None, start + deadline_s, prompt_hash, game_time_s, done=done)
-        gave_up = threading.Event()
+        gave_up = _Call()
         future = self._pool.submit(self._attempts, request, start + deadline_s, gave_up)
         return PendingEscalation(self, request, future, start + deadline_s, prompt_hash, game_time_s,
                                  gave_up=gave_up, started=start)
 
-    def _attempts(self, request: EscalationRequest, deadline: float, gave_up: threading.Event) -> EscalationResult:
+    def _attempts(self, request: EscalationRequest, deadline: float, gave_up: "_Call") -> EscalationResult:
         c = self.config
         start = time.monotonic()
         result = EscalationResult("error")
@@ -224,7 +224,7 @@ class EscalationManager:
                 reply = self.provider.complete(request, timeout_s=remaining)
             except (Unavailable, DeadlineExceeded) as exc:
                 self.budget.settle(reservation, est_in, price_usd(self.provider.model, est_in, 0, c.prices))
-                self.breaker.record_failure()
+                gave_up.failed(self.breaker)
                 result = EscalationResult("timeout" if isinstance(exc, DeadlineExceeded) else "error",
                                           attempts=attempt, detail=str(exc))
                 backoff = min(c.backoff_max_ms, c.backoff_base_ms * 2 ** (attempt - 1)) / 1000
@@ -235,7 +235,7 @@ class EscalationManager:
                 continue
             except Exception as exc:  # noqa: BLE001 - bad key, bad request, SDK bug: retrying will not help
                 self.budget.settle(reservation, est_in, price_usd(self.provider.model, est_in, 0, c.prices))
-                self.breaker.record_failure()
+                gave_up.failed(self.breaker)
                 kind = "" if isinstance(exc, NpcRuntimeError) else f"{type(exc).__name__}: "
                 result = EscalationResult("error", attempts=attempt, detail=f"{kind}{exc}")
                 break
@@ -290,6 +290,35 @@ class EscalationManager:
         return result
 
 
+class _Call:
+    """One escalation's attempts as the worker and the waiting step see them. A call that fails counts once
+    against the circuit breaker: each failed attempt the worker sees, or, when the waiter gives up at the
+    deadline before the worker saw any failure (a provider that hangs), that one; an attempt that fails after
+    the waiter gave up is not counted again (it was, as the timeout)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gave_up = False
+        self._failures = 0
+
+    def is_set(self) -> bool:       # the attempts loop stops once the waiter gave up
+        return self._gave_up
+
+    def failed(self, breaker) -> None:
+        with self._lock:
+            if self._gave_up:
+                return
+            self._failures += 1
+        breaker.record_failure()
+
+    def give_up(self, breaker) -> None:
+        with self._lock:
+            self._gave_up = True
+            counted = self._failures > 0
+        if not counted:
+            breaker.record_failure()
+
+
 class PendingEscalation:
     """An escalation in flight. `result()` returns by the deadline, with a "timeout" result if need be."""
 
@@ -306,8 +335,7 @@ class PendingEscalation:
         try:
             result = self._future.result(timeout=max(0.0, self._deadline - time.monotonic()))
         except FutureTimeout:
-            self._gave_up.set()
-            self._manager.breaker.record_failure()
+            self._gave_up.give_up(self._manager.breaker)
             result = EscalationResult("timeout", latency_ms=(time.monotonic() - self._started) * 1000,
                                       detail="no answer within the deadline")
         self._done = self._manager._finish(self._request, result, self._hash, self._game_time_s)
