@@ -85,9 +85,12 @@ def available_cores() -> int:
 
 def small_batch_candidates(threads: int) -> list[int]:
     """Thread counts tune_threads() tries for the small-batch session (auto): 1, a quarter and a half of the
-    main pool, where it has more than 2 threads. Measured (bench/bench_step_profile.py): one-row int4 steps
-    of the reference model on a 16-vCPU Xeon take 1.02 ms on 1 thread, 0.65 on 4, 0.59 on 8, 0.64 on 16;
-    the issue's 16-core machine ran one row fastest on 1 thread; on 2 cores, 2 threads beat 1."""
+    main pool, where it has more than 2 threads. Measured (bench/bench_step_profile.py): a one-row int4 step
+    of the reference model on a 16-vCPU Xeon takes 1.0 ms on 1 thread and 0.6 to 0.8 on 4, 8 or 16 (the best
+    of them varies run to run); on issue 10's 16-core machine genai on 1 thread ran a token in 0.66 ms and
+    the engine on 16 in 1.1; on 2 cores, 2 threads beat 1. While one session runs, the other's pool may
+    still be spinning from its last step: on a machine with fewer cores than both pools' threads, batch
+    sizes that alternate across the boundary pay for that (the tuner measures each size on its own)."""
     if threads <= 2:
         return []
     return sorted({1, max(1, threads // 4), threads // 2})
