@@ -110,6 +110,35 @@ namespace Google.Protobuf
         public void WriteFixed64(ulong value) { for (int i = 0; i < 8; i++) WriteByte((byte)(value >> (8 * i))); }
     }
 
+    /// <summary>Immutable bytes of a `bytes` field (Google.Protobuf.ByteString: the members the generated code
+    /// and the client use).</summary>
+    public sealed class ByteString : IEquatable<ByteString>
+    {
+        public static readonly ByteString Empty = new ByteString(new byte[0]);
+        private readonly byte[] bytes;
+        private ByteString(byte[] bytes) { this.bytes = bytes; }
+        public static ByteString CopyFrom(params byte[] bytes) { return new ByteString((byte[])bytes.Clone()); }
+        public static ByteString CopyFromUtf8(string text) { return new ByteString(Encoding.UTF8.GetBytes(text)); }
+        internal static ByteString AttachBytes(byte[] bytes) { return new ByteString(bytes); }
+        public int Length { get { return bytes.Length; } }
+        public bool IsEmpty { get { return bytes.Length == 0; } }
+        public byte this[int index] { get { return bytes[index]; } }
+        public byte[] ToByteArray() { return (byte[])bytes.Clone(); }
+        public string ToStringUtf8() { return Encoding.UTF8.GetString(bytes); }
+        public string ToBase64() { return Convert.ToBase64String(bytes); }
+        internal byte[] Raw { get { return bytes; } }
+        public bool Equals(ByteString other)
+        {
+            if (ReferenceEquals(other, null) || other.bytes.Length != bytes.Length) return false;
+            for (int i = 0; i < bytes.Length; i++) if (bytes[i] != other.bytes[i]) return false;
+            return true;
+        }
+        public override bool Equals(object obj) { return Equals(obj as ByteString); }
+        public override int GetHashCode() { int h = 23; foreach (var b in bytes) h = h * 31 + b; return h; }
+        public static bool operator ==(ByteString a, ByteString b) { return ReferenceEquals(a, b) || (!ReferenceEquals(a, null) && a.Equals(b)); }
+        public static bool operator !=(ByteString a, ByteString b) { return !(a == b); }
+    }
+
     public sealed class CodedOutputStream
     {
         internal readonly WireWriter writer;
@@ -124,6 +153,7 @@ namespace Google.Protobuf
         public void WriteRawTag(byte b1, byte b2) { writer.WriteByte(b1); writer.WriteByte(b2); }
         public void WriteTag(uint tag) { writer.WriteVarint(tag); }
         public void WriteString(string value) { Ctx.WriteString(value); }
+        public void WriteBytes(ByteString value) { Ctx.WriteBytes(value); }
         public void WriteBool(bool value) { writer.WriteVarint(value ? 1UL : 0UL); }
         public void WriteEnum(int value) { writer.WriteVarint((ulong)(long)value); }
         public void WriteInt32(int value) { writer.WriteVarint((ulong)(long)value); }
@@ -138,6 +168,7 @@ namespace Google.Protobuf
         public static int ComputeRawVarint32Size(uint value) { return ComputeRawVarint64Size(value); }
         public static int ComputeLengthSize(int length) { return ComputeRawVarint32Size((uint)length); }
         public static int ComputeStringSize(string value) { int n = Encoding.UTF8.GetByteCount(value); return ComputeLengthSize(n) + n; }
+        public static int ComputeBytesSize(ByteString value) { return ComputeLengthSize(value.Length) + value.Length; }
         public static int ComputeMessageSize(IMessage value) { int n = value.CalculateSize(); return ComputeLengthSize(n) + n; }
         public static int ComputeEnumSize(int value) { return ComputeInt32Size(value); }
         public static int ComputeInt32Size(int value) { return value >= 0 ? ComputeRawVarint32Size((uint)value) : 10; }
@@ -160,6 +191,11 @@ namespace Google.Protobuf
             var bytes = Encoding.UTF8.GetBytes(value);
             writer.WriteVarint((ulong)bytes.Length);
             writer.WriteBytes(bytes);
+        }
+        public void WriteBytes(ByteString value)
+        {
+            writer.WriteVarint((ulong)value.Length);
+            writer.WriteBytes(value.Raw);
         }
         public void WriteBool(bool value) { writer.WriteVarint(value ? 1UL : 0UL); }
         public void WriteEnum(int value) { writer.WriteVarint((ulong)(long)value); }
@@ -258,6 +294,7 @@ namespace Google.Protobuf
         private ParseContext Ctx { get { return new ParseContext(reader); } }
         public uint ReadTag() { return reader.ReadTag(); }
         public string ReadString() { return Ctx.ReadString(); }
+        public ByteString ReadBytes() { return Ctx.ReadBytes(); }
         public bool ReadBool() { return reader.ReadVarint() != 0; }
         public int ReadEnum() { return (int)reader.ReadVarint(); }
         public int ReadInt32() { return (int)reader.ReadVarint(); }
@@ -278,6 +315,7 @@ namespace Google.Protobuf
         public uint LastTag { get { return reader.LastTag; } }
         public int ReadLength() { return (int)reader.ReadVarint(); }
         public string ReadString() { int n = (int)reader.ReadVarint(); return Encoding.UTF8.GetString(reader.ReadBytes(n)); }
+        public ByteString ReadBytes() { int n = (int)reader.ReadVarint(); return ByteString.AttachBytes(reader.ReadBytes(n)); }
         public bool ReadBool() { return reader.ReadVarint() != 0; }
         public int ReadEnum() { return (int)reader.ReadVarint(); }
         public int ReadInt32() { return (int)reader.ReadVarint(); }

@@ -38,6 +38,8 @@ namespace NpcRuntime.Unity.Net
             MethodType.ServerStreaming, RuntimeService, "Generate", MarshallerFor(GenerateRequest.Parser), MarshallerFor(GenerateChunk.Parser));
         public static readonly Method<CancelRequest, CancelResponse> Cancel = Unary(RuntimeService, "Cancel", CancelRequest.Parser, CancelResponse.Parser);
         public static readonly Method<CloseSessionRequest, CloseSessionResponse> CloseSession = Unary(RuntimeService, "CloseSession", CloseSessionRequest.Parser, CloseSessionResponse.Parser);
+        public static readonly Method<SaveSessionRequest, SessionSnapshot> SaveSession = Unary(RuntimeService, "SaveSession", SaveSessionRequest.Parser, SessionSnapshot.Parser);
+        public static readonly Method<RestoreSessionRequest, OpenSessionResponse> RestoreSession = Unary(RuntimeService, "RestoreSession", RestoreSessionRequest.Parser, OpenSessionResponse.Parser);
 
         public static readonly Method<RegisterNpcRequest, RegisterNpcResponse> RegisterNpc = Unary(AgentService, "RegisterNpc", RegisterNpcRequest.Parser, RegisterNpcResponse.Parser);
         public static readonly Method<UnregisterNpcRequest, UnregisterNpcResponse> UnregisterNpc = Unary(AgentService, "UnregisterNpc", UnregisterNpcRequest.Parser, UnregisterNpcResponse.Parser);
@@ -63,8 +65,11 @@ namespace NpcRuntime.Unity.Net
         public TimeSpan StepStreamDeadline = TimeSpan.FromSeconds(60);
         /// <summary>Host override passed to the CallInvoker (null = the channel's).</summary>
         public string Host;
+        /// <summary>Fleet routing (docs/deploy.md): send "x-npc-id: &lt;npc id&gt;" metadata on every call that concerns
+        /// one NPC, the key a proxy hashes on. Off: no routing key is sent.</summary>
+        public bool SendRoutingKey = true;
 
-        internal CallOptions CallOptionsFor(TimeSpan deadline, CancellationToken cancellationToken)
+        internal CallOptions CallOptionsFor(TimeSpan deadline, CancellationToken cancellationToken, string npcId = null)
         {
             Metadata headers = null;
             if (!string.IsNullOrEmpty(BearerToken))
@@ -72,12 +77,21 @@ namespace NpcRuntime.Unity.Net
                 headers = new Metadata();
                 headers.Add("authorization", "Bearer " + BearerToken);
             }
+            if (SendRoutingKey && !string.IsNullOrEmpty(npcId))
+            {
+                if (headers == null) headers = new Metadata();
+                headers.Add(NpcRouting.RoutingKeyHeader, npcId);
+            }
             DateTime? when = deadline > TimeSpan.Zero ? DateTime.UtcNow + deadline : (DateTime?)null;
             return new CallOptions(headers: headers, deadline: when, cancellationToken: cancellationToken);
         }
     }
 
-    /// <summary>Client of npc.v1.NpcRuntime (decoding sessions, frame-sliced Tick, streaming Generate).</summary>
+    /// <summary>
+    /// Client of npc.v1.NpcRuntime (decoding sessions, frame-sliced Tick, streaming Generate, snapshots). Calls about
+    /// one session carry its NPC's routing key (x-npc-id; <see cref="Routing"/> maps sessions to NPCs); a Tick of
+    /// several NPCs carries none. <see cref="LastReplica"/> names the replica of the latest response.
+    /// </summary>
     public sealed class NpcRuntimeClient
     {
         private readonly CallInvoker invoker;
@@ -88,25 +102,92 @@ namespace NpcRuntime.Unity.Net
             if (invoker == null) throw new ArgumentNullException("invoker");
             this.invoker = invoker;
             this.options = options ?? new NpcClientOptions();
+            Routing = new NpcRouting();
         }
 
-        private Task<TResp> Call<TReq, TResp>(Method<TReq, TResp> method, TReq request, CancellationToken ct)
+        /// <summary>Session → NPC map (routing keys) and the last replica.</summary>
+        public NpcRouting Routing { get; private set; }
+        /// <summary><c>npcrt-replica</c> of the latest response, for logs; "" before any.</summary>
+        public string LastReplica { get { return Routing.LastReplica; } }
+
+        private async Task<TResp> Call<TReq, TResp>(Method<TReq, TResp> method, TReq request, string npcId, CancellationToken ct)
             where TReq : class where TResp : class
         {
-            return invoker.AsyncUnaryCall(method, options.Host, options.CallOptionsFor(options.UnaryDeadline, ct), request).ResponseAsync;
+            var call = invoker.AsyncUnaryCall(method, options.Host, options.CallOptionsFor(options.UnaryDeadline, ct, npcId), request);
+            try { return await call.ResponseAsync.ConfigureAwait(false); }
+            finally { Routing.NoteReplica(call.ResponseHeadersAsync); }
         }
 
-        public Task<HandshakeResponse> HandshakeAsync(HandshakeRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.Handshake, request, ct); }
-        public Task<ListModelsResponse> ListModelsAsync(CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.ListModels, new ListModelsRequest(), ct); }
-        public Task<OpenSessionResponse> OpenSessionAsync(OpenSessionRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.OpenSession, request, ct); }
-        public Task<TickResponse> TickAsync(TickRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.Tick, request, ct); }
-        public Task<CancelResponse> CancelAsync(string sessionId, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.Cancel, new CancelRequest { SessionId = sessionId }, ct); }
-        public Task<CloseSessionResponse> CloseSessionAsync(string sessionId, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.CloseSession, new CloseSessionRequest { SessionId = sessionId }, ct); }
+        public Task<HandshakeResponse> HandshakeAsync(HandshakeRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.Handshake, request, null, ct); }
+        public Task<ListModelsResponse> ListModelsAsync(CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.ListModels, new ListModelsRequest(), null, ct); }
+
+        /// <summary>Opens a session routed by request.npc_id; later calls about it carry the same key.</summary>
+        public async Task<OpenSessionResponse> OpenSessionAsync(OpenSessionRequest request, CancellationToken ct = default(CancellationToken))
+        {
+            var response = await Call(NpcGrpc.OpenSession, request, request.NpcId, ct).ConfigureAwait(false);
+            Routing.Remember(response.SessionId, request.NpcId);
+            return response;
+        }
+
+        /// <summary>Routed by its sessions' NPC when they all belong to one NPC; no routing key otherwise.</summary>
+        public Task<TickResponse> TickAsync(TickRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.Tick, request, Routing.TickKey(request), ct); }
+        public Task<CancelResponse> CancelAsync(string sessionId, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.Cancel, new CancelRequest { SessionId = sessionId }, Routing.NpcOf(sessionId), ct); }
+
+        public async Task<CloseSessionResponse> CloseSessionAsync(string sessionId, CancellationToken ct = default(CancellationToken))
+        {
+            try
+            {
+                var response = await Call(NpcGrpc.CloseSession, new CloseSessionRequest { SessionId = sessionId }, Routing.NpcOf(sessionId), ct).ConfigureAwait(false);
+                Routing.Forget(sessionId);
+                return response;
+            }
+            catch (RpcException error) when (error.StatusCode == StatusCode.NotFound)
+            {
+                Routing.Forget(sessionId);
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// A snapshot of the session (it stays open): tokens, sampling and RNG state, limits and, with
+        /// <paramref name="includeKv"/>, its KV cache (much larger; the restore then skips the re-prefill). A turn
+        /// decoding under a constraint is FAILED_PRECONDITION: snapshot after the turn ends.
+        /// </summary>
+        public Task<SessionSnapshot> SaveSessionSnapshotAsync(string sessionId, bool includeKv = false, CancellationToken ct = default(CancellationToken))
+        {
+            return Call(NpcGrpc.SaveSession, new SaveSessionRequest { SessionId = sessionId, IncludeKv = includeKv }, Routing.NpcOf(sessionId), ct);
+        }
+
+        /// <summary>Save-game bytes of a session (<see cref="SaveSessionSnapshotAsync"/>'s data): keep them in the save file.</summary>
+        public async Task<byte[]> SaveSessionAsync(string sessionId, bool includeKv = false, CancellationToken ct = default(CancellationToken))
+        {
+            var snapshot = await SaveSessionSnapshotAsync(sessionId, includeKv, ct).ConfigureAwait(false);
+            return snapshot.Data.ToByteArray();
+        }
+
+        /// <summary>
+        /// Re-creates a session from <see cref="SaveSessionAsync"/> bytes, on this server or another running the same
+        /// model package; greedy decoding continues with the tokens the saved session would have produced.
+        /// <paramref name="npcId"/>: the NPC it belongs to (its routing key now and for its later calls; "" = none).
+        /// <paramref name="sessionId"/>: the restored session's id ("" = the saved one's; ALREADY_EXISTS while that is
+        /// open). Damaged or foreign bytes: INVALID_ARGUMENT; another model: FAILED_PRECONDITION. A session saved
+        /// between turns comes back finished: its next turn starts with a TickEntry.new_input.
+        /// </summary>
+        public async Task<OpenSessionResponse> RestoreSessionAsync(byte[] snapshot, string npcId, string sessionId = "", CancellationToken ct = default(CancellationToken))
+        {
+            if (snapshot == null || snapshot.Length == 0) throw new ArgumentException("the snapshot is empty; pass the bytes SaveSessionAsync returned", "snapshot");
+            var request = new RestoreSessionRequest { Snapshot = new SessionSnapshot { Data = ByteString.CopyFrom(snapshot) }, SessionId = sessionId ?? "" };
+            var response = await Call(NpcGrpc.RestoreSession, request, npcId, ct).ConfigureAwait(false);
+            Routing.Remember(response.SessionId, npcId);
+            return response;
+        }
 
         /// <summary>Streams chunks; dispose the call (or cancel `ct`) to stop the generation on the server.</summary>
         public AsyncServerStreamingCall<GenerateChunk> Generate(GenerateRequest request, CancellationToken ct = default(CancellationToken))
         {
-            return invoker.AsyncServerStreamingCall(NpcGrpc.Generate, options.Host, options.CallOptionsFor(options.StreamDeadline, ct), request);
+            var call = invoker.AsyncServerStreamingCall(NpcGrpc.Generate, options.Host, options.CallOptionsFor(options.StreamDeadline, ct, Routing.NpcOf(request.SessionId)), request);
+            Routing.NoteReplica(call.ResponseHeadersAsync);
+            return call;
         }
     }
 
@@ -121,22 +202,30 @@ namespace NpcRuntime.Unity.Net
             if (invoker == null) throw new ArgumentNullException("invoker");
             this.invoker = invoker;
             this.options = options ?? new NpcClientOptions();
+            Routing = new NpcRouting();
         }
 
-        private Task<TResp> Call<TReq, TResp>(Method<TReq, TResp> method, TReq request, TimeSpan deadline, CancellationToken ct)
+        /// <summary>The last replica (every NpcAgent call is routed by its request's npc_id).</summary>
+        public NpcRouting Routing { get; private set; }
+        /// <summary><c>npcrt-replica</c> of the latest response, for logs; "" before any.</summary>
+        public string LastReplica { get { return Routing.LastReplica; } }
+
+        private async Task<TResp> Call<TReq, TResp>(Method<TReq, TResp> method, TReq request, string npcId, TimeSpan deadline, CancellationToken ct)
             where TReq : class where TResp : class
         {
-            return invoker.AsyncUnaryCall(method, options.Host, options.CallOptionsFor(deadline, ct), request).ResponseAsync;
+            var call = invoker.AsyncUnaryCall(method, options.Host, options.CallOptionsFor(deadline, ct, npcId), request);
+            try { return await call.ResponseAsync.ConfigureAwait(false); }
+            finally { Routing.NoteReplica(call.ResponseHeadersAsync); }
         }
 
-        public Task<RegisterNpcResponse> RegisterNpcAsync(RegisterNpcRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.RegisterNpc, request, options.UnaryDeadline, ct); }
-        public Task<UnregisterNpcResponse> UnregisterNpcAsync(string npcId, bool forget = false, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.UnregisterNpc, new UnregisterNpcRequest { NpcId = npcId, Forget = forget }, options.UnaryDeadline, ct); }
+        public Task<RegisterNpcResponse> RegisterNpcAsync(RegisterNpcRequest request, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.RegisterNpc, request, request.NpcId, options.UnaryDeadline, ct); }
+        public Task<UnregisterNpcResponse> UnregisterNpcAsync(string npcId, bool forget = false, CancellationToken ct = default(CancellationToken)) { return Call(NpcGrpc.UnregisterNpc, new UnregisterNpcRequest { NpcId = npcId, Forget = forget }, npcId, options.UnaryDeadline, ct); }
 
         /// <summary>One perceive-plan-act cycle; the call deadline is the step's deadline_ms plus network slack.</summary>
         public Task<Decision> StepAsync(StepRequest request, CancellationToken ct = default(CancellationToken))
         {
             var deadline = request.DeadlineMs > 0 ? TimeSpan.FromMilliseconds(request.DeadlineMs) + TimeSpan.FromSeconds(1) : options.UnaryDeadline;
-            return Call(NpcGrpc.Step, request, deadline, ct);
+            return Call(NpcGrpc.Step, request, request.NpcId, deadline, ct);
         }
 
         /// <summary>
@@ -149,13 +238,15 @@ namespace NpcRuntime.Unity.Net
             var deadline = options.StepStreamDeadline;
             var stepDeadline = TimeSpan.FromMilliseconds(Math.Max(0f, request.DeadlineMs)) + TimeSpan.FromSeconds(1);
             if (deadline > TimeSpan.Zero && deadline < stepDeadline) deadline = stepDeadline;
-            return invoker.AsyncServerStreamingCall(NpcGrpc.StepStream, options.Host, options.CallOptionsFor(deadline, ct), request);
+            var call = invoker.AsyncServerStreamingCall(NpcGrpc.StepStream, options.Host, options.CallOptionsFor(deadline, ct, request.NpcId), request);
+            Routing.NoteReplica(call.ResponseHeadersAsync);
+            return call;
         }
 
         /// <summary>An NPC's memories, best first by the agent's retrieval score; an empty query = most recent first.</summary>
         public Task<RecallMemoriesResponse> RecallMemoriesAsync(RecallMemoriesRequest request, CancellationToken ct = default(CancellationToken))
         {
-            return Call(NpcGrpc.RecallMemories, request, options.UnaryDeadline, ct);
+            return Call(NpcGrpc.RecallMemories, request, request.NpcId, options.UnaryDeadline, ct);
         }
 
         /// <summary>`limit` 0 = the server's default (20); at most 1000.</summary>
@@ -164,10 +255,14 @@ namespace NpcRuntime.Unity.Net
             return RecallMemoriesAsync(new RecallMemoriesRequest { NpcId = npcId, Query = query ?? "", Limit = limit }, ct);
         }
 
-        /// <summary>Bidirectional stream: write PlayRequests, read one PlayResponse per request, in order.</summary>
-        public AsyncDuplexStreamingCall<PlayRequest, PlayResponse> Play(CancellationToken ct = default(CancellationToken))
+        /// <summary>Bidirectional stream: write PlayRequests, read one PlayResponse per request, in order. One stream
+        /// carries many NPCs, so it has no routing key unless <paramref name="routingNpcId"/> names one: behind a
+        /// fleet proxy, open one stream per NPC (or per group of NPCs you route together).</summary>
+        public AsyncDuplexStreamingCall<PlayRequest, PlayResponse> Play(CancellationToken ct = default(CancellationToken), string routingNpcId = null)
         {
-            return invoker.AsyncDuplexStreamingCall(NpcGrpc.Play, options.Host, options.CallOptionsFor(options.StreamDeadline, ct));
+            var call = invoker.AsyncDuplexStreamingCall(NpcGrpc.Play, options.Host, options.CallOptionsFor(options.StreamDeadline, ct, routingNpcId));
+            Routing.NoteReplica(call.ResponseHeadersAsync);
+            return call;
         }
     }
 }

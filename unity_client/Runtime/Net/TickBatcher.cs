@@ -11,6 +11,8 @@ namespace NpcRuntime.Unity.Net
     /// for every NPC the client cares about". Results are routed back by position (the server answers in
     /// request order). While a tick is in flight, new entries wait for the next flush instead of piling up
     /// calls. Two entries for one session in a frame are merged (largest budget and token limit).
+    /// Fleet (docs/deploy.md): a Tick of several NPCs carries no routing key, so behind a proxy set
+    /// <see cref="OneTickPerNpc"/>: the frame's entries go as one Tick per NPC, in parallel, each routed by its NPC.
     /// </summary>
     public sealed class TickBatcher
     {
@@ -21,6 +23,7 @@ namespace NpcRuntime.Unity.Net
         }
 
         private readonly Func<TickRequest, Task<TickResponse>> send;
+        private readonly Func<string, string> npcOfSession;   // null: every entry in one Tick
         private List<Pending> queued = new List<Pending>();
         private readonly Dictionary<string, Pending> bySession = new Dictionary<string, Pending>();
 
@@ -29,14 +32,19 @@ namespace NpcRuntime.Unity.Net
         public bool InFlight { get; private set; }
         public int QueuedCount { get { return queued.Count; } }
         public int RequestsSent { get; private set; }
+        /// <summary>Fleet: one Tick per NPC per frame (sent in parallel), each with that NPC's routing key, so the
+        /// proxy sends it to the replica holding the NPC's session. Needs the session → NPC map (the client's).</summary>
+        public bool OneTickPerNpc { get; set; }
 
-        public TickBatcher(Func<TickRequest, Task<TickResponse>> send)
+        /// <summary><paramref name="npcOfSession"/>: a session's NPC ("" unknown), for <see cref="OneTickPerNpc"/>.</summary>
+        public TickBatcher(Func<TickRequest, Task<TickResponse>> send, Func<string, string> npcOfSession = null)
         {
             if (send == null) throw new ArgumentNullException("send");
             this.send = send;
+            this.npcOfSession = npcOfSession;
         }
 
-        public TickBatcher(NpcRuntimeClient client) : this(request => client.TickAsync(request)) { }
+        public TickBatcher(NpcRuntimeClient client) : this(request => client.TickAsync(request), client.Routing.NpcOf) { }
 
         /// <summary>Queues an entry for this frame's tick; the task completes with this session's result.</summary>
         public Task<TickResult> Enqueue(TickEntry entry)
@@ -78,14 +86,31 @@ namespace NpcRuntime.Unity.Net
             InFlight = true;
             try
             {
-                int chunk = MaxEntriesPerTick > 0 ? MaxEntriesPerTick : batch.Count;
-                for (int start = 0; start < batch.Count; start += chunk)
-                    await SendChunk(batch.GetRange(start, Math.Min(chunk, batch.Count - start)));
+                if (!OneTickPerNpc || npcOfSession == null) { await SendGroup(batch); return; }
+                var groups = new List<List<Pending>>();
+                var byNpc = new Dictionary<string, List<Pending>>();
+                foreach (var p in batch)
+                {
+                    string npcId = npcOfSession(p.Entry.SessionId) ?? "";
+                    List<Pending> group;
+                    if (!byNpc.TryGetValue(npcId, out group)) { group = new List<Pending>(); byNpc[npcId] = group; groups.Add(group); }
+                    group.Add(p);
+                }
+                var sends = new List<Task>();
+                foreach (var group in groups) sends.Add(SendGroup(group));
+                await Task.WhenAll(sends);
             }
             finally
             {
                 InFlight = false;
             }
+        }
+
+        private async Task SendGroup(List<Pending> batch)
+        {
+            int chunk = MaxEntriesPerTick > 0 ? MaxEntriesPerTick : batch.Count;
+            for (int start = 0; start < batch.Count; start += chunk)
+                await SendChunk(batch.GetRange(start, Math.Min(chunk, batch.Count - start)));
         }
 
         private async Task SendChunk(List<Pending> chunk)

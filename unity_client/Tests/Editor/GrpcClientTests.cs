@@ -13,13 +13,26 @@ namespace NpcRuntime.Unity.Tests
     internal sealed class LoopbackInvoker : CallInvoker
     {
         public readonly List<string> Calls = new List<string>();
+        /// <summary>x-npc-id of each call, in order (null when absent).</summary>
+        public readonly List<string> RoutingKeys = new List<string>();
         public CallOptions LastOptions;
+        /// <summary>Response headers of every call (a server sends npcrt-replica here).</summary>
+        public Metadata ResponseHeaders = new Metadata();
+
+        private void Note(string method, CallOptions options)
+        {
+            lock (Calls)
+            {
+                Calls.Add(method);
+                RoutingKeys.Add(options.Headers == null ? null : options.Headers.GetValue("x-npc-id"));
+                LastOptions = options;
+            }
+        }
         public Func<string, object, object> Handler = (method, request) => { throw new RpcException(new Status(StatusCode.Unimplemented, method)); };
 
         private TResp Invoke<TReq, TResp>(Method<TReq, TResp> method, CallOptions options, TReq request)
         {
-            Calls.Add(method.FullName);
-            LastOptions = options;
+            Note(method.FullName, options);
             var wireRequest = method.RequestMarshaller.Deserializer(method.RequestMarshaller.Serializer(request));
             var response = (TResp)Handler(method.FullName, wireRequest);
             return method.ResponseMarshaller.Deserializer(method.ResponseMarshaller.Serializer(response));
@@ -35,15 +48,14 @@ namespace NpcRuntime.Unity.Tests
             Task<TResponse> task;
             try { task = Task.FromResult(Invoke(method, options, request)); }
             catch (Exception e) { var tcs = new TaskCompletionSource<TResponse>(); tcs.SetException(e); task = tcs.Task; }
-            return new AsyncUnaryCall<TResponse>(task, Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
+            return new AsyncUnaryCall<TResponse>(task, Task.FromResult(ResponseHeaders), () => Status.DefaultSuccess, () => new Metadata(), () => { });
         }
 
         /// <summary>Server streaming: Handler returns one response or an array of them; its exception surfaces
         /// from the first MoveNext, as a server's status does.</summary>
         public override AsyncServerStreamingCall<TResponse> AsyncServerStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string host, CallOptions options, TRequest request)
         {
-            Calls.Add(method.FullName);
-            LastOptions = options;
+            Note(method.FullName, options);
             var items = new List<TResponse>();
             Exception error = null;
             try
@@ -54,7 +66,7 @@ namespace NpcRuntime.Unity.Tests
                     items.Add(method.ResponseMarshaller.Deserializer(method.ResponseMarshaller.Serializer((TResponse)item)));
             }
             catch (Exception e) { error = e; }
-            return new AsyncServerStreamingCall<TResponse>(new ListReader<TResponse>(items, error), Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
+            return new AsyncServerStreamingCall<TResponse>(new ListReader<TResponse>(items, error), Task.FromResult(ResponseHeaders), () => Status.DefaultSuccess, () => new Metadata(), () => { });
         }
 
         public override AsyncClientStreamingCall<TRequest, TResponse> AsyncClientStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string host, CallOptions options)
@@ -65,8 +77,7 @@ namespace NpcRuntime.Unity.Tests
         /// <summary>Duplex: every written request is answered through Handler, in order, over the wire format.</summary>
         public override AsyncDuplexStreamingCall<TRequest, TResponse> AsyncDuplexStreamingCall<TRequest, TResponse>(Method<TRequest, TResponse> method, string host, CallOptions options)
         {
-            Calls.Add(method.FullName);
-            LastOptions = options;
+            Note(method.FullName, options);
             var responses = new AsyncQueue<TResponse>();
             var writer = new QueueWriter<TRequest>(request =>
             {
@@ -74,7 +85,7 @@ namespace NpcRuntime.Unity.Tests
                 var response = (TResponse)Handler(method.FullName, wire);
                 responses.Add(method.ResponseMarshaller.Deserializer(method.ResponseMarshaller.Serializer(response)));
             }, responses.Complete);
-            return new AsyncDuplexStreamingCall<TRequest, TResponse>(writer, responses, Task.FromResult(new Metadata()), () => Status.DefaultSuccess, () => new Metadata(), () => { });
+            return new AsyncDuplexStreamingCall<TRequest, TResponse>(writer, responses, Task.FromResult(ResponseHeaders), () => Status.DefaultSuccess, () => new Metadata(), () => { });
         }
 
         private sealed class QueueWriter<T> : IClientStreamWriter<T>
