@@ -361,3 +361,47 @@ class ReloadPoliciesResponse(_message.Message):
     policies: ListPoliciesResponse
     summary: str
     def __init__(self, policies: _Optional[_Union[ListPoliciesResponse, _Mapping]] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class SaveNpcRequest(_message.Message):
+    __slots__ = ("npc_id", "session_id", "include_kv")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_KV_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    session_id: str
+    include_kv: bool
+    def __init__(self, npc_id: _Optional[str] = ..., session_id: _Optional[str] = ..., include_kv: _Optional[bool] = ...) -> None: ...
+
+class NpcSave(_message.Message):
+    __slots__ = ("data", "npc_id", "memories", "conversation_tokens")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    npc_id: str
+    memories: int
+    conversation_tokens: int
+    def __init__(self, data: _Optional[bytes] = ..., npc_id: _Optional[str] = ..., memories: _Optional[int] = ..., conversation_tokens: _Optional[int] = ...) -> None: ...
+
+class RestoreNpcRequest(_message.Message):
+    __slots__ = ("data", "npc_id", "replace")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    REPLACE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    npc_id: str
+    replace: bool
+    def __init__(self, data: _Optional[bytes] = ..., npc_id: _Optional[str] = ..., replace: _Optional[bool] = ...) -> None: ...
+
+class RestoreNpcResponse(_message.Message):
+    __slots__ = ("npc_id", "state", "memories", "session_id")
+    NPC_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    npc_id: str
+    state: str
+    memories: int
+    session_id: str
+    def __init__(self, npc_id: _Optional[str] = ..., state: _Optional[str] = ..., memories: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...

@@ -75,6 +75,16 @@ class NpcAgentStub:
                 request_serializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesRequest.SerializeToString,
                 response_deserializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesResponse.FromString,
                 _registered_method=True)
+        self.SaveNpc = channel.unary_unary(
+                '/npc.v1.NpcAgent/SaveNpc',
+                request_serializer=npc__proto_dot_v1_dot_agent__pb2.SaveNpcRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_agent__pb2.NpcSave.FromString,
+                _registered_method=True)
+        self.RestoreNpc = channel.unary_unary(
+                '/npc.v1.NpcAgent/RestoreNpc',
+                request_serializer=npc__proto_dot_v1_dot_agent__pb2.RestoreNpcRequest.SerializeToString,
+                response_deserializer=npc__proto_dot_v1_dot_agent__pb2.RestoreNpcResponse.FromString,
+                _registered_method=True)
 
 
 class NpcAgentServicer:
@@ -148,6 +158,25 @@ class NpcAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SaveNpc(self, request, context):
+        """Save-game: one NPC as one blob (persona, FSM definition and state, every memory, and optionally its
+        open NpcRuntime conversation as a session snapshot). The NPC stays registered. Opaque to clients;
+        bound to nothing but the format version (the conversation part to its model package).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreNpc(self, request, context):
+        """Load-game: re-registers the NPC of a SaveNpc blob (here or on another server) with its memories
+        exactly as saved and its FSM in the saved state; its conversation, if saved, is restored as a session.
+        Corrupt or foreign data: INVALID_ARGUMENT; the id registered and replace=false: ALREADY_EXISTS; a
+        conversation of a model this server does not serve: FAILED_PRECONDITION (nothing is registered).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NpcAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -190,6 +219,16 @@ def add_NpcAgentServicer_to_server(servicer, server):
                     servicer.ReloadPolicies,
                     request_deserializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesRequest.FromString,
                     response_serializer=npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesResponse.SerializeToString,
+            ),
+            'SaveNpc': grpc.unary_unary_rpc_method_handler(
+                    servicer.SaveNpc,
+                    request_deserializer=npc__proto_dot_v1_dot_agent__pb2.SaveNpcRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_agent__pb2.NpcSave.SerializeToString,
+            ),
+            'RestoreNpc': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreNpc,
+                    request_deserializer=npc__proto_dot_v1_dot_agent__pb2.RestoreNpcRequest.FromString,
+                    response_serializer=npc__proto_dot_v1_dot_agent__pb2.RestoreNpcResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -409,6 +448,60 @@ class NpcAgent:
             '/npc.v1.NpcAgent/ReloadPolicies',
             npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesRequest.SerializeToString,
             npc__proto_dot_v1_dot_agent__pb2.ReloadPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SaveNpc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcAgent/SaveNpc',
+            npc__proto_dot_v1_dot_agent__pb2.SaveNpcRequest.SerializeToString,
+            npc__proto_dot_v1_dot_agent__pb2.NpcSave.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreNpc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/npc.v1.NpcAgent/RestoreNpc',
+            npc__proto_dot_v1_dot_agent__pb2.RestoreNpcRequest.SerializeToString,
+            npc__proto_dot_v1_dot_agent__pb2.RestoreNpcResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,6 +26,7 @@ from npc_runtime.agent.expressions import GuardContext
 from npc_runtime.agent.fsm import FsmDefinition, FsmInstance
 from npc_runtime.agent.importance import HeuristicImportance, ImportanceScorer
 from npc_runtime.agent.memory import Memory, MemoryStore
+from npc_runtime.agent import save_game
 from npc_runtime.agent.npc_store import NpcStore, StoredNpc
 from npc_runtime.agent.planner import (LocalDecision, decide_from_reply, decide_quiet, decide_with_dialogue,
                                        dialogue_failed, order_allowed)
@@ -184,6 +185,29 @@ class AgentRuntime:
             self.npc_store.delete(npc_id)
         if forget:
             self.memory.forget(npc_id)
+
+    # ---- save-games (agent/save_game.py) ---------------------------------------------------------------
+    def save_npc(self, npc_id: str) -> save_game.NpcSaveState:
+        """The NPC (persona, FSM and its state, every memory) as it is now; it stays registered."""
+        brain = self.get(npc_id)
+        with brain.lock:
+            return save_game.capture(npc_id, brain.persona, brain.fsm.definition, state=brain.fsm.state,
+                                     entered_s=brain.fsm.entered_s, memory=self.memory)
+
+    def load_npc(self, save: save_game.NpcSaveState, *, npc_id: str = "", replace: bool = False) -> NpcBrain:
+        """Registers the saved NPC (under `npc_id`, default its saved id) in its saved FSM state, with its saved
+        memories replacing any stored under that id."""
+        fsm = save_game.rebuild_fsm(save)
+        npc_id = npc_id or save.npc_id
+        if save.state not in fsm.states:
+            raise InvalidArgument(f"the NPC save's state {save.state!r} is not a state of its FSM")
+        brain = self.register(npc_id, save.persona, fsm, replace=replace, game_time_s=save.entered_s)
+        with brain.lock:
+            brain.fsm.state, brain.fsm.entered_s = save.state, save.entered_s
+            self._persist_state(brain)
+        self.memory.forget(npc_id)
+        self.memory.import_memories(npc_id, save.memories)
+        return brain
 
     def restore_npcs(self) -> tuple[int, list[str]]:
         """Re-register the NPCs of `npc_store` (after a restart), each in the FSM state it was in.

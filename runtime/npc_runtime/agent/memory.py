@@ -124,6 +124,16 @@ class MemoryStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (npc_id, text, kind, float(importance), float(game_time_s), float(game_time_s), blob))
 
+    def import_memories(self, npc_id: str, rows: list[tuple[str, str, float, float, float]]) -> int:
+        """Write saved memories back as they were: (text, kind, importance, created_s, last_access_s); embeddings
+        recomputed from the text (deterministic). For save-games (agent/save_game.py)."""
+        self._db.execute_many(
+            "INSERT INTO memories(npc_id, text, kind, importance, created_s, last_access_s, embedding) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(npc_id, text, kind, importance, created, accessed, embed(text).tobytes())
+             for text, kind, importance, created, accessed in rows])
+        return len(rows)
+
     def forget(self, npc_id: str) -> int:
         return self._db.execute("DELETE FROM memories WHERE npc_id = ?", (npc_id,))
 

@@ -16,6 +16,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
@@ -23,6 +24,7 @@ import grpc
 
 from npc_proto.v1 import agent_pb2 as pb
 from npc_proto.v1 import agent_pb2_grpc
+from npc_runtime.agent import save_game
 from npc_runtime.agent.brain import MAX_NPC_ID, AgentRuntime
 from npc_runtime.agent.fsm import FsmDefinition
 from npc_runtime.agent.fsm_loader import BUILTIN_FSMS, load_builtin_fsm, parse_fsm
@@ -30,6 +32,7 @@ from npc_runtime.agent.memory import Memory, recall_kind
 from npc_runtime.agent.types import AgentDecision, Event, Percept, Persona
 from npc_runtime.errors import FailedPrecondition, InvalidArgument, NpcRuntimeError
 from npc_runtime.serving import status
+from npc_runtime.sessions.snapshot import peek as snapshot_header
 
 log = logging.getLogger("npc_runtime.serving.agent")
 
@@ -194,11 +197,13 @@ def policies_to_pb(runtime: AgentRuntime) -> pb.ListPoliciesResponse:
 
 
 class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
-    def __init__(self, runtime: AgentRuntime, *, workers: int = 16, reload: Callable[[], str] | None = None):
+    def __init__(self, runtime: AgentRuntime, *, workers: int = 16, reload: Callable[[], str] | None = None,
+                 engine: Any = None):
         """`reload`: re-read the configuration and swap the policy versions in (`System.reload_from_config`,
         what SIGHUP runs); returns the line saying what is served. None: ReloadPolicies is refused."""
         self.runtime = runtime
         self._reload = reload
+        self._engine = engine            # the EngineFacade (save-games include the NPC's conversation)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="npcrt-agent")
 
     async def _run(self, fn, *args, **kwargs):
@@ -359,6 +364,37 @@ class AgentServicer(agent_pb2_grpc.NpcAgentServicer):
             raise FailedPrecondition(f"reload refused, the running policy versions stay: {exc}") from exc
         return pb.ReloadPoliciesResponse(policies=policies_to_pb(self.runtime), summary=line)
 
+    @_unary
+    async def SaveNpc(self, request, context):
+        npc_id = npc_id_field(request.npc_id)
+        conversation = b""
+        if request.session_id:
+            if self._engine is None:
+                raise FailedPrecondition("this server has no engine to snapshot the conversation from")
+            conversation = await self._engine.save_session(request.session_id, include_kv=request.include_kv)
+        state = await self._run(self.runtime.save_npc, npc_id)
+        data = await self._run(save_game.encode, state, conversation)
+        return pb.NpcSave(data=data, npc_id=npc_id, memories=len(state.memories),
+                          conversation_tokens=len(snapshot_header(conversation)["tokens"]) if conversation else 0)
+
+    @_unary
+    async def RestoreNpc(self, request, context):
+        state, conversation = await self._run(save_game.decode, request.data)
+        npc_id = npc_id_field(request.npc_id) if request.npc_id else npc_id_field(state.npc_id)
+        session_id = ""
+        if conversation:   # first: a conversation this server cannot take refuses the whole load
+            if self._engine is None:
+                raise FailedPrecondition("this server has no engine to restore the conversation into")
+            session_id = (await self._engine.restore_session(conversation, session_id=uuid.uuid4().hex)).session_id
+        try:
+            brain = await self._run(self.runtime.load_npc, state, npc_id=npc_id, replace=request.replace)
+        except BaseException:
+            if session_id:
+                await self._engine.close(session_id)
+            raise
+        return pb.RestoreNpcResponse(npc_id=npc_id, state=brain.fsm.state, memories=len(state.memories),
+                                     session_id=session_id)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -368,7 +404,8 @@ def agent_hook(runtime: AgentRuntime, *, workers: int = 16,
     """An `extra_servicers` entry for `serving.server.create_server`."""
 
     def add(server: grpc.aio.Server, engine: Any) -> Sequence[str]:
-        agent_pb2_grpc.add_NpcAgentServicer_to_server(AgentServicer(runtime, workers=workers, reload=reload), server)
+        agent_pb2_grpc.add_NpcAgentServicer_to_server(
+            AgentServicer(runtime, workers=workers, reload=reload, engine=engine), server)
         return [SERVICE_NAME]
 
     return add

@@ -92,27 +92,37 @@ namespace Npc.Proto.V1 {
             "dXRpbmdSdWxlEhIKCmdlbmVyYXRpb24YBCABKAQiFwoVUmVsb2FkUG9saWNp",
             "ZXNSZXF1ZXN0IlkKFlJlbG9hZFBvbGljaWVzUmVzcG9uc2USLgoIcG9saWNp",
             "ZXMYASABKAsyHC5ucGMudjEuTGlzdFBvbGljaWVzUmVzcG9uc2USDwoHc3Vt",
-            "bWFyeRgCIAEoCSrAAQoORGVjaXNpb25Tb3VyY2USHwobREVDSVNJT05fU09V",
-            "UkNFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU09VUkNFX0ZTTRABEhoK",
-            "FkRFQ0lTSU9OX1NPVVJDRV9QT0xJQ1kQAhIfChtERUNJU0lPTl9TT1VSQ0Vf",
-            "TE9DQUxfTU9ERUwQAxIZChVERUNJU0lPTl9TT1VSQ0VfQ0xPVUQQBBIcChhE",
-            "RUNJU0lPTl9TT1VSQ0VfRkFMTEJBQ0sQBSqYAQoKTWVtb3J5S2luZBIbChdN",
-            "RU1PUllfS0lORF9VTlNQRUNJRklFRBAAEhsKF01FTU9SWV9LSU5EX09CU0VS",
-            "VkFUSU9OEAESGAoUTUVNT1JZX0tJTkRfRElBTE9HVUUQAhIaChZNRU1PUllf",
-            "S0lORF9SRUZMRUNUSU9OEAMSGgoWTUVNT1JZX0tJTkRfRVNDQUxBVElPThAE",
-            "MqsECghOcGNBZ2VudBJGCgtSZWdpc3Rlck5wYxIaLm5wYy52MS5SZWdpc3Rl",
-            "ck5wY1JlcXVlc3QaGy5ucGMudjEuUmVnaXN0ZXJOcGNSZXNwb25zZRJMCg1V",
-            "bnJlZ2lzdGVyTnBjEhwubnBjLnYxLlVucmVnaXN0ZXJOcGNSZXF1ZXN0Gh0u",
-            "bnBjLnYxLlVucmVnaXN0ZXJOcGNSZXNwb25zZRItCgRTdGVwEhMubnBjLnYx",
-            "LlN0ZXBSZXF1ZXN0GhAubnBjLnYxLkRlY2lzaW9uEjUKBFBsYXkSEy5ucGMu",
-            "djEuUGxheVJlcXVlc3QaFC5ucGMudjEuUGxheVJlc3BvbnNlKAEwARI2CgpT",
-            "dGVwU3RyZWFtEhMubnBjLnYxLlN0ZXBSZXF1ZXN0GhEubnBjLnYxLlN0ZXBD",
-            "aHVuazABEk8KDlJlY2FsbE1lbW9yaWVzEh0ubnBjLnYxLlJlY2FsbE1lbW9y",
-            "aWVzUmVxdWVzdBoeLm5wYy52MS5SZWNhbGxNZW1vcmllc1Jlc3BvbnNlEkkK",
-            "DExpc3RQb2xpY2llcxIbLm5wYy52MS5MaXN0UG9saWNpZXNSZXF1ZXN0Ghwu",
-            "bnBjLnYxLkxpc3RQb2xpY2llc1Jlc3BvbnNlEk8KDlJlbG9hZFBvbGljaWVz",
-            "Eh0ubnBjLnYxLlJlbG9hZFBvbGljaWVzUmVxdWVzdBoeLm5wYy52MS5SZWxv",
-            "YWRQb2xpY2llc1Jlc3BvbnNlQhFQAaoCDE5wYy5Qcm90by5WMWIGcHJvdG8z"));
+            "bWFyeRgCIAEoCSJICg5TYXZlTnBjUmVxdWVzdBIOCgZucGNfaWQYASABKAkS",
+            "EgoKc2Vzc2lvbl9pZBgCIAEoCRISCgppbmNsdWRlX2t2GAMgASgIIlYKB05w",
+            "Y1NhdmUSDAoEZGF0YRgBIAEoDBIOCgZucGNfaWQYAiABKAkSEAoIbWVtb3Jp",
+            "ZXMYAyABKA0SGwoTY29udmVyc2F0aW9uX3Rva2VucxgEIAEoDSJCChFSZXN0",
+            "b3JlTnBjUmVxdWVzdBIMCgRkYXRhGAEgASgMEg4KBm5wY19pZBgCIAEoCRIP",
+            "CgdyZXBsYWNlGAMgASgIIlkKElJlc3RvcmVOcGNSZXNwb25zZRIOCgZucGNf",
+            "aWQYASABKAkSDQoFc3RhdGUYAiABKAkSEAoIbWVtb3JpZXMYAyABKA0SEgoK",
+            "c2Vzc2lvbl9pZBgEIAEoCSrAAQoORGVjaXNpb25Tb3VyY2USHwobREVDSVNJ",
+            "T05fU09VUkNFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU09VUkNFX0ZT",
+            "TRABEhoKFkRFQ0lTSU9OX1NPVVJDRV9QT0xJQ1kQAhIfChtERUNJU0lPTl9T",
+            "T1VSQ0VfTE9DQUxfTU9ERUwQAxIZChVERUNJU0lPTl9TT1VSQ0VfQ0xPVUQQ",
+            "BBIcChhERUNJU0lPTl9TT1VSQ0VfRkFMTEJBQ0sQBSqYAQoKTWVtb3J5S2lu",
+            "ZBIbChdNRU1PUllfS0lORF9VTlNQRUNJRklFRBAAEhsKF01FTU9SWV9LSU5E",
+            "X09CU0VSVkFUSU9OEAESGAoUTUVNT1JZX0tJTkRfRElBTE9HVUUQAhIaChZN",
+            "RU1PUllfS0lORF9SRUZMRUNUSU9OEAMSGgoWTUVNT1JZX0tJTkRfRVNDQUxB",
+            "VElPThAEMqQFCghOcGNBZ2VudBJGCgtSZWdpc3Rlck5wYxIaLm5wYy52MS5S",
+            "ZWdpc3Rlck5wY1JlcXVlc3QaGy5ucGMudjEuUmVnaXN0ZXJOcGNSZXNwb25z",
+            "ZRJMCg1VbnJlZ2lzdGVyTnBjEhwubnBjLnYxLlVucmVnaXN0ZXJOcGNSZXF1",
+            "ZXN0Gh0ubnBjLnYxLlVucmVnaXN0ZXJOcGNSZXNwb25zZRItCgRTdGVwEhMu",
+            "bnBjLnYxLlN0ZXBSZXF1ZXN0GhAubnBjLnYxLkRlY2lzaW9uEjUKBFBsYXkS",
+            "Ey5ucGMudjEuUGxheVJlcXVlc3QaFC5ucGMudjEuUGxheVJlc3BvbnNlKAEw",
+            "ARI2CgpTdGVwU3RyZWFtEhMubnBjLnYxLlN0ZXBSZXF1ZXN0GhEubnBjLnYx",
+            "LlN0ZXBDaHVuazABEk8KDlJlY2FsbE1lbW9yaWVzEh0ubnBjLnYxLlJlY2Fs",
+            "bE1lbW9yaWVzUmVxdWVzdBoeLm5wYy52MS5SZWNhbGxNZW1vcmllc1Jlc3Bv",
+            "bnNlEkkKDExpc3RQb2xpY2llcxIbLm5wYy52MS5MaXN0UG9saWNpZXNSZXF1",
+            "ZXN0GhwubnBjLnYxLkxpc3RQb2xpY2llc1Jlc3BvbnNlEk8KDlJlbG9hZFBv",
+            "bGljaWVzEh0ubnBjLnYxLlJlbG9hZFBvbGljaWVzUmVxdWVzdBoeLm5wYy52",
+            "MS5SZWxvYWRQb2xpY2llc1Jlc3BvbnNlEjIKB1NhdmVOcGMSFi5ucGMudjEu",
+            "U2F2ZU5wY1JlcXVlc3QaDy5ucGMudjEuTnBjU2F2ZRJDCgpSZXN0b3JlTnBj",
+            "EhkubnBjLnYxLlJlc3RvcmVOcGNSZXF1ZXN0GhoubnBjLnYxLlJlc3RvcmVO",
+            "cGNSZXNwb25zZUIRUAGqAgxOcGMuUHJvdG8uVjFiBnByb3RvMw=="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.DecisionSource), typeof(global::Npc.Proto.V1.MemoryKind), }, null, new pbr::GeneratedClrTypeInfo[] {
@@ -140,7 +150,11 @@ namespace Npc.Proto.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PolicyRoutingRule), global::Npc.Proto.V1.PolicyRoutingRule.Parser, new[]{ "Version", "Match", "Fraction" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ListPoliciesResponse), global::Npc.Proto.V1.ListPoliciesResponse.Parser, new[]{ "Versions", "DefaultVersion", "Routing", "Generation" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ReloadPoliciesRequest), global::Npc.Proto.V1.ReloadPoliciesRequest.Parser, null, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ReloadPoliciesResponse), global::Npc.Proto.V1.ReloadPoliciesResponse.Parser, new[]{ "Policies", "Summary" }, null, null, null, null)
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ReloadPoliciesResponse), global::Npc.Proto.V1.ReloadPoliciesResponse.Parser, new[]{ "Policies", "Summary" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.SaveNpcRequest), global::Npc.Proto.V1.SaveNpcRequest.Parser, new[]{ "NpcId", "SessionId", "IncludeKv" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.NpcSave), global::Npc.Proto.V1.NpcSave.Parser, new[]{ "Data", "NpcId", "Memories", "ConversationTokens" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RestoreNpcRequest), global::Npc.Proto.V1.RestoreNpcRequest.Parser, new[]{ "Data", "NpcId", "Replace" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.RestoreNpcResponse), global::Npc.Proto.V1.RestoreNpcResponse.Parser, new[]{ "NpcId", "State", "Memories", "SessionId" }, null, null, null, null)
           }));
     }
     #endregion
@@ -7730,6 +7744,1167 @@ namespace Npc.Proto.V1 {
           }
           case 18: {
             Summary = input.ReadString();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class SaveNpcRequest : pb::IMessage<SaveNpcRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<SaveNpcRequest> _parser = new pb::MessageParser<SaveNpcRequest>(() => new SaveNpcRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<SaveNpcRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[25]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SaveNpcRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SaveNpcRequest(SaveNpcRequest other) : this() {
+      npcId_ = other.npcId_;
+      sessionId_ = other.sessionId_;
+      includeKv_ = other.includeKv_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public SaveNpcRequest Clone() {
+      return new SaveNpcRequest(this);
+    }
+
+    /// <summary>Field number for the "npc_id" field.</summary>
+    public const int NpcIdFieldNumber = 1;
+    private string npcId_ = "";
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string NpcId {
+      get { return npcId_; }
+      set {
+        npcId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "session_id" field.</summary>
+    public const int SessionIdFieldNumber = 2;
+    private string sessionId_ = "";
+    /// <summary>
+    /// The NPC's open NpcRuntime session (its conversation) to include as a session snapshot; empty = none.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string SessionId {
+      get { return sessionId_; }
+      set {
+        sessionId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "include_kv" field.</summary>
+    public const int IncludeKvFieldNumber = 3;
+    private bool includeKv_;
+    /// <summary>
+    /// Include that session's KV cache (exact continuation without a prefill; ~5 KiB per token for the
+    /// built-in dialogue model). Off: the restore re-prefills the conversation once.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool IncludeKv {
+      get { return includeKv_; }
+      set {
+        includeKv_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as SaveNpcRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(SaveNpcRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (NpcId != other.NpcId) return false;
+      if (SessionId != other.SessionId) return false;
+      if (IncludeKv != other.IncludeKv) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (NpcId.Length != 0) hash ^= NpcId.GetHashCode();
+      if (SessionId.Length != 0) hash ^= SessionId.GetHashCode();
+      if (IncludeKv != false) hash ^= IncludeKv.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (SessionId.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(SessionId);
+      }
+      if (IncludeKv != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(IncludeKv);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (SessionId.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(SessionId);
+      }
+      if (IncludeKv != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(IncludeKv);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (NpcId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(NpcId);
+      }
+      if (SessionId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(SessionId);
+      }
+      if (IncludeKv != false) {
+        size += 1 + 1;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(SaveNpcRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.NpcId.Length != 0) {
+        NpcId = other.NpcId;
+      }
+      if (other.SessionId.Length != 0) {
+        SessionId = other.SessionId;
+      }
+      if (other.IncludeKv != false) {
+        IncludeKv = other.IncludeKv;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            SessionId = input.ReadString();
+            break;
+          }
+          case 24: {
+            IncludeKv = input.ReadBool();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            SessionId = input.ReadString();
+            break;
+          }
+          case 24: {
+            IncludeKv = input.ReadBool();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class NpcSave : pb::IMessage<NpcSave>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<NpcSave> _parser = new pb::MessageParser<NpcSave>(() => new NpcSave());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<NpcSave> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[26]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public NpcSave() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public NpcSave(NpcSave other) : this() {
+      data_ = other.data_;
+      npcId_ = other.npcId_;
+      memories_ = other.memories_;
+      conversationTokens_ = other.conversationTokens_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public NpcSave Clone() {
+      return new NpcSave(this);
+    }
+
+    /// <summary>Field number for the "data" field.</summary>
+    public const int DataFieldNumber = 1;
+    private pb::ByteString data_ = pb::ByteString.Empty;
+    /// <summary>
+    /// The save-game blob.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pb::ByteString Data {
+      get { return data_; }
+      set {
+        data_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "npc_id" field.</summary>
+    public const int NpcIdFieldNumber = 2;
+    private string npcId_ = "";
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string NpcId {
+      get { return npcId_; }
+      set {
+        npcId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "memories" field.</summary>
+    public const int MemoriesFieldNumber = 3;
+    private uint memories_;
+    /// <summary>
+    /// Memories in the blob.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public uint Memories {
+      get { return memories_; }
+      set {
+        memories_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "conversation_tokens" field.</summary>
+    public const int ConversationTokensFieldNumber = 4;
+    private uint conversationTokens_;
+    /// <summary>
+    /// Tokens of the included conversation, 0 when none.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public uint ConversationTokens {
+      get { return conversationTokens_; }
+      set {
+        conversationTokens_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as NpcSave);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(NpcSave other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Data != other.Data) return false;
+      if (NpcId != other.NpcId) return false;
+      if (Memories != other.Memories) return false;
+      if (ConversationTokens != other.ConversationTokens) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Data.Length != 0) hash ^= Data.GetHashCode();
+      if (NpcId.Length != 0) hash ^= NpcId.GetHashCode();
+      if (Memories != 0) hash ^= Memories.GetHashCode();
+      if (ConversationTokens != 0) hash ^= ConversationTokens.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Data.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteBytes(Data);
+      }
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(NpcId);
+      }
+      if (Memories != 0) {
+        output.WriteRawTag(24);
+        output.WriteUInt32(Memories);
+      }
+      if (ConversationTokens != 0) {
+        output.WriteRawTag(32);
+        output.WriteUInt32(ConversationTokens);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Data.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteBytes(Data);
+      }
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(NpcId);
+      }
+      if (Memories != 0) {
+        output.WriteRawTag(24);
+        output.WriteUInt32(Memories);
+      }
+      if (ConversationTokens != 0) {
+        output.WriteRawTag(32);
+        output.WriteUInt32(ConversationTokens);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Data.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeBytesSize(Data);
+      }
+      if (NpcId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(NpcId);
+      }
+      if (Memories != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt32Size(Memories);
+      }
+      if (ConversationTokens != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt32Size(ConversationTokens);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(NpcSave other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Data.Length != 0) {
+        Data = other.Data;
+      }
+      if (other.NpcId.Length != 0) {
+        NpcId = other.NpcId;
+      }
+      if (other.Memories != 0) {
+        Memories = other.Memories;
+      }
+      if (other.ConversationTokens != 0) {
+        ConversationTokens = other.ConversationTokens;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Data = input.ReadBytes();
+            break;
+          }
+          case 18: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 24: {
+            Memories = input.ReadUInt32();
+            break;
+          }
+          case 32: {
+            ConversationTokens = input.ReadUInt32();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Data = input.ReadBytes();
+            break;
+          }
+          case 18: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 24: {
+            Memories = input.ReadUInt32();
+            break;
+          }
+          case 32: {
+            ConversationTokens = input.ReadUInt32();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class RestoreNpcRequest : pb::IMessage<RestoreNpcRequest>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RestoreNpcRequest> _parser = new pb::MessageParser<RestoreNpcRequest>(() => new RestoreNpcRequest());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RestoreNpcRequest> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[27]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RestoreNpcRequest() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RestoreNpcRequest(RestoreNpcRequest other) : this() {
+      data_ = other.data_;
+      npcId_ = other.npcId_;
+      replace_ = other.replace_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RestoreNpcRequest Clone() {
+      return new RestoreNpcRequest(this);
+    }
+
+    /// <summary>Field number for the "data" field.</summary>
+    public const int DataFieldNumber = 1;
+    private pb::ByteString data_ = pb::ByteString.Empty;
+    /// <summary>
+    /// A NpcSave.data.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public pb::ByteString Data {
+      get { return data_; }
+      set {
+        data_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "npc_id" field.</summary>
+    public const int NpcIdFieldNumber = 2;
+    private string npcId_ = "";
+    /// <summary>
+    /// Register under this id; empty = the saved id.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string NpcId {
+      get { return npcId_; }
+      set {
+        npcId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "replace" field.</summary>
+    public const int ReplaceFieldNumber = 3;
+    private bool replace_;
+    /// <summary>
+    /// Replace an NPC registered under that id (its memories are replaced by the saved ones).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Replace {
+      get { return replace_; }
+      set {
+        replace_ = value;
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RestoreNpcRequest);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RestoreNpcRequest other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (Data != other.Data) return false;
+      if (NpcId != other.NpcId) return false;
+      if (Replace != other.Replace) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (Data.Length != 0) hash ^= Data.GetHashCode();
+      if (NpcId.Length != 0) hash ^= NpcId.GetHashCode();
+      if (Replace != false) hash ^= Replace.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (Data.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteBytes(Data);
+      }
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(NpcId);
+      }
+      if (Replace != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(Replace);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (Data.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteBytes(Data);
+      }
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(NpcId);
+      }
+      if (Replace != false) {
+        output.WriteRawTag(24);
+        output.WriteBool(Replace);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (Data.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeBytesSize(Data);
+      }
+      if (NpcId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(NpcId);
+      }
+      if (Replace != false) {
+        size += 1 + 1;
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RestoreNpcRequest other) {
+      if (other == null) {
+        return;
+      }
+      if (other.Data.Length != 0) {
+        Data = other.Data;
+      }
+      if (other.NpcId.Length != 0) {
+        NpcId = other.NpcId;
+      }
+      if (other.Replace != false) {
+        Replace = other.Replace;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            Data = input.ReadBytes();
+            break;
+          }
+          case 18: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 24: {
+            Replace = input.ReadBool();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            Data = input.ReadBytes();
+            break;
+          }
+          case 18: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 24: {
+            Replace = input.ReadBool();
+            break;
+          }
+        }
+      }
+    }
+    #endif
+
+  }
+
+  public sealed partial class RestoreNpcResponse : pb::IMessage<RestoreNpcResponse>
+  #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      , pb::IBufferMessage
+  #endif
+  {
+    private static readonly pb::MessageParser<RestoreNpcResponse> _parser = new pb::MessageParser<RestoreNpcResponse>(() => new RestoreNpcResponse());
+    private pb::UnknownFieldSet _unknownFields;
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pb::MessageParser<RestoreNpcResponse> Parser { get { return _parser; } }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public static pbr::MessageDescriptor Descriptor {
+      get { return global::Npc.Proto.V1.AgentReflection.Descriptor.MessageTypes[28]; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    pbr::MessageDescriptor pb::IMessage.Descriptor {
+      get { return Descriptor; }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RestoreNpcResponse() {
+      OnConstruction();
+    }
+
+    partial void OnConstruction();
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RestoreNpcResponse(RestoreNpcResponse other) : this() {
+      npcId_ = other.npcId_;
+      state_ = other.state_;
+      memories_ = other.memories_;
+      sessionId_ = other.sessionId_;
+      _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public RestoreNpcResponse Clone() {
+      return new RestoreNpcResponse(this);
+    }
+
+    /// <summary>Field number for the "npc_id" field.</summary>
+    public const int NpcIdFieldNumber = 1;
+    private string npcId_ = "";
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string NpcId {
+      get { return npcId_; }
+      set {
+        npcId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "state" field.</summary>
+    public const int StateFieldNumber = 2;
+    private string state_ = "";
+    /// <summary>
+    /// FSM state the NPC is in.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string State {
+      get { return state_; }
+      set {
+        state_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    /// <summary>Field number for the "memories" field.</summary>
+    public const int MemoriesFieldNumber = 3;
+    private uint memories_;
+    /// <summary>
+    /// Memories restored.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public uint Memories {
+      get { return memories_; }
+      set {
+        memories_ = value;
+      }
+    }
+
+    /// <summary>Field number for the "session_id" field.</summary>
+    public const int SessionIdFieldNumber = 4;
+    private string sessionId_ = "";
+    /// <summary>
+    /// The restored conversation's session id (a new id, so the saved game can be loaded while the original
+    /// conversation is still open); empty when the save had none.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string SessionId {
+      get { return sessionId_; }
+      set {
+        sessionId_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override bool Equals(object other) {
+      return Equals(other as RestoreNpcResponse);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool Equals(RestoreNpcResponse other) {
+      if (ReferenceEquals(other, null)) {
+        return false;
+      }
+      if (ReferenceEquals(other, this)) {
+        return true;
+      }
+      if (NpcId != other.NpcId) return false;
+      if (State != other.State) return false;
+      if (Memories != other.Memories) return false;
+      if (SessionId != other.SessionId) return false;
+      return Equals(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override int GetHashCode() {
+      int hash = 1;
+      if (NpcId.Length != 0) hash ^= NpcId.GetHashCode();
+      if (State.Length != 0) hash ^= State.GetHashCode();
+      if (Memories != 0) hash ^= Memories.GetHashCode();
+      if (SessionId.Length != 0) hash ^= SessionId.GetHashCode();
+      if (_unknownFields != null) {
+        hash ^= _unknownFields.GetHashCode();
+      }
+      return hash;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public override string ToString() {
+      return pb::JsonFormatter.ToDiagnosticString(this);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void WriteTo(pb::CodedOutputStream output) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      output.WriteRawMessage(this);
+    #else
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (State.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(State);
+      }
+      if (Memories != 0) {
+        output.WriteRawTag(24);
+        output.WriteUInt32(Memories);
+      }
+      if (SessionId.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(SessionId);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(output);
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalWriteTo(ref pb::WriteContext output) {
+      if (NpcId.Length != 0) {
+        output.WriteRawTag(10);
+        output.WriteString(NpcId);
+      }
+      if (State.Length != 0) {
+        output.WriteRawTag(18);
+        output.WriteString(State);
+      }
+      if (Memories != 0) {
+        output.WriteRawTag(24);
+        output.WriteUInt32(Memories);
+      }
+      if (SessionId.Length != 0) {
+        output.WriteRawTag(34);
+        output.WriteString(SessionId);
+      }
+      if (_unknownFields != null) {
+        _unknownFields.WriteTo(ref output);
+      }
+    }
+    #endif
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public int CalculateSize() {
+      int size = 0;
+      if (NpcId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(NpcId);
+      }
+      if (State.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(State);
+      }
+      if (Memories != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeUInt32Size(Memories);
+      }
+      if (SessionId.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(SessionId);
+      }
+      if (_unknownFields != null) {
+        size += _unknownFields.CalculateSize();
+      }
+      return size;
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(RestoreNpcResponse other) {
+      if (other == null) {
+        return;
+      }
+      if (other.NpcId.Length != 0) {
+        NpcId = other.NpcId;
+      }
+      if (other.State.Length != 0) {
+        State = other.State;
+      }
+      if (other.Memories != 0) {
+        Memories = other.Memories;
+      }
+      if (other.SessionId.Length != 0) {
+        SessionId = other.SessionId;
+      }
+      _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
+    }
+
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public void MergeFrom(pb::CodedInputStream input) {
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+      input.ReadRawMessage(this);
+    #else
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            State = input.ReadString();
+            break;
+          }
+          case 24: {
+            Memories = input.ReadUInt32();
+            break;
+          }
+          case 34: {
+            SessionId = input.ReadString();
+            break;
+          }
+        }
+      }
+    #endif
+    }
+
+    #if !GOOGLE_PROTOBUF_REFSTRUCT_COMPATIBILITY_MODE
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    void pb::IBufferMessage.InternalMergeFrom(ref pb::ParseContext input) {
+      uint tag;
+      while ((tag = input.ReadTag()) != 0) {
+        switch(tag) {
+          default:
+            _unknownFields = pb::UnknownFieldSet.MergeFieldFrom(_unknownFields, ref input);
+            break;
+          case 10: {
+            NpcId = input.ReadString();
+            break;
+          }
+          case 18: {
+            State = input.ReadString();
+            break;
+          }
+          case 24: {
+            Memories = input.ReadUInt32();
+            break;
+          }
+          case 34: {
+            SessionId = input.ReadString();
             break;
           }
         }
