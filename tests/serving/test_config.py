@@ -166,7 +166,8 @@ def test_corrupt_package_and_busy_port(tiny_package, tmp_path):
     shutil.copytree(tiny_package, broken)
     with (broken / "tokenizer.json").open("a") as f:
         f.write(" ")
-    assert "sha256 mismatch" in _serve_fails("--model", str(broken), "--http-port", "-1")
+    message = _serve_fails("--model", str(broken), "--http-port", "-1")
+    assert "tokenizer.json does not match its" in message and "sha256" in message and "corrupt" in message
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
