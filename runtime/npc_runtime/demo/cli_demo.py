@@ -26,7 +26,9 @@ PROVIDERS = ("local", "openai", "anthropic")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long the village runs (wall seconds)")
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="how long the village runs (game seconds, = wall seconds at --speed 1; with --days, "
+                             "each day)")
     parser.add_argument("--npcs", type=int, default=8, help="number of NPCs (guards, merchants, villagers)")
     parser.add_argument("--fps", type=int, default=60, help="game frames per second (one Play update per frame)")
     parser.add_argument("--tick-hz", type=float, default=10.0, help="FSM ticks per NPC per second")
