@@ -22,9 +22,6 @@ from npc_runtime.settings import load_settings
 
 from .test_distill import _records
 
-pytestmark = pytest.mark.asyncio
-
-
 def _settings(tmp_path, **agent):
     return load_settings(None, env={}, flags={"server.data_dir": str(tmp_path / "data"),
                                               **{f"agent.{k}": v for k, v in agent.items()}})
@@ -125,3 +122,49 @@ async def test_reload_without_a_configuration_is_refused(tmp_path):
         await channel.close()
         await server.stop(None)
         runtime.close()
+
+
+def _wait_for(proc, text: str, timeout: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in proc.stderr:
+        assert time.monotonic() < deadline, f"no {text!r} in the server's stderr:\n{proc.stderr[-2000:]}"
+        time.sleep(0.05)
+
+
+def test_npcrt_serve_sighup_and_the_admin_rpc_reload_the_config_file(tmp_path, distilled):
+    """The product path: `npcrt serve --config FILE`; the file is edited, then SIGHUP or ReloadPolicies."""
+    import signal
+
+    from tests.helpers.serve_process import ServeProcess
+
+    def config(**versions) -> str:
+        table = ", ".join(f'{name} = "{path}"' for name, path in versions.items())
+        default = next(iter(versions), "base")
+        return f'[agent]\npolicy_versions = {{ {table} }}\npolicy_default = "{default}"\n'
+
+    broken = tmp_path / "broken"
+    shutil.copytree(distilled, broken)
+    (broken / "model.onnx").write_bytes(b"not an onnx graph")
+    with ServeProcess(config=config(d1=distilled), workdir=tmp_path / "serve") as server:
+        stub = server.agent_stub()
+        first = stub.ListPolicies(pb.ListPoliciesRequest(), timeout=30)
+        assert first.default_version == "d1" and [v.name for v in first.versions] == ["base", "d1"]
+
+        (server.workdir / "npcrt.toml").write_text(config(d2=broken))
+        server.proc.send_signal(signal.SIGHUP)
+        _wait_for(server, "reload refused")
+        assert "'d2'" in server.stderr.split("reload refused", 1)[1]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ReloadPolicies(pb.ReloadPoliciesRequest(), timeout=30)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "'d2'" in err.value.details()
+        still = stub.ListPolicies(pb.ListPoliciesRequest(), timeout=30)
+        assert still.default_version == "d1" and still.generation == first.generation
+
+        (server.workdir / "npcrt.toml").write_text(config())
+        server.proc.send_signal(signal.SIGHUP)
+        _wait_for(server, "npcrt serve: reloaded")
+        now = stub.ListPolicies(pb.ListPoliciesRequest(), timeout=30)
+        assert now.default_version == "base" and [v.name for v in now.versions] == ["base"]
+        assert now.generation == first.generation + 1
