@@ -70,7 +70,8 @@ def engine_runs(results: list[Result]) -> list[Result]:
 
 # -- formatting ---------------------------------------------------------------------------------------------------
 def ratio(value: float) -> str:
-    text = f"{value:.2f}×"
+    # 0.996 is a loss, and must not read as "1.00× ▼"
+    text = f"{value:.3f}×" if 0.995 <= value < 1.0 else f"{value:.2f}×"
     return f"**{text} {LOSS}**" if value < 1.0 else text
 
 
