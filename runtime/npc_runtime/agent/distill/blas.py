@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # (get, set) symbol pairs: numpy's bundled scipy-openblas (64-bit ints), then a system OpenBLAS
 _SYMBOLS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
