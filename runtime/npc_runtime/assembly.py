@@ -161,7 +161,8 @@ def _build(settings: Settings, closers: list) -> System:
     engine = EngineFacade.from_packages(list(models), config=settings.engine)
     store = _snapshot_store(settings)
     if store is not None:
-        writer = engine.engine.attach_snapshot_store(store)   # before the first request: no thread owns it yet
+        # before the first request: no thread owns the engine yet
+        writer = engine.engine.attach_snapshot_store(store, include_kv=settings.server.snapshot_kv)
         closers.append(writer.close)
         startup.append(f"session snapshots written to {settings.server.snapshot_store or data_dir / 'sessions'} "
                        "when a turn ends (another replica, or this one after a restart, can take a session over)")

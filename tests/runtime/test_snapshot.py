@@ -52,9 +52,9 @@ def test_restored_session_continues_like_an_uninterrupted_one(tiny_engine_factor
     assert opened.session_id == sid and opened.cached_prefix_tokens == (len(PROMPT_IDS(first, name)) + 7
                                                                         if include_kv else 0)
     tail = ids(other, sid, 12)
-    if include_kv or sampling.is_greedy:
+    if include_kv:
         assert head + tail == uninterrupted
-    else:   # re-prefilled KV may differ in the last bits; the RNG state is carried either way
+    else:   # a re-prefilled cache can differ in the last bits (a near-tie may decode differently)
         assert len(head + tail) == len(uninterrupted)
 
 
@@ -63,8 +63,9 @@ def test_a_finished_turn_restores_and_takes_new_input(tiny_engine_factory):
     name = e.list_models()[0].name
     sid = e.open_session(name, prompt=PROMPT, limits=SessionLimits(max_new_tokens=4))
     assert len(ids(e, sid, 10)) == 4
-    data = e.save_session(sid)
-    assert len(data) < 64 * 1024 and snapshot.decode(data).finished
+    assert len(e.save_session(sid)) < 1024                       # tokens only: a few bytes per token
+    data = e.save_session(sid, include_kv=True)
+    assert snapshot.decode(data).finished
     again = tiny_engine_factory()
     again.restore_session(data, session_id="restored-1")
     e.append_input(sid, " And the east gate?")

@@ -46,6 +46,9 @@ class ServerConfig:
     # where session snapshots go when a turn ends, so another replica (or this one after a restart) can take a
     # session over: "" = <data_dir>/sessions, a directory (shared by the fleet), "redis://host:6379/0", "off"
     snapshot_store: str = ""
+    # the snapshots carry the KV cache (exact continuation on takeover, ~kv_bytes_per_token x context each: 5 KiB
+    # per token for the built-in model); false: tokens only (a few bytes per token), the takeover re-prefills
+    snapshot_kv: bool = True
     # gRPC port; 0 = any free port (reported in the startup log line)
     port: int = DEFAULT_GRPC_PORT
     # HTTP port (OpenAI-compatible API, /metrics, /healthz); 0 = any free port, -1 = no HTTP server

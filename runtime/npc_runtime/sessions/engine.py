@@ -586,18 +586,23 @@ class Engine:
         return {HOST_TIER: self._parking.count(HOST_TIER), DISK_TIER: self._parking.count(DISK_TIER)}
 
     # -- fleet takeover (sessions/snapshot_store.py) -----------------------------------------------------------
-    def attach_snapshot_store(self, store: SnapshotStore, *, max_pending: int = 1024) -> SnapshotWriter:
-        """From now on a session's snapshot (no KV) is written behind when one of its turns ends, deleted when
-        it is closed, and a request for a session this engine does not hold restores it from `store` (another
-        replica's session, or this one's before a restart). Returns the writer (flush / close / counters)."""
+    def attach_snapshot_store(self, store: SnapshotStore, *, include_kv: bool = True,
+                              max_pending: int = 1024) -> SnapshotWriter:
+        """From now on a session's snapshot is written behind when one of its turns ends, deleted when it is
+        closed, and a request for a session this engine does not hold restores it from `store` (another
+        replica's session, or this one's before a restart). `include_kv`: the snapshot carries the KV, so the
+        takeover continues exactly (without it, one re-prefill: the recomputed cache can differ in the last
+        bits, so a near-tie can decode differently). Returns the writer (flush / close / counters)."""
         self._snapshots = store
+        self._snapshot_kv = include_kv
         self._snapshot_writer = SnapshotWriter(store, max_pending=max_pending)
         return self._snapshot_writer
 
     def _write_finished_turns(self, results: Sequence[TickResult]) -> None:
         for r in results:
             if r.finished and r.error is None and r.session_id in self._sessions:
-                self._snapshot_writer.put(r.session_id, self.save_session(r.session_id))
+                self._snapshot_writer.put(r.session_id, self.save_session(r.session_id,
+                                                                          include_kv=self._snapshot_kv))
 
     def _take_over(self, session_id: str) -> Session | None:
         """The session from the snapshot store (a replica that held it is gone), or None when it has none."""
