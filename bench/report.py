@@ -182,8 +182,10 @@ def block_where_we_lose(results: list[Result]) -> str:
 
 
 def block_runs(results: list[Result]) -> str:
+    """The files the generated blocks come from (other result files do not make this block stale)."""
+    sources = engine_runs(results) + [r for r in (newest(results, "export"),) if r is not None]
     rows = []
-    for r in sorted(results, key=lambda r: r.rel):
+    for r in sorted(sources, key=lambda r: r.rel):
         m, v, git = r.data.get("machine", {}), r.data.get("versions", {}), r.data.get("git") or {}
         if not m.get("label"):   # written before bench.common.result_metadata existed
             rows.append([f"`{r.rel}`", "not recorded", "-", "-", "-", "-", "-", "-", "-"])
