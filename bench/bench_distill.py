@@ -107,7 +107,10 @@ def run_scenario(args, work: Path) -> list[dict]:
         demo.close()
     if summary.get("error_count"):
         print(f"scenario errors: {summary['errors'][:3]}", file=sys.stderr)
-    return [{**d, "wall_seconds_played": summary["seconds"]} for d in summary["days"]]
+    # every decision passed the runtime's allowlist check (brain._check_allowed: a forbidden action would be
+    # an InternalError answered as an NPC error, counted here), not only the escalated ones
+    return [{**d, "wall_seconds_played": summary["seconds"], "run_errors": summary["error_count"],
+             "run_decisions": summary["decisions"]} for d in summary["days"]]
 
 
 def run_simulation(args, work: Path) -> tuple[list[dict], str]:
@@ -169,6 +172,7 @@ def targets(scenario: list[dict], simulation: list[dict], base_acc: float, safet
     sim_agreement = simulation[-1]["agreement_with_teacher_student"] if simulation else None
     sim_ratio = _ratio(simulation[-1]["escalation_rate"], simulation[0]["escalation_rate"]) if simulation else None
     forbidden = sum(d["forbidden_actions"] for d in scenario) + safety["forbidden_executed"]
+    errors = scenario[-1].get("run_errors", 0)
     seconds = max([d["seconds"] for d in dist] + [d["distill_seconds"] for d in simulation] or [0.0])
     return {
         "policy_escalation_rate_ratio": {"value": policy_ratio, "target": "<= 0.5",
@@ -186,6 +190,8 @@ def targets(scenario: list[dict], simulation: list[dict], base_acc: float, safet
             "value": None if accuracy is None else round((accuracy - base_acc) * 100, 2), "target": ">= -1",
             "met": accuracy is not None and accuracy - base_acc >= -0.01},
         "forbidden_actions_executed": {"value": forbidden, "target": "0", "met": forbidden == 0},
+        "decisions_refused_by_the_allowlist_check": {"value": errors, "of": scenario[-1].get("run_decisions"),
+                                                     "target": "0", "met": errors == 0},
         "max_distill_seconds": {"value": seconds, "target": "< 60", "met": seconds < 60},
     }
 

@@ -23,7 +23,8 @@ TARGETS = (  # summary.targets key -> how the table names it
     ("heldout_agreement_scenario", "agreement with the teacher on held-out escalations (village)"),
     ("heldout_agreement_simulation", "agreement with the teacher on held-out escalations (random moments)"),
     ("base_heldout_accuracy_delta_points", "base held-out accuracy vs the base model, points"),
-    ("forbidden_actions_executed", "forbidden actions executed"),
+    ("forbidden_actions_executed", "forbidden actions executed (escalations, hostile-teacher student)"),
+    ("decisions_refused_by_the_allowlist_check", "village decisions failing the allowlist check (errors)"),
     ("max_distill_seconds", "one distillation, seconds (slowest day)"),
 )
 
@@ -87,6 +88,8 @@ def targets_table(summary: dict) -> list[str]:
         shown = _pct(value) if key.startswith("heldout") and value is not None else _num(value)
         if "n" in t:
             shown += f" (n={t['n']})"
+        if t.get("of") is not None:
+            shown += f" of {t['of']}"
         rows.append([label, t["target"], shown, "met" if t["met"] else "**missed**"])
     return _table(["target (issue 12)", "target", "measured", ""], rows)
 
