@@ -1,6 +1,6 @@
 """A fresh venv with `pip install npc-runtime` (no extras) has no torch and runs the demo on the shipped models.
 
-The project (pyproject.toml, README.md and the three source roots, as they are in this working tree) is
+The project (pyproject.toml, README.md and the four source roots, as they are in this working tree) is
 copied to a temp folder and installed from there, so the build neither sees nor writes the checkout.
 Needs PyPI (or a pip cache / local index): this is what a new user's first install does.
 """
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = ("pyproject.toml", "README.md")
-SOURCE_ROOTS = ("proto", "export", "runtime")
+SOURCE_ROOTS = ("proto", "package", "export", "runtime")
 INSTALL_TIMEOUT_S = 900
 
 
