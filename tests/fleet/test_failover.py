@@ -3,9 +3,10 @@ behind a real nginx running deploy/nginx/nginx.conf (consistent hash on `x-npc-i
 and stepped through the proxy; the replica holding the most NPCs is SIGKILLed; every NPC's next step succeeds
 (on another replica for the moved ones), in the FSM state it had reached, and no agent memory is lost.
 
-Engine sessions (NpcRuntime) survive too: each replica writes a session's snapshot to the shared Redis when a
-turn ends; the replica that gets the next turn of a session it does not hold restores it from there, and the
-turn has the same greedy tokens as on a server that never failed."""
+Each of the 200 NPCs also holds a conversation (an NpcRuntime session), and those survive too: each replica
+writes a session's snapshot (KV included) to the shared Redis when a turn ends; the replica that gets the next
+turn of a session it does not hold restores it from there, and every conversation's next turn has the greedy
+tokens of a conversation on a server that never failed."""
 
 from __future__ import annotations
 
@@ -33,7 +34,6 @@ def _step(stub, npc_id: str, t: float, hostility: float):
     return stub.Step.with_call(request, metadata=Fleet.route(npc_id), timeout=30)
 
 
-SESSIONS = 24
 PROMPTS = ["I am the guard of the northern gate.", "The blacksmith sells", "Would you like to trade?"]
 
 
@@ -55,19 +55,20 @@ def _turn(stub, session_id: str, npc_id: str, new_input: str | None = None):
 
 
 def test_every_npc_survives_a_killed_replica(postgres, redis_server, nginx):
-    with Fleet(postgres, replicas=3, extra_args=["--snapshot-store", redis_server.url]) as fleet:
+    # room for every conversation on the two replicas left after the kill
+    extra = ["--snapshot-store", redis_server.url, "--max-sessions", "256"]
+    with Fleet(postgres, replicas=3, extra_args=extra) as fleet:
         channel = grpc.insecure_channel(fleet.grpc_target)
         stub = agent_pb2_grpc.NpcAgentStub(channel)
         runtime = runtime_pb2_grpc.NpcRuntimeStub(channel)
-        conversations = {}
-        for i in range(SESSIONS):
-            npc_id = f"talker-{i:02d}"
+        ids = [f"npc-{i:03d}" for i in range(NPCS)]
+        conversations = {}      # every NPC also holds a conversation (an engine session) with the player
+        for i, npc_id in enumerate(ids):
             opened = runtime.OpenSession(runtime_pb2.OpenSessionRequest(
                 npc_id=npc_id, prompt=PROMPTS[i % len(PROMPTS)], limits=runtime_pb2.SessionLimits(max_new_tokens=8)),
                 metadata=Fleet.route(npc_id), timeout=30)
             first, where, _ = _turn(runtime, opened.session_id, npc_id)
             conversations[npc_id] = (opened.session_id, where, first)
-        ids = [f"npc-{i:03d}" for i in range(NPCS)]
         home: dict[str, str] = {}
         for npc_id in ids:
             _, call = stub.RegisterNpc.with_call(agent_pb2.RegisterNpcRequest(
@@ -109,14 +110,18 @@ def test_every_npc_survives_a_killed_replica(postgres, redis_server, nginx):
         # engine sessions: the next turn of every conversation, through the proxy, after the kill
         direct = runtime_pb2_grpc.NpcRuntimeStub(
             grpc.insecure_channel(f"127.0.0.1:{fleet.replicas[survivor].grpc_port}"))
+        uninterrupted = {}      # per prompt: both turns on a replica that never failed
+        for prompt in PROMPTS:
+            reference = direct.OpenSession(runtime_pb2.OpenSessionRequest(
+                prompt=prompt, limits=runtime_pb2.SessionLimits(max_new_tokens=8)), timeout=30)
+            uninterrupted[prompt] = (_turn(direct, reference.session_id, "")[0],
+                                     _turn(direct, reference.session_id, "", new_input=" Who goes there?")[0])
+            direct.CloseSession(runtime_pb2.CloseSessionRequest(session_id=reference.session_id), timeout=30)
         taken_over = 0
         for i, (npc_id, (session_id, where, first)) in enumerate(conversations.items()):
             second, served_by, stats = _turn(runtime, session_id, npc_id, new_input=" Who goes there?")
-            reference = direct.OpenSession(runtime_pb2.OpenSessionRequest(
-                prompt=PROMPTS[i % len(PROMPTS)], limits=runtime_pb2.SessionLimits(max_new_tokens=8)), timeout=30)
-            ref_first, _, _ = _turn(direct, reference.session_id, "")
-            ref_second, _, _ = _turn(direct, reference.session_id, "", new_input=" Who goes there?")
-            assert (first, second) == (ref_first, ref_second), "a taken-over turn has the uninterrupted tokens"
+            assert (first, second) == uninterrupted[PROMPTS[i % len(PROMPTS)]], \
+                "a conversation continues with the tokens of an uninterrupted one"
             if where == victim:
                 taken_over += 1
                 assert served_by != victim and stats.restored_from == "store"
