@@ -56,8 +56,9 @@ async def test_list_and_reload_policies(tmp_path, distilled):
         await stub.RegisterNpc(pb.RegisterNpcRequest(npc_id="villager-01", persona=pb.Persona(name="Pip", role="villager"),
                                                      fsm_name="villager"))
         for t in range(3):
-            await stub.Step(pb.StepRequest(npc_id="villager-01", observation=pb.Observation(
+            decision = await stub.Step(pb.StepRequest(npc_id="villager-01", observation=pb.Observation(
                 game_time_s=float(t), values={"player_distance": 30.0})))
+            assert decision.policy_version == "d1"          # the client sees which version decided
 
         listed = await stub.ListPolicies(pb.ListPoliciesRequest())
         assert listed.default_version == "d1"

@@ -153,7 +153,7 @@ class StepRequest(_message.Message):
     def __init__(self, npc_id: _Optional[str] = ..., observation: _Optional[_Union[Observation, _Mapping]] = ..., events: _Optional[_Iterable[_Union[GameEvent, _Mapping]]] = ..., deadline_ms: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("npc_id", "state", "action", "arguments", "dialogue", "escalated", "reason", "confidence", "source", "allowed_actions", "latency_ms", "memories_written", "rejected_action")
+    __slots__ = ("npc_id", "state", "action", "arguments", "dialogue", "escalated", "reason", "confidence", "source", "allowed_actions", "latency_ms", "memories_written", "rejected_action", "policy_version")
     class ArgumentsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,7 @@ class Decision(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     MEMORIES_WRITTEN_FIELD_NUMBER: _ClassVar[int]
     REJECTED_ACTION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     npc_id: str
     state: str
     action: str
@@ -187,7 +188,8 @@ class Decision(_message.Message):
     latency_ms: float
     memories_written: int
     rejected_action: bool
-    def __init__(self, npc_id: _Optional[str] = ..., state: _Optional[str] = ..., action: _Optional[str] = ..., arguments: _Optional[_Mapping[str, str]] = ..., dialogue: _Optional[str] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., confidence: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., latency_ms: _Optional[float] = ..., memories_written: _Optional[int] = ..., rejected_action: _Optional[bool] = ...) -> None: ...
+    policy_version: str
+    def __init__(self, npc_id: _Optional[str] = ..., state: _Optional[str] = ..., action: _Optional[str] = ..., arguments: _Optional[_Mapping[str, str]] = ..., dialogue: _Optional[str] = ..., escalated: _Optional[bool] = ..., reason: _Optional[str] = ..., confidence: _Optional[float] = ..., source: _Optional[_Union[DecisionSource, str]] = ..., allowed_actions: _Optional[_Iterable[str]] = ..., latency_ms: _Optional[float] = ..., memories_written: _Optional[int] = ..., rejected_action: _Optional[bool] = ..., policy_version: _Optional[str] = ...) -> None: ...
 
 class PlayRequest(_message.Message):
     __slots__ = ("seq", "register", "steps")

@@ -149,7 +149,7 @@ def decision_to_pb(d: AgentDecision) -> pb.Decision:
                        escalated=d.escalated, reason=d.reason, confidence=d.confidence,
                        source=SOURCE_TO_PB[d.source], allowed_actions=list(d.allowed_actions),
                        latency_ms=d.latency_ms, memories_written=d.memories_written,
-                       rejected_action=d.rejected_action)
+                       rejected_action=d.rejected_action, policy_version=d.policy_version)
 
 
 def action_to_pb(d: AgentDecision, latency_ms: float) -> pb.ActionChosen:

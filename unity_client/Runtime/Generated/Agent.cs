@@ -47,82 +47,83 @@ namespace Npc.Proto.V1 {
             "ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIn8KC1N0",
             "ZXBSZXF1ZXN0Eg4KBm5wY19pZBgBIAEoCRIoCgtvYnNlcnZhdGlvbhgCIAEo",
             "CzITLm5wYy52MS5PYnNlcnZhdGlvbhIhCgZldmVudHMYAyADKAsyES5ucGMu",
-            "djEuR2FtZUV2ZW50EhMKC2RlYWRsaW5lX21zGAQgASgCIvACCghEZWNpc2lv",
+            "djEuR2FtZUV2ZW50EhMKC2RlYWRsaW5lX21zGAQgASgCIogDCghEZWNpc2lv",
             "bhIOCgZucGNfaWQYASABKAkSDQoFc3RhdGUYAiABKAkSDgoGYWN0aW9uGAMg",
             "ASgJEjIKCWFyZ3VtZW50cxgEIAMoCzIfLm5wYy52MS5EZWNpc2lvbi5Bcmd1",
             "bWVudHNFbnRyeRIQCghkaWFsb2d1ZRgFIAEoCRIRCgllc2NhbGF0ZWQYBiAB",
             "KAgSDgoGcmVhc29uGAcgASgJEhIKCmNvbmZpZGVuY2UYCCABKAISJgoGc291",
             "cmNlGAkgASgOMhYubnBjLnYxLkRlY2lzaW9uU291cmNlEhcKD2FsbG93ZWRf",
             "YWN0aW9ucxgKIAMoCRISCgpsYXRlbmN5X21zGAsgASgCEhgKEG1lbW9yaWVz",
-            "X3dyaXR0ZW4YDCABKA0SFwoPcmVqZWN0ZWRfYWN0aW9uGA0gASgIGjAKDkFy",
-            "Z3VtZW50c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi",
-            "bAoLUGxheVJlcXVlc3QSCwoDc2VxGAEgASgEEiwKCHJlZ2lzdGVyGAIgAygL",
-            "MhoubnBjLnYxLlJlZ2lzdGVyTnBjUmVxdWVzdBIiCgVzdGVwcxgDIAMoCzIT",
-            "Lm5wYy52MS5TdGVwUmVxdWVzdCI5CghOcGNFcnJvchIOCgZucGNfaWQYASAB",
-            "KAkSDAoEY29kZRgCIAEoBRIPCgdtZXNzYWdlGAMgASgJImIKDFBsYXlSZXNw",
-            "b25zZRILCgNzZXEYASABKAQSIwoJZGVjaXNpb25zGAIgAygLMhAubnBjLnYx",
-            "LkRlY2lzaW9uEiAKBmVycm9ycxgDIAMoCzIQLm5wYy52MS5OcGNFcnJvciKj",
-            "AgoMQWN0aW9uQ2hvc2VuEg4KBm5wY19pZBgBIAEoCRINCgVzdGF0ZRgCIAEo",
-            "CRIOCgZhY3Rpb24YAyABKAkSNgoJYXJndW1lbnRzGAQgAygLMiMubnBjLnYx",
-            "LkFjdGlvbkNob3Nlbi5Bcmd1bWVudHNFbnRyeRIRCgllc2NhbGF0ZWQYBSAB",
-            "KAgSJgoGc291cmNlGAYgASgOMhYubnBjLnYxLkRlY2lzaW9uU291cmNlEhIK",
-            "CmNvbmZpZGVuY2UYByABKAISFwoPYWxsb3dlZF9hY3Rpb25zGAggAygJEhIK",
-            "CmxhdGVuY3lfbXMYCSABKAIaMAoOQXJndW1lbnRzRW50cnkSCwoDa2V5GAEg",
-            "ASgJEg0KBXZhbHVlGAIgASgJOgI4ASJHCg1EaWFsb2d1ZURlbHRhEgwKBHRl",
-            "eHQYASABKAkSFAoMc2VudGVuY2VfZW5kGAIgASgIEhIKCmxhdGVuY3lfbXMY",
-            "AyABKAIiiQEKCVN0ZXBDaHVuaxImCgZhY3Rpb24YASABKAsyFC5ucGMudjEu",
-            "QWN0aW9uQ2hvc2VuSAASKQoIZGlhbG9ndWUYAiABKAsyFS5ucGMudjEuRGlh",
-            "bG9ndWVEZWx0YUgAEiAKBGRvbmUYAyABKAsyEC5ucGMudjEuRGVjaXNpb25I",
-            "AEIHCgVjaHVuayJFChVSZWNhbGxNZW1vcmllc1JlcXVlc3QSDgoGbnBjX2lk",
-            "GAEgASgJEg0KBXF1ZXJ5GAIgASgJEg0KBWxpbWl0GAMgASgNInAKBk1lbW9y",
-            "eRIMCgR0ZXh0GAEgASgJEhIKCmltcG9ydGFuY2UYAiABKAISEwoLZ2FtZV90",
-            "aW1lX3MYAyABKAESIAoEa2luZBgEIAEoDjISLm5wYy52MS5NZW1vcnlLaW5k",
-            "Eg0KBXNjb3JlGAUgASgCIjoKFlJlY2FsbE1lbW9yaWVzUmVzcG9uc2USIAoI",
-            "bWVtb3JpZXMYASADKAsyDi5ucGMudjEuTWVtb3J5IhUKE0xpc3RQb2xpY2ll",
-            "c1JlcXVlc3Qi7gEKEVBvbGljeVZlcnNpb25JbmZvEgwKBG5hbWUYASABKAkS",
-            "DwoHcGFja2FnZRgCIAEoCRISCgppc19kZWZhdWx0GAMgASgIEhQKDGJhc2Vf",
-            "dmVyc2lvbhgEIAEoCRISCgpnZW5lcmF0aW9uGAUgASgNEg8KB3JlY29yZHMY",
-            "BiABKAQSEQoJZGVjaXNpb25zGAcgASgEEhMKC2VzY2FsYXRpb25zGAggASgE",
-            "EhcKD2VzY2FsYXRpb25fcmF0ZRgJIAEoARIYChByZWplY3RlZF9hY3Rpb25z",
-            "GAogASgEEhAKCGNvc3RfdXNkGAsgASgBIkUKEVBvbGljeVJvdXRpbmdSdWxl",
-            "Eg8KB3ZlcnNpb24YASABKAkSDQoFbWF0Y2gYAiABKAkSEAoIZnJhY3Rpb24Y",
-            "AyABKAEinAEKFExpc3RQb2xpY2llc1Jlc3BvbnNlEisKCHZlcnNpb25zGAEg",
-            "AygLMhkubnBjLnYxLlBvbGljeVZlcnNpb25JbmZvEhcKD2RlZmF1bHRfdmVy",
-            "c2lvbhgCIAEoCRIqCgdyb3V0aW5nGAMgAygLMhkubnBjLnYxLlBvbGljeVJv",
-            "dXRpbmdSdWxlEhIKCmdlbmVyYXRpb24YBCABKAQiFwoVUmVsb2FkUG9saWNp",
-            "ZXNSZXF1ZXN0IlkKFlJlbG9hZFBvbGljaWVzUmVzcG9uc2USLgoIcG9saWNp",
-            "ZXMYASABKAsyHC5ucGMudjEuTGlzdFBvbGljaWVzUmVzcG9uc2USDwoHc3Vt",
-            "bWFyeRgCIAEoCSJICg5TYXZlTnBjUmVxdWVzdBIOCgZucGNfaWQYASABKAkS",
-            "EgoKc2Vzc2lvbl9pZBgCIAEoCRISCgppbmNsdWRlX2t2GAMgASgIIlYKB05w",
-            "Y1NhdmUSDAoEZGF0YRgBIAEoDBIOCgZucGNfaWQYAiABKAkSEAoIbWVtb3Jp",
-            "ZXMYAyABKA0SGwoTY29udmVyc2F0aW9uX3Rva2VucxgEIAEoDSJCChFSZXN0",
-            "b3JlTnBjUmVxdWVzdBIMCgRkYXRhGAEgASgMEg4KBm5wY19pZBgCIAEoCRIP",
-            "CgdyZXBsYWNlGAMgASgIIlkKElJlc3RvcmVOcGNSZXNwb25zZRIOCgZucGNf",
-            "aWQYASABKAkSDQoFc3RhdGUYAiABKAkSEAoIbWVtb3JpZXMYAyABKA0SEgoK",
-            "c2Vzc2lvbl9pZBgEIAEoCSrAAQoORGVjaXNpb25Tb3VyY2USHwobREVDSVNJ",
-            "T05fU09VUkNFX1VOU1BFQ0lGSUVEEAASFwoTREVDSVNJT05fU09VUkNFX0ZT",
-            "TRABEhoKFkRFQ0lTSU9OX1NPVVJDRV9QT0xJQ1kQAhIfChtERUNJU0lPTl9T",
-            "T1VSQ0VfTE9DQUxfTU9ERUwQAxIZChVERUNJU0lPTl9TT1VSQ0VfQ0xPVUQQ",
-            "BBIcChhERUNJU0lPTl9TT1VSQ0VfRkFMTEJBQ0sQBSqYAQoKTWVtb3J5S2lu",
-            "ZBIbChdNRU1PUllfS0lORF9VTlNQRUNJRklFRBAAEhsKF01FTU9SWV9LSU5E",
-            "X09CU0VSVkFUSU9OEAESGAoUTUVNT1JZX0tJTkRfRElBTE9HVUUQAhIaChZN",
-            "RU1PUllfS0lORF9SRUZMRUNUSU9OEAMSGgoWTUVNT1JZX0tJTkRfRVNDQUxB",
-            "VElPThAEMqQFCghOcGNBZ2VudBJGCgtSZWdpc3Rlck5wYxIaLm5wYy52MS5S",
-            "ZWdpc3Rlck5wY1JlcXVlc3QaGy5ucGMudjEuUmVnaXN0ZXJOcGNSZXNwb25z",
-            "ZRJMCg1VbnJlZ2lzdGVyTnBjEhwubnBjLnYxLlVucmVnaXN0ZXJOcGNSZXF1",
-            "ZXN0Gh0ubnBjLnYxLlVucmVnaXN0ZXJOcGNSZXNwb25zZRItCgRTdGVwEhMu",
-            "bnBjLnYxLlN0ZXBSZXF1ZXN0GhAubnBjLnYxLkRlY2lzaW9uEjUKBFBsYXkS",
-            "Ey5ucGMudjEuUGxheVJlcXVlc3QaFC5ucGMudjEuUGxheVJlc3BvbnNlKAEw",
-            "ARI2CgpTdGVwU3RyZWFtEhMubnBjLnYxLlN0ZXBSZXF1ZXN0GhEubnBjLnYx",
-            "LlN0ZXBDaHVuazABEk8KDlJlY2FsbE1lbW9yaWVzEh0ubnBjLnYxLlJlY2Fs",
-            "bE1lbW9yaWVzUmVxdWVzdBoeLm5wYy52MS5SZWNhbGxNZW1vcmllc1Jlc3Bv",
-            "bnNlEkkKDExpc3RQb2xpY2llcxIbLm5wYy52MS5MaXN0UG9saWNpZXNSZXF1",
-            "ZXN0GhwubnBjLnYxLkxpc3RQb2xpY2llc1Jlc3BvbnNlEk8KDlJlbG9hZFBv",
-            "bGljaWVzEh0ubnBjLnYxLlJlbG9hZFBvbGljaWVzUmVxdWVzdBoeLm5wYy52",
-            "MS5SZWxvYWRQb2xpY2llc1Jlc3BvbnNlEjIKB1NhdmVOcGMSFi5ucGMudjEu",
-            "U2F2ZU5wY1JlcXVlc3QaDy5ucGMudjEuTnBjU2F2ZRJDCgpSZXN0b3JlTnBj",
-            "EhkubnBjLnYxLlJlc3RvcmVOcGNSZXF1ZXN0GhoubnBjLnYxLlJlc3RvcmVO",
-            "cGNSZXNwb25zZUIRUAGqAgxOcGMuUHJvdG8uVjFiBnByb3RvMw=="));
+            "X3dyaXR0ZW4YDCABKA0SFwoPcmVqZWN0ZWRfYWN0aW9uGA0gASgIEhYKDnBv",
+            "bGljeV92ZXJzaW9uGA4gASgJGjAKDkFyZ3VtZW50c0VudHJ5EgsKA2tleRgB",
+            "IAEoCRINCgV2YWx1ZRgCIAEoCToCOAEibAoLUGxheVJlcXVlc3QSCwoDc2Vx",
+            "GAEgASgEEiwKCHJlZ2lzdGVyGAIgAygLMhoubnBjLnYxLlJlZ2lzdGVyTnBj",
+            "UmVxdWVzdBIiCgVzdGVwcxgDIAMoCzITLm5wYy52MS5TdGVwUmVxdWVzdCI5",
+            "CghOcGNFcnJvchIOCgZucGNfaWQYASABKAkSDAoEY29kZRgCIAEoBRIPCgdt",
+            "ZXNzYWdlGAMgASgJImIKDFBsYXlSZXNwb25zZRILCgNzZXEYASABKAQSIwoJ",
+            "ZGVjaXNpb25zGAIgAygLMhAubnBjLnYxLkRlY2lzaW9uEiAKBmVycm9ycxgD",
+            "IAMoCzIQLm5wYy52MS5OcGNFcnJvciKjAgoMQWN0aW9uQ2hvc2VuEg4KBm5w",
+            "Y19pZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIOCgZhY3Rpb24YAyABKAkSNgoJ",
+            "YXJndW1lbnRzGAQgAygLMiMubnBjLnYxLkFjdGlvbkNob3Nlbi5Bcmd1bWVu",
+            "dHNFbnRyeRIRCgllc2NhbGF0ZWQYBSABKAgSJgoGc291cmNlGAYgASgOMhYu",
+            "bnBjLnYxLkRlY2lzaW9uU291cmNlEhIKCmNvbmZpZGVuY2UYByABKAISFwoP",
+            "YWxsb3dlZF9hY3Rpb25zGAggAygJEhIKCmxhdGVuY3lfbXMYCSABKAIaMAoO",
+            "QXJndW1lbnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4",
+            "ASJHCg1EaWFsb2d1ZURlbHRhEgwKBHRleHQYASABKAkSFAoMc2VudGVuY2Vf",
+            "ZW5kGAIgASgIEhIKCmxhdGVuY3lfbXMYAyABKAIiiQEKCVN0ZXBDaHVuaxIm",
+            "CgZhY3Rpb24YASABKAsyFC5ucGMudjEuQWN0aW9uQ2hvc2VuSAASKQoIZGlh",
+            "bG9ndWUYAiABKAsyFS5ucGMudjEuRGlhbG9ndWVEZWx0YUgAEiAKBGRvbmUY",
+            "AyABKAsyEC5ucGMudjEuRGVjaXNpb25IAEIHCgVjaHVuayJFChVSZWNhbGxN",
+            "ZW1vcmllc1JlcXVlc3QSDgoGbnBjX2lkGAEgASgJEg0KBXF1ZXJ5GAIgASgJ",
+            "Eg0KBWxpbWl0GAMgASgNInAKBk1lbW9yeRIMCgR0ZXh0GAEgASgJEhIKCmlt",
+            "cG9ydGFuY2UYAiABKAISEwoLZ2FtZV90aW1lX3MYAyABKAESIAoEa2luZBgE",
+            "IAEoDjISLm5wYy52MS5NZW1vcnlLaW5kEg0KBXNjb3JlGAUgASgCIjoKFlJl",
+            "Y2FsbE1lbW9yaWVzUmVzcG9uc2USIAoIbWVtb3JpZXMYASADKAsyDi5ucGMu",
+            "djEuTWVtb3J5IhUKE0xpc3RQb2xpY2llc1JlcXVlc3Qi7gEKEVBvbGljeVZl",
+            "cnNpb25JbmZvEgwKBG5hbWUYASABKAkSDwoHcGFja2FnZRgCIAEoCRISCgpp",
+            "c19kZWZhdWx0GAMgASgIEhQKDGJhc2VfdmVyc2lvbhgEIAEoCRISCgpnZW5l",
+            "cmF0aW9uGAUgASgNEg8KB3JlY29yZHMYBiABKAQSEQoJZGVjaXNpb25zGAcg",
+            "ASgEEhMKC2VzY2FsYXRpb25zGAggASgEEhcKD2VzY2FsYXRpb25fcmF0ZRgJ",
+            "IAEoARIYChByZWplY3RlZF9hY3Rpb25zGAogASgEEhAKCGNvc3RfdXNkGAsg",
+            "ASgBIkUKEVBvbGljeVJvdXRpbmdSdWxlEg8KB3ZlcnNpb24YASABKAkSDQoF",
+            "bWF0Y2gYAiABKAkSEAoIZnJhY3Rpb24YAyABKAEinAEKFExpc3RQb2xpY2ll",
+            "c1Jlc3BvbnNlEisKCHZlcnNpb25zGAEgAygLMhkubnBjLnYxLlBvbGljeVZl",
+            "cnNpb25JbmZvEhcKD2RlZmF1bHRfdmVyc2lvbhgCIAEoCRIqCgdyb3V0aW5n",
+            "GAMgAygLMhkubnBjLnYxLlBvbGljeVJvdXRpbmdSdWxlEhIKCmdlbmVyYXRp",
+            "b24YBCABKAQiFwoVUmVsb2FkUG9saWNpZXNSZXF1ZXN0IlkKFlJlbG9hZFBv",
+            "bGljaWVzUmVzcG9uc2USLgoIcG9saWNpZXMYASABKAsyHC5ucGMudjEuTGlz",
+            "dFBvbGljaWVzUmVzcG9uc2USDwoHc3VtbWFyeRgCIAEoCSJICg5TYXZlTnBj",
+            "UmVxdWVzdBIOCgZucGNfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIS",
+            "CgppbmNsdWRlX2t2GAMgASgIIlYKB05wY1NhdmUSDAoEZGF0YRgBIAEoDBIO",
+            "CgZucGNfaWQYAiABKAkSEAoIbWVtb3JpZXMYAyABKA0SGwoTY29udmVyc2F0",
+            "aW9uX3Rva2VucxgEIAEoDSJCChFSZXN0b3JlTnBjUmVxdWVzdBIMCgRkYXRh",
+            "GAEgASgMEg4KBm5wY19pZBgCIAEoCRIPCgdyZXBsYWNlGAMgASgIIlkKElJl",
+            "c3RvcmVOcGNSZXNwb25zZRIOCgZucGNfaWQYASABKAkSDQoFc3RhdGUYAiAB",
+            "KAkSEAoIbWVtb3JpZXMYAyABKA0SEgoKc2Vzc2lvbl9pZBgEIAEoCSrAAQoO",
+            "RGVjaXNpb25Tb3VyY2USHwobREVDSVNJT05fU09VUkNFX1VOU1BFQ0lGSUVE",
+            "EAASFwoTREVDSVNJT05fU09VUkNFX0ZTTRABEhoKFkRFQ0lTSU9OX1NPVVJD",
+            "RV9QT0xJQ1kQAhIfChtERUNJU0lPTl9TT1VSQ0VfTE9DQUxfTU9ERUwQAxIZ",
+            "ChVERUNJU0lPTl9TT1VSQ0VfQ0xPVUQQBBIcChhERUNJU0lPTl9TT1VSQ0Vf",
+            "RkFMTEJBQ0sQBSqYAQoKTWVtb3J5S2luZBIbChdNRU1PUllfS0lORF9VTlNQ",
+            "RUNJRklFRBAAEhsKF01FTU9SWV9LSU5EX09CU0VSVkFUSU9OEAESGAoUTUVN",
+            "T1JZX0tJTkRfRElBTE9HVUUQAhIaChZNRU1PUllfS0lORF9SRUZMRUNUSU9O",
+            "EAMSGgoWTUVNT1JZX0tJTkRfRVNDQUxBVElPThAEMqQFCghOcGNBZ2VudBJG",
+            "CgtSZWdpc3Rlck5wYxIaLm5wYy52MS5SZWdpc3Rlck5wY1JlcXVlc3QaGy5u",
+            "cGMudjEuUmVnaXN0ZXJOcGNSZXNwb25zZRJMCg1VbnJlZ2lzdGVyTnBjEhwu",
+            "bnBjLnYxLlVucmVnaXN0ZXJOcGNSZXF1ZXN0Gh0ubnBjLnYxLlVucmVnaXN0",
+            "ZXJOcGNSZXNwb25zZRItCgRTdGVwEhMubnBjLnYxLlN0ZXBSZXF1ZXN0GhAu",
+            "bnBjLnYxLkRlY2lzaW9uEjUKBFBsYXkSEy5ucGMudjEuUGxheVJlcXVlc3Qa",
+            "FC5ucGMudjEuUGxheVJlc3BvbnNlKAEwARI2CgpTdGVwU3RyZWFtEhMubnBj",
+            "LnYxLlN0ZXBSZXF1ZXN0GhEubnBjLnYxLlN0ZXBDaHVuazABEk8KDlJlY2Fs",
+            "bE1lbW9yaWVzEh0ubnBjLnYxLlJlY2FsbE1lbW9yaWVzUmVxdWVzdBoeLm5w",
+            "Yy52MS5SZWNhbGxNZW1vcmllc1Jlc3BvbnNlEkkKDExpc3RQb2xpY2llcxIb",
+            "Lm5wYy52MS5MaXN0UG9saWNpZXNSZXF1ZXN0GhwubnBjLnYxLkxpc3RQb2xp",
+            "Y2llc1Jlc3BvbnNlEk8KDlJlbG9hZFBvbGljaWVzEh0ubnBjLnYxLlJlbG9h",
+            "ZFBvbGljaWVzUmVxdWVzdBoeLm5wYy52MS5SZWxvYWRQb2xpY2llc1Jlc3Bv",
+            "bnNlEjIKB1NhdmVOcGMSFi5ucGMudjEuU2F2ZU5wY1JlcXVlc3QaDy5ucGMu",
+            "djEuTnBjU2F2ZRJDCgpSZXN0b3JlTnBjEhkubnBjLnYxLlJlc3RvcmVOcGNS",
+            "ZXF1ZXN0GhoubnBjLnYxLlJlc3RvcmVOcGNSZXNwb25zZUIRUAGqAgxOcGMu",
+            "UHJvdG8uVjFiBnByb3RvMw=="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.DecisionSource), typeof(global::Npc.Proto.V1.MemoryKind), }, null, new pbr::GeneratedClrTypeInfo[] {
@@ -135,7 +136,7 @@ namespace Npc.Proto.V1 {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Observation), global::Npc.Proto.V1.Observation.Parser, new[]{ "GameTimeS", "Values", "Tags", "PlayerUtterance" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.GameEvent), global::Npc.Proto.V1.GameEvent.Parser, new[]{ "Kind", "Description", "Importance", "StoryCritical", "Attributes" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.StepRequest), global::Npc.Proto.V1.StepRequest.Parser, new[]{ "NpcId", "Observation", "Events", "DeadlineMs" }, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Decision), global::Npc.Proto.V1.Decision.Parser, new[]{ "NpcId", "State", "Action", "Arguments", "Dialogue", "Escalated", "Reason", "Confidence", "Source", "AllowedActions", "LatencyMs", "MemoriesWritten", "RejectedAction" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Decision), global::Npc.Proto.V1.Decision.Parser, new[]{ "NpcId", "State", "Action", "Arguments", "Dialogue", "Escalated", "Reason", "Confidence", "Source", "AllowedActions", "LatencyMs", "MemoriesWritten", "RejectedAction", "PolicyVersion" }, null, null, null, new pbr::GeneratedClrTypeInfo[] { null, }),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PlayRequest), global::Npc.Proto.V1.PlayRequest.Parser, new[]{ "Seq", "Register", "Steps" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.NpcError), global::Npc.Proto.V1.NpcError.Parser, new[]{ "NpcId", "Code", "Message" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.PlayResponse), global::Npc.Proto.V1.PlayResponse.Parser, new[]{ "Seq", "Decisions", "Errors" }, null, null, null, null),
@@ -2786,6 +2787,7 @@ namespace Npc.Proto.V1 {
       latencyMs_ = other.latencyMs_;
       memoriesWritten_ = other.memoriesWritten_;
       rejectedAction_ = other.rejectedAction_;
+      policyVersion_ = other.policyVersion_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -2982,6 +2984,22 @@ namespace Npc.Proto.V1 {
       }
     }
 
+    /// <summary>Field number for the "policy_version" field.</summary>
+    public const int PolicyVersionFieldNumber = 14;
+    private string policyVersion_ = "";
+    /// <summary>
+    /// The on-device policy version that proposed the action (see ListPolicies), e.g. "base" or "day-3";
+    /// empty for an FSM reflex (no policy consulted).
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public string PolicyVersion {
+      get { return policyVersion_; }
+      set {
+        policyVersion_ = pb::ProtoPreconditions.CheckNotNull(value, "value");
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -3010,6 +3028,7 @@ namespace Npc.Proto.V1 {
       if (!pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.Equals(LatencyMs, other.LatencyMs)) return false;
       if (MemoriesWritten != other.MemoriesWritten) return false;
       if (RejectedAction != other.RejectedAction) return false;
+      if (PolicyVersion != other.PolicyVersion) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -3030,6 +3049,7 @@ namespace Npc.Proto.V1 {
       if (LatencyMs != 0F) hash ^= pbc::ProtobufEqualityComparers.BitwiseSingleEqualityComparer.GetHashCode(LatencyMs);
       if (MemoriesWritten != 0) hash ^= MemoriesWritten.GetHashCode();
       if (RejectedAction != false) hash ^= RejectedAction.GetHashCode();
+      if (PolicyVersion.Length != 0) hash ^= PolicyVersion.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -3094,6 +3114,10 @@ namespace Npc.Proto.V1 {
         output.WriteRawTag(104);
         output.WriteBool(RejectedAction);
       }
+      if (PolicyVersion.Length != 0) {
+        output.WriteRawTag(114);
+        output.WriteString(PolicyVersion);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -3150,6 +3174,10 @@ namespace Npc.Proto.V1 {
         output.WriteRawTag(104);
         output.WriteBool(RejectedAction);
       }
+      if (PolicyVersion.Length != 0) {
+        output.WriteRawTag(114);
+        output.WriteString(PolicyVersion);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -3194,6 +3222,9 @@ namespace Npc.Proto.V1 {
       }
       if (RejectedAction != false) {
         size += 1 + 1;
+      }
+      if (PolicyVersion.Length != 0) {
+        size += 1 + pb::CodedOutputStream.ComputeStringSize(PolicyVersion);
       }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
@@ -3241,6 +3272,9 @@ namespace Npc.Proto.V1 {
       }
       if (other.RejectedAction != false) {
         RejectedAction = other.RejectedAction;
+      }
+      if (other.PolicyVersion.Length != 0) {
+        PolicyVersion = other.PolicyVersion;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -3309,6 +3343,10 @@ namespace Npc.Proto.V1 {
             RejectedAction = input.ReadBool();
             break;
           }
+          case 114: {
+            PolicyVersion = input.ReadString();
+            break;
+          }
         }
       }
     #endif
@@ -3374,6 +3412,10 @@ namespace Npc.Proto.V1 {
           }
           case 104: {
             RejectedAction = input.ReadBool();
+            break;
+          }
+          case 114: {
+            PolicyVersion = input.ReadString();
             break;
           }
         }
