@@ -21,6 +21,7 @@ What it builds, in order (a failure at any step closes what was built and raises
 from __future__ import annotations
 
 import json
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,8 @@ class System:
     # re-reads the configuration the server was started from (set by `npcrt serve`); None: reloads reuse
     # the current settings (the packages are still re-read)
     settings_loader: Any = None
+    # the dialogue model of each served model an agent version speaks with (made once, reused by reloads)
+    dialogues: Any = None
     _closers: list = field(default_factory=list, repr=False)
 
     def servicer_hooks(self) -> list:
@@ -88,7 +91,7 @@ class System:
         if self.agent is None:
             raise InvalidArgument("the agent service is off: no policy versions to reload")
         agent_cfg = (settings or self.settings).agent
-        versions, default, rules = load_policy_versions(agent_cfg, self.policy_package)
+        versions, default, rules = load_policy_versions(agent_cfg, self.policy_package, dialogues=self.dialogues)
         generation = self.agent.policies.install(versions, default=default, rules=rules)
         if settings is not None:
             self.settings = settings
@@ -183,7 +186,8 @@ def _build(settings: Settings, closers: list) -> System:
     if dialogue_model not in {m.name for m in engine.list_models_now()}:
         raise InvalidArgument(f"[agent] dialogue_model {dialogue_model!r} is not served; served: "
                               f"{', '.join(m.name for m in engine.list_models_now())}")
-    system.agent = _build_agent(settings, engine, dialogue_model, policy_package, closers)
+    system.dialogues = DialogueModels(engine, closers)
+    system.agent = _build_agent(settings, engine, dialogue_model, policy_package, system.dialogues, closers)
     system.policy_package = policy_package
     restored, problems = system.agent.restore_npcs()
     db = settings.memory_db
@@ -200,8 +204,29 @@ def _build(settings: Settings, closers: list) -> System:
     return system
 
 
-def load_policy_versions(agent_cfg, base_package: str | None):
-    """([agent] policy_model as "base" + policy_versions) loaded, the default name, the routing rules."""
+class DialogueModels:
+    """One `EngineDialogueModel` per served model an agent version speaks with, made on first use (each holds a
+    thread: versions that share a model share it); closed with the system."""
+
+    def __init__(self, engine, closers: list) -> None:
+        self._engine, self._closers, self._made = engine, closers, {}
+
+    def get(self, model: str):
+        from npc_runtime.agent.engine_dialogue import EngineDialogueModel
+
+        if model not in self._made:
+            served = {m.name for m in self._engine.list_models_now()}
+            if model not in served:
+                raise InvalidArgument(f"dialogue model {model!r} is not served; served: {', '.join(sorted(served))} "
+                                      "(serve it with another --model)")
+            self._made[model] = EngineDialogueModel(self._engine, model)
+            self._closers.append(self._made[model].close)
+        return self._made[model]
+
+
+def load_policy_versions(agent_cfg, base_package: str | None, *, dialogues: DialogueModels | None = None):
+    """([agent] policy_model as "base" + policy_versions, with their dialogue models from dialogue_versions)
+    loaded, the default name, the routing rules."""
     from npc_runtime.agent.policy_model import OnnxPolicyModel, UniformPolicy
     from npc_runtime.agent.versions import DEFAULT_VERSION, PolicyVersion, parse_rules
 
@@ -223,6 +248,11 @@ def load_policy_versions(agent_cfg, base_package: str | None):
         if not isinstance(package, str) or not (Path(package) / "manifest.json").is_file():
             raise InvalidArgument(f"[agent] policy_versions.{name} = {package!r} is not a policy package directory")
         versions[name] = load(name, package)
+    for name, model in agent_cfg.dialogue_versions.items():
+        if dialogues is None:
+            raise InvalidArgument("[agent] dialogue_versions needs the engine's served models")
+        base = versions.get(name, versions[DEFAULT_VERSION])   # a dialogue-only version plays the base policy
+        versions[name] = dataclasses.replace(base, name=name, dialogue=dialogues.get(model))
     default = agent_cfg.policy_default or DEFAULT_VERSION
     return versions, default, parse_rules(agent_cfg.policy_routing)
 
@@ -237,9 +267,9 @@ def _snapshot_store(settings: Settings):
     return open_snapshot_store(location or str(settings.data_dir / "sessions"), ttl_s=settings.engine.idle_timeout_s)
 
 
-def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package: str | None, closers: list):
+def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package: str | None,
+                 dialogues: DialogueModels, closers: list):
     from npc_runtime.agent.brain import AgentRuntime
-    from npc_runtime.agent.engine_dialogue import EngineDialogueModel
     from npc_runtime.agent.escalation import EscalationManager
     from npc_runtime.agent.memory import MemoryStore
     from npc_runtime.agent.npc_store import NpcStore
@@ -252,11 +282,10 @@ def _build_agent(settings: Settings, engine, dialogue_model: str, policy_package
     closers.append(memory.close)
     npc_store = NpcStore(settings.memory_db)
     closers.append(npc_store.close)
-    versions, default, rules = load_policy_versions(config, policy_package)
+    dialogue = dialogues.get(dialogue_model)
+    versions, default, rules = load_policy_versions(config, policy_package, dialogues=dialogues)
     policies = PolicyVersions(versions, default=default, rules=rules)
     records = RecordLog(settings.data_dir / "escalations") if config.record_escalations else None
-    dialogue = EngineDialogueModel(engine, dialogue_model)
-    closers.append(dialogue.close)
     try:
         provider = make_provider(config.escalation.provider, config.escalation.provider_options, dialogue=dialogue)
     except NpcRuntimeError as exc:

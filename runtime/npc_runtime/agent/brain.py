@@ -408,11 +408,12 @@ class AgentRuntime:
                                 situation=self._situation(percept, events), player_text=said)
         pending = self._maybe_escalate(brain, proposal, prompt, events, novelty, tick.state, allowed, said,
                                        deadline, now_s, values=values, version=version.name)
-        if out is not None and hasattr(self.dialogue, "reply_stream"):
+        dialogue = version.dialogue or self.dialogue
+        if out is not None and hasattr(dialogue, "reply_stream"):
             decision = self._speak_streamed(brain, base, prompt, proposal, pending, written, deadline, now_s, out,
-                                            cancelled)
+                                            cancelled, dialogue)
         else:
-            local = decide_with_dialogue(self.dialogue, prompt, proposal, allowed=allowed, default=default,
+            local = decide_with_dialogue(dialogue, prompt, proposal, allowed=allowed, default=default,
                                          max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id,
                                          timeout_s=deadline - time.monotonic())
             decision = self._decision(base, local, written)
@@ -479,12 +480,12 @@ class AgentRuntime:
 
     def _speak_streamed(self, brain: NpcBrain, base: dict, prompt: DialoguePrompt, proposal,
                         pending: Pending | None, written: int, deadline: float, now_s: float,
-                        out: StepOutput, cancelled: threading.Event | None) -> AgentDecision:
+                        out: StepOutput, cancelled: threading.Event | None, dialogue) -> AgentDecision:
         """The local model's turn for `step_stream`: the action once the tag is decoded and any escalation is
         settled, then the rest of the line straight from the engine. Decides exactly as `decide_with_dialogue`
         + `_settle` do for `step` (same tokens, same rules)."""
         allowed, default = base["allowed_actions"], brain.fsm.spec.default
-        stream = self.dialogue.reply_stream(prompt, allowed_actions=order_allowed(allowed, proposal),
+        stream = dialogue.reply_stream(prompt, allowed_actions=order_allowed(allowed, proposal),
                                             max_tokens=self.config.dialogue_max_tokens, npc_id=brain.npc_id)
         try:
             action, probs, tag = stream.action(timeout_s=deadline - time.monotonic())

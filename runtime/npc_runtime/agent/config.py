@@ -42,6 +42,10 @@ class AgentConfig:
     # routing rules, tried in order: [{version = "v2", match = "guard-*", fraction = 0.1}] (match: glob over
     # the NPC id, default "*"; fraction: sticky share of the matching NPCs by a hash of the id, default 1)
     policy_routing: list = field(default_factory=list)
+    # dialogue model per version: version name -> served model name (a --model package). A name that is not a
+    # policy version makes a version with the base policy and that dialogue model (A/B of dialogue packages,
+    # routed by policy_routing like any version)
+    dialogue_versions: Mapping[str, str] = field(default_factory=dict)
     # append each settled escalation's training example to <data_dir>/escalations/*.jsonl (`npcrt distill`)
     record_escalations: bool = True
     # SQLite file; None = <server data_dir>/memory.sqlite3 (the [memory] db key), ":memory:" for tests

@@ -36,6 +36,7 @@ class PolicyVersion:
     policy: object                      # agent.policy_model.Policy
     package: str | None = None          # the package directory it was loaded from (None: built in code)
     lineage: Mapping[str, object] = field(default_factory=dict)   # from a distilled package's manifest
+    dialogue: object | None = None      # agent.dialogue.DialogueModel this version speaks with; None: the runtime's
 
 
 @dataclass(frozen=True, kw_only=True)
