@@ -40,6 +40,19 @@ def _percentiles(values: list[float]) -> dict:
             "max_ms": float(a.max())}
 
 
+class Sweep:
+    """The idle sweep a served engine runs every few seconds (EngineFacade: evict_idle every 5 s), which also
+    moves the host tier back under its budget; the bench calls it on the same clock."""
+
+    def __init__(self, engine: Engine, every_s: float = 5.0) -> None:
+        self.engine, self.every_s, self.next = engine, every_s, time.monotonic() + every_s
+
+    def maybe(self) -> None:
+        if time.monotonic() >= self.next:
+            self.engine.evict_idle()
+            self.next = time.monotonic() + self.every_s
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=10_000)
@@ -79,8 +92,10 @@ def _run(args, meta: dict, park_dir: str) -> dict:
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
+    sweep = Sweep(engine)
     for i in range(args.sessions):
         engine.restore_session(with_kv, session_id=f"npc-{i:06d}")
+        sweep.maybe()
     fill_s = time.perf_counter() - started
     parked = engine.parked_sessions
     held = {"resident": engine.open_sessions, **parked, "total": engine.open_sessions + sum(parked.values())}
@@ -95,6 +110,7 @@ def _run(args, meta: dict, park_dir: str) -> dict:
     for sid in random.sample(ids, min(len(ids), args.sample * 3)):
         if sid not in lot:
             continue
+        sweep.maybe()
         (r,) = engine.tick([TickRequest(sid, 10_000, 1, new_input=[5])])
         if r.error is None and r.stats.restored_from in by_tier and len(by_tier[r.stats.restored_from]) < args.sample:
             by_tier[r.stats.restored_from].append(r.stats.restore_ms)

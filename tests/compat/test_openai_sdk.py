@@ -132,9 +132,29 @@ async def test_logprobs(client):
     assert all(e.logprob <= 0.0 and isinstance(e.token, str) for e in entries)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_top_logprobs(client, stream):
+    """The k most likely tokens at each step, most likely first; greedy decoding picks the first of them."""
+    kwargs = dict(model="npc-dialogue", messages=MESSAGES, max_tokens=6, logprobs=True, top_logprobs=3,
+                  temperature=0.0)
+    if stream:
+        entries = []
+        async for chunk in await client.chat.completions.create(stream=True, **kwargs):
+            if chunk.choices and chunk.choices[0].logprobs and chunk.choices[0].logprobs.content:
+                entries += chunk.choices[0].logprobs.content
+    else:
+        entries = (await client.chat.completions.create(**kwargs)).choices[0].logprobs.content
+    assert entries
+    for e in entries:
+        tops = e.top_logprobs
+        assert len(tops) == 3 and [t.logprob for t in tops] == sorted((t.logprob for t in tops), reverse=True)
+        assert tops[0].token == e.token and abs(tops[0].logprob - e.logprob) < 1e-4
+
+
 @pytest.mark.parametrize("kwargs,param", [
     ({"n": 2}, "n"),
-    ({"logprobs": True, "top_logprobs": 3}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),
     ({"tools": [GIVE], "tool_choice": {"type": "function", "function": {"name": "steal"}}}, "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools[0].function.name"),
     ({"tool_choice": "required"}, "tool_choice"),

@@ -14,6 +14,9 @@ import numpy as np
 from npc_runtime.errors import InvalidArgument
 
 
+MAX_TOP_LOGPROBS = 20   # as OpenAI's API
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     temperature: float = 0.0          # 0: greedy
@@ -24,6 +27,7 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)   # stop sequences, matched on text
     ignore_eos: bool = False
     logprobs: bool = False            # report each token's log-probability (+ constrained alternatives)
+    top_logprobs: int = 0             # with logprobs: also the k most likely tokens at each step (0-20)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stop", tuple(self.stop or ()))
@@ -43,6 +47,9 @@ class SamplingParams:
             (all(isinstance(s, str) and s for s in self.stop), "stop sequences must be non-empty strings"),
             (len(self.stop) <= 16, "at most 16 stop sequences"),
             (isinstance(self.logprobs, bool), "logprobs must be a boolean"),
+            (isinstance(self.top_logprobs, int) and 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS,
+             f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}]"),
+            (not self.top_logprobs or self.logprobs, "top_logprobs needs logprobs"),
         ]
         for ok, message in checks:
             if not ok:
@@ -108,12 +115,13 @@ MAX_CHOICE_ALTERNATIVES = 64   # a constrained step with more allowed tokens rep
 
 
 def token_logprobs(logits: np.ndarray, tokens: np.ndarray, masks: Sequence[np.ndarray | None],
-                   rows: Sequence[int]) -> tuple[list[float], list[dict[int, float] | None]]:
+                   rows: Sequence[int], top_k: Sequence[int] = ()) -> tuple[list[float], list[dict[int, float] | None]]:
     """For batch rows `rows` of logits [B, vocab] and the sampled tokens [B]: the chosen token's
     log-probability under the model's own distribution (log-softmax of the raw logits, before temperature,
     penalties and masks; one vectorised pass over the rows), and for rows with a constraint mask allowing at
     most MAX_CHOICE_ALTERNATIVES tokens, {token: probability} over the allowed tokens, renormalised over that
-    set (what a constrained choice step chose between). Other rows: None."""
+    set (what a constrained choice step chose between); for other rows with `top_k[k]` > 0 (top_logprobs),
+    {token: probability} of the top_k[k] most likely tokens under the model's own distribution. Else None."""
     index = np.asarray(rows, dtype=np.int64)
     sub = logits[index]                                           # [R, vocab]
     top = sub.max(axis=1, keepdims=True)
@@ -125,7 +133,13 @@ def token_logprobs(logits: np.ndarray, tokens: np.ndarray, masks: Sequence[np.nd
         mask = masks[b]
         allowed = np.flatnonzero(mask) if mask is not None else None
         if allowed is None or not 0 < len(allowed) <= MAX_CHOICE_ALTERNATIVES:
-            alternatives.append(None)
+            want = int(top_k[k]) if k < len(top_k) else 0
+            if want <= 0:
+                alternatives.append(None)
+                continue
+            best = np.argpartition(-sub[k], want - 1)[:want]                 # the k largest, unordered
+            best = best[np.argsort(-sub[k, best], kind="stable")]
+            alternatives.append(dict(zip(best.tolist(), np.exp(sub[k, best] - log_z[k]).astype(np.float64).tolist())))
             continue
         values = sub[k, allowed].astype(np.float64)
         probs = np.exp(values - values.max())

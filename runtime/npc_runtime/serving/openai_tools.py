@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 import uuid
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.constraints import ConstraintSpec
-from npc_runtime.decode.sampling import SamplingParams
+from npc_runtime.decode.sampling import MAX_TOP_LOGPROBS, SamplingParams
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving import status
 from npc_runtime.sessions.requests import GenerateRequest, OpenRequest
@@ -55,6 +56,7 @@ class ChatPlan:
     schema: dict | None = None        # the constraint (None: free text)
     tool_mode: bool = False           # output starting with "{" is a tool call
     logprobs: bool = False
+    top_logprobs: int = 0
     system_note: str = ""
 
     def constraint(self) -> ConstraintSpec | None:
@@ -73,20 +75,21 @@ def _unsupported_extension(body) -> str | None:
 
 def wants_plan(body) -> bool:
     """Does the request use a field the plain chat path does not handle (or one to refuse)?"""
-    return bool(body.tools or body.response_format or body.logprobs or body.tool_choice not in (None, "none")
+    return bool(body.tools or body.response_format or body.logprobs or body.top_logprobs
+                or body.tool_choice not in (None, "none")
                 or _unsupported_extension(body))
 
 
 def make_plan(body) -> ChatPlan:
-    plan = ChatPlan(logprobs=bool(body.logprobs))
+    plan = ChatPlan(logprobs=bool(body.logprobs), top_logprobs=int(body.top_logprobs or 0))
     refused = _unsupported_extension(body)
     if refused:
         raise _invalid(f"{refused} is not supported (leave it off; docs/compat.md)", refused)
     if body.top_logprobs:
         if not body.logprobs:
             raise _invalid("top_logprobs needs logprobs: true", "top_logprobs")
-        raise _invalid("top_logprobs is not supported (only each chosen token's log-probability is reported; "
-                       "send top_logprobs 0 or leave it out)", "top_logprobs")
+        if not isinstance(body.top_logprobs, int) or not 0 <= body.top_logprobs <= MAX_TOP_LOGPROBS:
+            raise _invalid(f"top_logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}]", "top_logprobs")
     for i, tool in enumerate(body.tools or []):
         where = f"tools[{i}]"
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
@@ -200,7 +203,7 @@ def generate_request(body, plan: ChatPlan) -> GenerateRequest:
     max_tokens = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     sampling = SamplingParams(temperature=1.0 if body.temperature is None else body.temperature,
                               top_p=1.0 if body.top_p is None else body.top_p, seed=body.seed, stop=tuple(stop),
-                              logprobs=plan.logprobs)
+                              logprobs=plan.logprobs, top_logprobs=plan.top_logprobs)
     return GenerateRequest(open=OpenRequest(
         model=body.model, npc_id=body.user or "", messages=messages_for(body, plan), sampling=sampling,
         constraint=plan.constraint(),
@@ -224,22 +227,31 @@ def read_call(text: str, tools: dict) -> dict | None:
                                                                         ensure_ascii=False)}}
 
 
-def logprob_entries(tokenizer, token_ids: list[int], logprobs: list[float] | None) -> list[dict]:
-    entries = []
-    for tid, lp in zip(token_ids, logprobs or []):
+def logprob_entries(tokenizer, token_ids: list[int], logprobs: list[float] | None,
+                    alternatives: list | None = None, top: int = 0) -> list[dict]:
+    """OpenAI's logprobs.content entries; `alternatives` per token ({token: probability}, most likely first: the
+    engine's top_logprobs, or a constrained step's allowed tokens), the `top` best of them as top_logprobs."""
+    def entry(tid: int, lp: float) -> dict:
         piece = tokenizer.decode([tid]) if tokenizer is not None else ""
-        entries.append({"token": piece, "logprob": lp, "bytes": list(piece.encode("utf-8")), "top_logprobs": []})
+        return {"token": piece, "logprob": lp, "bytes": list(piece.encode("utf-8"))}
+
+    entries = []
+    for k, (tid, lp) in enumerate(zip(token_ids, logprobs or [])):
+        options = (alternatives[k] if alternatives and k < len(alternatives) else None) or {}
+        best = sorted(options.items(), key=lambda kv: -kv[1])[:top] if top else []
+        entries.append({**entry(tid, lp), "top_logprobs": [entry(t, math.log(max(p, 1e-45))) for t, p in best]})
     return entries
 
 
 async def complete(engine, body, plan: ChatPlan, metrics, started: float) -> dict:
     stream = await engine.generate(generate_request(body, plan))
-    parts, ids, lps, finish = [], [], [], FinishReason.STOP
+    parts, ids, lps, alts, finish = [], [], [], [], FinishReason.STOP
     try:
         async for chunk in stream:
             parts.append(chunk.text_delta)
             ids.extend(chunk.token_ids)
             lps.extend(chunk.logprobs or [])
+            alts.extend(chunk.choice_probs or [None] * len(chunk.logprobs or []))
             if chunk.finished:
                 finish = chunk.finish_reason
     finally:
@@ -250,7 +262,7 @@ async def complete(engine, body, plan: ChatPlan, metrics, started: float) -> dic
     call = read_call(text, plan.tools) if plan.tool_mode else None
     message = ({"role": "assistant", "content": None, "tool_calls": [call]} if call
                else {"role": "assistant", "content": text})
-    logprobs = ({"content": logprob_entries(engine.tokenizer(stream.opened.model), ids, lps)}
+    logprobs = ({"content": logprob_entries(engine.tokenizer(stream.opened.model), ids, lps, alts, plan.top_logprobs)}
                 if plan.logprobs else None)
     prompt = stream.opened.prompt_tokens
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
@@ -316,7 +328,8 @@ async def stream_chunks(engine, body, plan: ChatPlan, metrics, sse) -> tuple[obj
                 n_tokens += len(piece.token_ids)
                 if piece.finished:
                     finish = piece.finish_reason
-                lp = ({"content": logprob_entries(tokenizer, piece.token_ids, piece.logprobs)}
+                lp = ({"content": logprob_entries(tokenizer, piece.token_ids, piece.logprobs, piece.choice_probs,
+                                                  plan.top_logprobs)}
                       if plan.logprobs else None)
                 deltas = streamer.feed(piece.text_delta, piece.finished)
                 for k, delta in enumerate(deltas):

@@ -569,6 +569,7 @@ class Engine:
             if now - session.last_active > self.config.park_after_s and self._parkable(session):
                 self._park(session)
         lot.spill(older_than_s=self.config.park_disk_after_s, now=now)
+        lot.fit_budget()
         expired = lot.expired(lambda sid: self.config.idle_timeout_s, now)
         for sid in expired:
             lot.discard(sid)

@@ -21,6 +21,7 @@ cancels its turn, or closes the session its stream opened, without waiting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -32,13 +33,14 @@ from pathlib import Path
 
 from npc_runtime.config import EngineConfig
 from npc_runtime.decode.tokenizer import TextTokenizer
-from npc_runtime.errors import FailedPrecondition, NpcRuntimeError, Unavailable
+from npc_runtime.errors import FailedPrecondition, InternalError, NpcRuntimeError, Unavailable
 from npc_runtime.sessions.engine import Engine, EngineStats, ModelInfo, PreparedOpen, TickResult, TokenChunk
 from npc_runtime.sessions.requests import (UNBOUNDED_TOKENS, GenerateRequest, OpenedSession, OpenRequest,
                                            RequestLimits, TickRequest)
 from npc_runtime.sessions.session import FinishReason
 from npc_runtime.workers import WorkerPool, default_pool
 
+log = logging.getLogger("npc_runtime.sessions.facade")
 _IDLE_WAIT_S = 0.05
 _HOP_EWMA = 0.1          # weight of the newest reply hop in its running estimate
 _MIN_TICK_S = 0.0001     # what a tick whose budget was spent before it started still gets: nothing fits it
@@ -359,15 +361,32 @@ class EngineFacade:
                     item = None
             self._flush()
             if self._streams:
-                self._step_streams()
+                self._guarded(self._step_streams)
                 self._flush()
             elif self._stopping:
                 return
             if time.monotonic() >= next_evict:
                 next_evict = time.monotonic() + self._evict_every_s
-                for sid in self.engine.evict_idle():
-                    self._end(sid, FailedPrecondition(f"session {sid!r} was evicted (idle)"))
+                self._guarded(self._evict)
                 self._flush()
+
+    def _evict(self) -> None:
+        for sid in self.engine.evict_idle():
+            self._end(sid, FailedPrecondition(f"session {sid!r} was evicted (idle)"))
+
+    def _guarded(self, work: Callable[[], None]) -> None:
+        """Runs engine-thread work that no caller awaits (stepping the streams, the idle sweep). A bug in it
+        must not kill the engine thread (every later request would hang): it is logged once with its
+        traceback, the streams it was stepping end with INTERNAL, and the loop goes on."""
+        try:
+            work()
+        except Exception as exc:  # noqa: BLE001 - see the docstring: the thread must survive a bug
+            log.exception("engine thread: %s failed", getattr(work, "__name__", "work"))
+            failure = InternalError(f"the engine failed while decoding ({type(exc).__name__}); the stream was "
+                                    "ended, the server goes on")
+            failure.__cause__ = exc
+            for sid in list(self._streams):
+                self._end(sid, failure)
 
     # -- ticks (engine thread) ----------------------------------------------------------------------------
     def _tick(self, entries: list[TickRequest], deadline: float | None, received: float | None,

@@ -260,7 +260,8 @@ class Scheduler:
         wanted = [b for b, s in enumerate(sessions) if s.sampling.logprobs]
         if not wanted:
             return tokens, None, None
-        chosen, alternatives = token_logprobs(logits, tokens, masks, wanted)
+        chosen, alternatives = token_logprobs(logits, tokens, masks, wanted,
+                                              [sessions[b].sampling.top_logprobs for b in wanted])
         logprobs: list[float | None] = [None] * len(sessions)
         choices: list[dict[int, float] | None] = [None] * len(sessions)
         for k, b in enumerate(wanted):
