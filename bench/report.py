@@ -263,6 +263,15 @@ BLOCKS: dict[str, Callable[[list[Result]], str]] = {
     "runs": block_runs, "engine-only": block_engine_only, "export": block_export,
 }
 
+# README's fleet rows: rendered by bench/deploy_report.py (docs/deploy.md's owner), the same text here so that
+# one freshness check covers every block of README
+BLOCKS["fleet-summary"] = lambda results: _deploy_report().BLOCKS["fleet-summary"]()
+
+
+def _deploy_report():
+    from bench import deploy_report
+    return deploy_report
+
 
 # -- documents ----------------------------------------------------------------------------------------------------
 def render(text: str, results: list[Result], *, where: str = "") -> str:
