@@ -12,20 +12,8 @@ from npc_proto.v1 import agent_pb2_grpc, runtime_pb2, runtime_pb2_grpc
 from npc_runtime.assembly import build_system
 from npc_runtime.settings import load_settings
 
-SENTRY = """
-name: sentry
-initial: calm
-states:
-  calm:
-    allowed: [idle, talk]
-    default: idle
-    transitions:
-      - to: alert
-        when: player_hostility > 0.5
-  alert:
-    allowed: [warn, idle]
-    default: warn
-"""
+from .test_npc_store import CUSTOM_FSM
+
 
 
 async def _server(tmp_path, name):
@@ -60,7 +48,7 @@ async def test_an_npc_moves_to_another_server_whole(tmp_path):
             agent_a, agent_b = agent_pb2_grpc.NpcAgentStub(ca), agent_pb2_grpc.NpcAgentStub(cb)
             rt_a, rt_b = runtime_pb2_grpc.NpcRuntimeStub(ca), runtime_pb2_grpc.NpcRuntimeStub(cb)
             await agent_a.RegisterNpc(pb.RegisterNpcRequest(
-                npc_id="ada", persona=pb.Persona(name="Ada", role="guard", traits=["wary"]), fsm_yaml=SENTRY,
+                npc_id="ada", persona=pb.Persona(name="Ada", role="guard", traits=["wary"]), fsm_yaml=CUSTOM_FSM,
                 memories=[pb.MemorySeed(text="The mill burned down last winter.", importance=8)]))
             d = await agent_a.Step(pb.StepRequest(npc_id="ada", observation=pb.Observation(
                 game_time_s=5.0, values={"player_hostility": 0.9}), events=[pb.GameEvent(

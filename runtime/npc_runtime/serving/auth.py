@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import grpc
 
+from npc_runtime.serving.handlers import handler_like
+
 EXEMPT_SERVICES = ("/grpc.health.v1.Health/",)
 _MISSING = "missing bearer token: send metadata 'authorization: Bearer <token>'"
 _WRONG = "wrong bearer token"
@@ -44,14 +46,8 @@ def _rejecting_handler(handler: grpc.RpcMethodHandler, message: str) -> grpc.Rpc
 
     # the request's bytes are dropped unparsed: an unauthenticated client costs no protobuf parsing (its size
     # is already bounded by grpc_max_receive_bytes)
-    kw = dict(request_deserializer=_unparsed, response_serializer=handler.response_serializer)
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(reject_stream, **kw)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(reject_unary, **kw)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(reject_stream, **kw)
-    return grpc.unary_unary_rpc_method_handler(reject_unary, **kw)
+    return handler_like(handler, reject_stream if handler.response_streaming else reject_unary,
+                        request_deserializer=_unparsed)
 
 
 class BearerTokenInterceptor(grpc.aio.ServerInterceptor):

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from npc_runtime.serving.handlers import behavior_of, handler_like
+
 REPLICA_HEADER = "npcrt-replica"
 ROUTING_KEY_HEADER = "x-npc-id"   # what clients send and proxies hash on; the server only passes it through
 
@@ -23,11 +25,7 @@ def default_replica_name() -> str:
 
 def _wrap(handler: grpc.RpcMethodHandler, metadata: tuple[tuple[str, str], ...]) -> grpc.RpcMethodHandler:
     """The same handler, sending `metadata` as initial metadata before its first response."""
-    if handler.request_streaming or handler.response_streaming:
-        behavior = (handler.stream_stream or handler.unary_stream if handler.response_streaming
-                    else handler.stream_unary)
-    else:
-        behavior = handler.unary_unary
+    behavior = behavior_of(handler)
 
     if handler.response_streaming:
         async def streaming(request, context: grpc.aio.ServicerContext):
@@ -45,14 +43,7 @@ def _wrap(handler: grpc.RpcMethodHandler, metadata: tuple[tuple[str, str], ...])
             return await behavior(request, context)
         new_behavior = unary
 
-    kw = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
-    if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(new_behavior, **kw)
-    if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(new_behavior, **kw)
-    if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(new_behavior, **kw)
-    return grpc.unary_unary_rpc_method_handler(new_behavior, **kw)
+    return handler_like(handler, new_behavior)
 
 
 class ReplicaInterceptor(grpc.aio.ServerInterceptor):
