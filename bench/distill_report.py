@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from bench import doc_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- distill-report:begin -->", "<!-- distill-report:end -->"
@@ -117,11 +118,7 @@ def render(result: dict) -> str:
 
 
 def splice(doc: str, body: str) -> str:
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"bench.distill_report: the document has no {BEGIN} ... {END} block")
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{body}{END}{tail}"
+    return doc_blocks.splice(doc, body, BEGIN, END, who=f"bench.distill_report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,14 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     doc = args.doc.read_text()
     new = splice(doc, render(json.loads(args.results.read_text())))
-    if args.check:
-        if new != doc:
-            print(f"{args.doc} is out of date: run python -m bench.distill_report", file=sys.stderr)
-            return 1
-        return 0
-    args.doc.write_text(new)
-    print(f"wrote {args.doc}")
-    return 0
+    return doc_blocks.write_or_check(args.doc, new, check=args.check, who="distill_report")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from bench import doc_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- reliability-report:begin -->", "<!-- reliability-report:end -->"
@@ -118,11 +119,7 @@ def render(results: dict, before: dict | None = None) -> str:
 
 
 def splice(doc: str, body: str) -> str:
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"reliability_report: the document has no {BEGIN} ... {END} markers")
-    head, _, rest = doc.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    return f"{head}{BEGIN}\n{body}{END}{tail}"
+    return doc_blocks.splice(doc, body, BEGIN, END, who=f"bench.reliability_report")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,14 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = args.doc.read_text()
     before = json.loads(args.before.read_text()) if args.before and args.before.exists() else None
     new = splice(doc, render(json.loads(args.results.read_text()), before))
-    if args.check:
-        if new != doc:
-            print(f"{args.doc} is out of date: run python -m bench.reliability_report", file=sys.stderr)
-            return 1
-        return 0
-    args.doc.write_text(new)
-    print(f"wrote {args.doc}")
-    return 0
+    return doc_blocks.write_or_check(args.doc, new, check=args.check, who="reliability_report")
 
 
 if __name__ == "__main__":
