@@ -539,9 +539,11 @@ class Engine:
         recently used idle one. Nothing to do when a slot is free; admit() refuses when none could be made."""
         if m.scheduler.free_slots:
             return
-        self.evict_idle()
-        if m.scheduler.free_slots or self._parking is None:
+        if self._parking is None:
+            self.evict_idle()
             return
+        # tiered KV: no full sweep here (it walks every parked session and may spill to disk): the idle sweep
+        # runs every few seconds; the request path only parks the least recently used session
         idle = [s for s in self._sessions.values() if s.slot is not None and s.model in self._models
                 and self._models[s.model] is m and self._parkable(s)]
         if idle:
