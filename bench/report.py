@@ -265,7 +265,7 @@ BLOCKS: dict[str, Callable[[list[Result]], str]] = {
 
 # README's fleet rows: rendered by bench/deploy_report.py (docs/deploy.md's owner), the same text here so that
 # one freshness check covers every block of README
-BLOCKS["fleet-summary"] = lambda results: _deploy_report().BLOCKS["fleet-summary"]()
+BLOCKS["fleet-summary"] = lambda results: _deploy_report().BLOCKS["fleet-summary"]() + "\n"
 
 
 def _deploy_report():
