@@ -251,13 +251,20 @@ TEST_CASE("generate: streams a turn; the greedy tokens equal the ticked ones") {
 
 TEST_CASE("generate: stopping the stream early cancels the turn; the session stays usable") {
   OpenedSession s;
-  CHECK_OK(Client().OpenSession(GreedyPrompt("gen-stop", 64), &s));
+  CHECK_OK(Client().OpenSession(GreedyPrompt("gen-stop", 200), &s));
   GenerateOptions g;
   g.session_id = s.session_id;
   int chunks = 0;
-  const Status st = Client().Generate(g, [&](const GenerateChunkInfo&) { return ++chunks < 2; });
-  CHECK(st.code == StatusCode::kCancelled);
-  CHECK_EQ(chunks, 2);
+  bool last_finished = false;
+  // The client stops after the first chunk. A chunk carries every token decoded since the last write, so on a
+  // fast machine the whole turn can come as one (finished) chunk: then the call ends OK, else CANCELLED.
+  const Status st = Client().Generate(g, [&](const GenerateChunkInfo& c) {
+    ++chunks;
+    last_finished = c.finished;
+    return false;
+  });
+  CHECK_EQ(chunks, 1);
+  CHECK(st.code == StatusCode::kCancelled || (st.ok() && last_finished));
   // The session is still open: a new turn streams again.
   g.input = " And then?";
   g.max_tokens = 3;
