@@ -9,9 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import struct
+import zlib
 
 import pytest
 
+from npc_runtime.sessions import snapshot
 from tests.compat.client_bodies import LLAMA_UNREAL_RAW, LLMUNITY_COMPLETION, LLMUNITY_TOKENIZE
 
 pytestmark = pytest.mark.asyncio
@@ -187,6 +190,10 @@ async def test_slot_save_restore(http, server):
     assert restored.status_code == 200 and restored.json()["n_restored"] == n_prompt + n_predicted
     slots = (await http.get("/slots")).json()
     assert slots[0]["n_past"] == n_prompt + n_predicted
+    # the slot file carries the KV: the restored slot continues with one token processed and the same output
+    third = await http.post("/completion", json={"prompt": "What is the capital of France?", "id_slot": 0,
+                                                  "cache_prompt": True, "temperature": 0.0, "n_predict": 16})
+    assert third.json()["timings"]["prompt_n"] == 1 and third.json()["content"] == first.json()["content"]
 
 
 async def test_slot_chat_turn_prefills_only_the_suffix(http):
@@ -216,13 +223,24 @@ async def _corrupt_and_restore(http, server, mutate) -> dict:
     return res
 
 
+def _reframed(data: bytes, *, version: int | None = None, **changes) -> bytes:
+    """A slot file (a session snapshot) with header fields changed and a valid checksum again: what an edited
+    or foreign file looks like once it gets past the framing."""
+    state = snapshot.decode(data)
+    for key, value in changes.items():
+        setattr(state, key, value)
+    if changes.get("tokens") is not None:
+        state.kv, state.kv_len = [], 0
+    out = snapshot.encode(state)
+    if version is not None:
+        body = out[:8] + struct.pack("<I", version) + out[12:-4]
+        out = body + struct.pack("<I", zlib.crc32(body))
+    return out
+
+
 async def test_slot_restore_unsupported_state_version(http, server):
-    def bump(data: bytes) -> bytes:
-        state = json.loads(data)
-        state["version"] = 99
-        return json.dumps(state).encode()
-    res = await _corrupt_and_restore(http, server, bump)
-    assert res.status_code == 400 and "unsupported slot file version" in res.json()["error"]["message"]
+    res = await _corrupt_and_restore(http, server, lambda data: _reframed(data, version=99))
+    assert res.status_code == 400 and "version 99 is not supported" in res.json()["error"]["message"]
 
 
 async def test_slot_restore_truncated_file(http, server):
@@ -234,19 +252,14 @@ async def test_slot_restore_prompt_larger_than_slot_context(http, server):
     n_ctx = (await http.get("/props")).json()["default_generation_settings"]["n_ctx"]
 
     def grow(data: bytes) -> bytes:
-        state = json.loads(data)
-        state["tokens"] = (state["tokens"] * (n_ctx // len(state["tokens"]) + 2))[:n_ctx + 1]
-        return json.dumps(state).encode()
+        tokens = snapshot.decode(data).tokens
+        return _reframed(data, tokens=(tokens * (n_ctx // len(tokens) + 2))[:n_ctx + 1])
     res = await _corrupt_and_restore(http, server, grow)
     assert res.status_code == 400 and "does not fit in the slot context" in res.json()["error"]["message"]
 
 
 async def test_slot_restore_other_model_is_refused(http, server):
-    def other(data: bytes) -> bytes:
-        state = json.loads(data)
-        state["model_sha256"] = "0" * 64
-        return json.dumps(state).encode()
-    res = await _corrupt_and_restore(http, server, other)
+    res = await _corrupt_and_restore(http, server, lambda data: _reframed(data, model_sha256="0" * 64))
     assert res.status_code == 400 and "another model" in res.json()["error"]["message"]
 
 

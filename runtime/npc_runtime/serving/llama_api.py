@@ -427,7 +427,7 @@ def llama_router(engine: EngineFacade, *, config: ServerConfig, metrics: Serving
             if action == "erase":
                 return {"id_slot": slot.id, "n_erased": await api.slots.release(slot)}
             if action == "save":
-                return await (engine.workers or default_pool()).run(api.slots.save, slot, body.filename)
+                return await api.slots.save(slot, body.filename)
             return await api.slots.restore(slot, body.filename, context=api.n_ctx)
 
     @router.post("/tokenize")

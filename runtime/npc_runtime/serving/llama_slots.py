@@ -8,34 +8,33 @@ fresh session (the prefix cache still supplies whole blocks of a shared prefix).
 per engine session, so a request with different settings (or an explicit seed at temperature > 0, for
 reproducibility) also opens a fresh one.
 
-Slot files (`POST /slots/{id}?action=save|restore`): the engine has no KV snapshots, so a file holds the slot's
-token list and sampling settings, versioned JSON with the model's identity (sha256 of its manifest, which lists
-every file's sha256). Restore opens a session over those tokens without generating; their KV is prefilled by
-the next request (minus what the prefix cache holds). File names are plain names inside the slot folder:
-no separators, no "..", no leading dot, symlinks refused (O_NOFOLLOW).
+Slot files (`POST /slots/{id}?action=save|restore`) are session snapshots (sessions/snapshot.py: versioned,
+checksummed, bound to the model package's manifest hash) with the KV cache: a restore continues the slot's
+session exactly, and a later prompt that extends it prefills only what it adds, as llama-server's slot files
+do. File names are plain names inside the slot folder: no separators, no "..", no leading dot, symlinks
+refused (O_NOFOLLOW).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
-import json
 import os
 import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from npc_runtime.config import SessionLimits
 from npc_runtime.decode.sampling import SamplingParams
-from npc_runtime.errors import FailedPrecondition, InvalidArgument, NotFound, NpcRuntimeError
+from npc_runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from npc_runtime.sessions import snapshot
 from npc_runtime.sessions.facade import EngineFacade
+from npc_runtime.workers import default_pool
 from npc_runtime.sessions.requests import OpenRequest
 
-SLOT_FILE_FORMAT = "npcrt-slot"
-SLOT_FILE_VERSION = 1
-MAX_SLOT_FILE_BYTES = 8 << 20
+MAX_SLOT_FILE_BYTES = 256 << 20     # a snapshot with its KV: kv_bytes_per_token x context (2.5 MiB at 512 here)
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 
 
@@ -127,29 +126,25 @@ class SlotManager:
                                   f"no '..', no leading dot) inside the slot folder (got {filename!r})")
         return self.slot_dir / filename
 
-    def model_identity(self, model: str) -> str:
-        for info in self.engine.list_models_now():
-            if info.name == model and info.path:
-                manifest = Path(info.path) / "manifest.json"
-                try:
-                    return hashlib.sha256(manifest.read_bytes()).hexdigest()
-                except OSError:
-                    break
-        return hashlib.sha256(f"model:{model}".encode()).hexdigest()
-
-    def save(self, slot: Slot, filename) -> dict:
+    async def save(self, slot: Slot, filename) -> dict:
+        """The slot's session as a session snapshot with its KV (sessions/snapshot.py): a restore continues
+        it exactly, with nothing to prefill but what a later prompt adds."""
         path = self.file_path(filename)
         started = time.perf_counter()
-        sampling = dataclasses.asdict(slot.sampling) if slot.sampling else None
-        body = json.dumps({"format": SLOT_FILE_FORMAT, "version": SLOT_FILE_VERSION, "model": slot.model,
-                           "model_sha256": self.model_identity(slot.model) if slot.model else "",
-                           "tokens": slot.tokens, "sampling": sampling}, separators=(",", ":")).encode()
+        if slot.session_id is None:
+            raise InvalidArgument(f"slot {slot.id} holds no conversation to save (run a completion in it first)")
+        data = await self.engine.save_session(slot.session_id, include_kv=True)
+        await (self.engine.workers or default_pool()).run(self._write, path, filename, data)
+        return {"id_slot": slot.id, "filename": filename, "n_saved": len(slot.tokens), "n_written": len(data),
+                "timings": {"save_ms": (time.perf_counter() - started) * 1000.0}}
+
+    def _write(self, path: Path, filename: str, data: bytes) -> None:
         self.slot_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.slot_dir / f".{filename}.{os.getpid()}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
             with os.fdopen(fd, "wb") as f:
-                f.write(body)
+                f.write(data)
             if path.is_symlink():
                 raise InvalidArgument(f"{filename!r} is a symbolic link in the slot folder; refusing to replace it")
             os.replace(tmp, path)
@@ -157,10 +152,8 @@ class SlotManager:
             raise FailedPrecondition(f"cannot write slot file {filename!r}: {exc.strerror}") from exc
         finally:
             tmp.unlink(missing_ok=True)
-        return {"id_slot": slot.id, "filename": filename, "n_saved": len(slot.tokens), "n_written": len(body),
-                "timings": {"save_ms": (time.perf_counter() - started) * 1000.0}}
 
-    def read(self, filename) -> dict:
+    def read(self, filename) -> tuple[bytes, snapshot.SessionState]:
         path = self.file_path(filename)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -173,41 +166,23 @@ class SlotManager:
         if len(data) > MAX_SLOT_FILE_BYTES:
             raise InvalidArgument(f"slot file {filename!r} is larger than {MAX_SLOT_FILE_BYTES} bytes")
         try:
-            state = json.loads(data)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid slot save file {filename!r}: not JSON ({exc})") from exc
-        if not isinstance(state, dict) or state.get("format") != SLOT_FILE_FORMAT:
-            raise InvalidArgument(f"invalid slot save file {filename!r}: not an {SLOT_FILE_FORMAT} file")
-        if state.get("version") != SLOT_FILE_VERSION:
-            raise InvalidArgument(f"unsupported slot file version {state.get('version')!r} in {filename!r} "
-                                  f"(this server reads version {SLOT_FILE_VERSION})")
-        tokens = state.get("tokens")
-        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
-            raise InvalidArgument(f"invalid slot save file {filename!r}: tokens must be a list of token ids")
-        return state
+            return data, snapshot.decode(data)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid slot save file {filename!r}: {exc}") from exc
 
     async def restore(self, slot: Slot, filename, *, context: int) -> dict:
         started = time.perf_counter()
-        state = self.read(filename)
-        model = state.get("model") or self.engine.default_model
-        if state.get("model_sha256") != self.model_identity(model):
-            raise InvalidArgument(f"slot file {filename!r} was saved with another model than {model!r} "
-                                     "(model sha256 differs)")
-        tokens = state["tokens"]
-        if len(tokens) >= context:
-            raise InvalidArgument(f"restored prompt does not fit in the slot context ({len(tokens)} tokens, "
+        data, state = await (self.engine.workers or default_pool()).run(self.read, filename)
+        if len(state.tokens) >= context:
+            raise InvalidArgument(f"restored prompt does not fit in the slot context ({len(state.tokens)} tokens, "
                                   f"n_ctx {context})")
-        try:
-            sampling = SamplingParams(**{k: tuple(v) if k == "stop" else v for k, v in (state.get("sampling") or {}).items()})
-        except TypeError as exc:
-            raise InvalidArgument(f"invalid slot save file {filename!r}: sampling ({exc})") from exc
         await self.release(slot)
-        if tokens:
-            await self.open(slot, model, tokens, sampling, context)
-            try:
-                await self.engine.cancel(slot.session_id)   # no generation: the next request prefills the rest
-            except NpcRuntimeError:
-                await self.release(slot)
-                raise
-        return {"id_slot": slot.id, "filename": filename, "n_restored": len(tokens), "n_read": len(tokens),
+        try:
+            opened = await self.engine.restore_session(data, session_id=uuid.uuid4().hex)
+        except FailedPrecondition as exc:
+            raise InvalidArgument(f"slot file {filename!r} was saved with another model than this server serves "
+                                  f"(model sha256 differs): {exc}") from exc
+        slot.session_id, slot.model, slot.tokens = opened.session_id, state.model, list(state.tokens)
+        slot.sampling, slot.kv_tokens = state.sampling, opened.cached_prefix_tokens
+        return {"id_slot": slot.id, "filename": filename, "n_restored": len(state.tokens), "n_read": len(data),
                 "timings": {"restore_ms": (time.perf_counter() - started) * 1000.0}}
