@@ -118,7 +118,7 @@ def render(result: dict) -> str:
 
 
 def splice(doc: str, body: str) -> str:
-    return doc_blocks.splice(doc, body, BEGIN, END, who=f"bench.distill_report")
+    return doc_blocks.splice(doc, body, BEGIN, END, who="bench.distill_report")
 
 
 def main(argv: list[str] | None = None) -> int:

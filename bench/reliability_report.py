@@ -119,7 +119,7 @@ def render(results: dict, before: dict | None = None) -> str:
 
 
 def splice(doc: str, body: str) -> str:
-    return doc_blocks.splice(doc, body, BEGIN, END, who=f"bench.reliability_report")
+    return doc_blocks.splice(doc, body, BEGIN, END, who="bench.reliability_report")
 
 
 def main(argv: list[str] | None = None) -> int:

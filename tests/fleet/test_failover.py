@@ -14,11 +14,9 @@ import collections
 import time
 
 import grpc
-import pytest
 
-from npc_proto.v1 import agent_pb2, agent_pb2_grpc
+from npc_proto.v1 import agent_pb2, agent_pb2_grpc, runtime_pb2, runtime_pb2_grpc
 from npc_runtime.agent.memory import MemoryStore
-from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
 from tests.helpers.fleet import Fleet, replica_of
 
 NPCS = 200

@@ -37,7 +37,6 @@ from npc_runtime.sessions.requests import GenerateRequest, OpenRequest
 from npc_runtime.sessions.session import FinishReason
 
 MAX_TOOLS = 64
-MAX_TOP_LOGPROBS = 20
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _EMPTY_PARAMETERS = {"type": "object", "properties": {}}
 _FINISH = {FinishReason.LENGTH: "length", FinishReason.CONTEXT_FULL: "length"}   # else "stop"
