@@ -173,13 +173,22 @@ def sigterm_under_load(start: Callable[..., ServeProcess], data_dir: Path, *, lo
 def _tick_loop(server: ServeProcess, stop: threading.Event, answers: list[str]) -> None:
     import grpc
 
-    while not stop.is_set():
-        try:
-            server.tick_once(timeout=30)
-            answers.append("OK")
-        except grpc.RpcError as exc:
-            answers.append(exc.code().name)
-            return
+    from npc_proto.v1 import runtime_pb2_grpc
+
+    # a channel of its own: `server.stop()` closes the helper's shared channel once the process has ended, and
+    # closing a channel cancels its calls on the client side (CANCELLED), which is not what the server answered
+    channel = grpc.insecure_channel(server.grpc_target)
+    stub = runtime_pb2_grpc.NpcRuntimeStub(channel)
+    try:
+        while not stop.is_set():
+            try:
+                server.tick_once(timeout=30, stub=stub)
+                answers.append("OK")
+            except grpc.RpcError as exc:
+                answers.append(exc.code().name)
+                return
+    finally:
+        channel.close()
 
 
 def _chat_loop(server: ServeProcess, stop: threading.Event, answers: list[str]) -> None:

@@ -293,11 +293,12 @@ class ServeProcess:
         return self.http("POST", "/v1/chat/completions", {
             "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens}, timeout=timeout)
 
-    def tick_once(self, prompt: str = "Hello", *, timeout: float = 30.0) -> int:
-        """Open a session, Tick it until it yields tokens, close it; the number of tokens decoded."""
+    def tick_once(self, prompt: str = "Hello", *, timeout: float = 30.0, stub=None) -> int:
+        """Open a session, Tick it until it yields tokens, close it; the number of tokens decoded. `stub`: a
+        runtime stub on a channel of the caller's (default: this helper's shared channel)."""
         from npc_proto.v1 import runtime_pb2 as pb
 
-        stub = self.runtime_stub()
+        stub = stub or self.runtime_stub()
         md = self.metadata()
         sid = stub.OpenSession(pb.OpenSessionRequest(prompt=prompt, limits=pb.SessionLimits(max_new_tokens=4)),
                                metadata=md, timeout=timeout).session_id
