@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers.net import free_port
 from tests.helpers.postgres import PostgresServer
 from tests.helpers.serve_process import ServeProcess
 
@@ -30,11 +31,6 @@ NGINX_CONF = REPO / "deploy" / "nginx" / "nginx.conf"
 def find_nginx() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def replica_of(call) -> str:
@@ -75,8 +71,8 @@ class Fleet:
         self.extra_args = extra_args or []
         self.replicas: dict[str, ServeProcess] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="npcrt-fleet-"))
-        self.grpc_port = _free_port()
-        self.http_port = _free_port()
+        self.grpc_port = free_port()
+        self.http_port = free_port()
         self._nginx: subprocess.Popen | None = None
 
     @property

@@ -13,11 +13,12 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.helpers.net import free_port
 
 _USER = "npcrt"
 
@@ -31,18 +32,13 @@ def find_pg_bin() -> Path | None:
     return Path(pg_ctl).parent if pg_ctl else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class PostgresServer:
     def __init__(self, bin_dir: Path):
         self.bin_dir = bin_dir
         self.root = Path(tempfile.mkdtemp(prefix="npcrt-pg-"))
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self._as_postgres = os.geteuid() == 0
         self._schemas = itertools.count(1)
 

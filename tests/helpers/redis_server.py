@@ -10,20 +10,17 @@ import subprocess
 import tempfile
 import time
 
+from tests.helpers.net import free_port
+
 
 def find_redis() -> str | None:
     return shutil.which("redis-server")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class RedisServer:
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tempfile.TemporaryDirectory(prefix="npcrt-redis-")
         self.proc: subprocess.Popen | None = None
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from npc_runtime.errors import InternalError, InvalidArgument, Unavailable
+from npc_runtime.urls import redact
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -92,14 +93,7 @@ def is_postgres_url(location: str) -> bool:
 
 def describe(location: str) -> str:
     """The location for logs: a PostgreSQL URL without its password."""
-    if not is_postgres_url(location):
-        return location
-    scheme, rest = location.split("://", 1)
-    if "@" in rest:
-        credentials, host = rest.rsplit("@", 1)
-        user = credentials.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}" if ":" in credentials else f"{scheme}://{user}@{host}"
-    return location
+    return redact(location) if is_postgres_url(location) else location
 
 
 class Database:

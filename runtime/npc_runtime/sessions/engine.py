@@ -162,6 +162,7 @@ class Engine:
         self._pinned: set[str] = set()   # sessions of the tick / step in progress: never parked under it
         self._snapshots: SnapshotStore | None = None      # fleet takeover (attach_snapshot_store)
         self._snapshot_writer: SnapshotWriter | None = None
+        self._fingerprints: dict[str, str] = {}
 
     # -- construction -------------------------------------------------------------------------------------
     @classmethod
@@ -572,7 +573,7 @@ class Engine:
                 self._park(session)
         lot.spill(older_than_s=self.config.park_disk_after_s, now=now)
         lot.fit_budget()
-        expired = lot.expired(lambda sid: self.config.idle_timeout_s, now)
+        expired = lot.expired(self.config.idle_timeout_s, now)
         for sid in expired:
             lot.discard(sid)
             self._restored.pop(sid, None)
@@ -603,9 +604,9 @@ class Engine:
 
     def _write_finished_turns(self, results: Sequence[TickResult]) -> None:
         for r in results:
-            if r.finished and r.error is None and r.session_id in self._sessions:
-                self._snapshot_writer.put(r.session_id, self.save_session(r.session_id,
-                                                                          include_kv=self._snapshot_kv))
+            session = self._sessions.get(r.session_id) if r.finished and r.error is None else None
+            if session is not None:   # the KV is copied here; encoding and the checksum run on the writer
+                self._snapshot_writer.put(session.id, self._capture(session, include_kv=self._snapshot_kv))
 
     def _take_over(self, session_id: str) -> Session | None:
         """The session from the snapshot store (a replica that held it is gone), or None when it has none."""
@@ -655,8 +656,7 @@ class Engine:
         if m is None or self._fingerprint(state.model) != state.model_sha256:
             raise FailedPrecondition(f"the snapshot is of model {state.model!r} (sha256 {state.model_sha256[:12]}"
                                      "...), which this server does not serve; restore it where that model runs")
-        sid = check_session_id(session_id) if session_id else state.session_id
-        check_session_id(sid)
+        sid = check_session_id(session_id or state.session_id)
         if sid in self._sessions:
             raise AlreadyExists(f"session {sid!r} already exists")
         capacity = min(state.capacity, m.capacity)
@@ -689,9 +689,14 @@ class Engine:
                              cached_prefix_tokens=session.kv_len)
 
     def _fingerprint(self, model: str) -> str:
-        m = self._models[model]
-        return snapshot.fingerprint(m.package.manifest if m.package is not None else None,
-                                    f"decoder:{model}:{m.decoder.vocab_size}:{m.capacity}")
+        """The model identity snapshots are bound to (hashed once per model: every turn end writes one)."""
+        found = self._fingerprints.get(model)
+        if found is None:
+            m = self._models[model]
+            found = self._fingerprints[model] = snapshot.fingerprint(
+                m.package.manifest if m.package is not None else None,
+                f"decoder:{model}:{m.decoder.vocab_size}:{m.capacity}")
+        return found
 
     def session_info(self, session_id: str) -> dict:
         s = self._session(check_session_id(session_id))

@@ -107,10 +107,10 @@ class ParkingLot:
                 moved += 1
         return moved
 
-    def expired(self, timeout_for, now: float | None = None) -> list[str]:
-        """Ids of parked sessions idle longer than `timeout_for(session_id)` seconds (not removed)."""
+    def expired(self, timeout_s: float, now: float | None = None) -> list[str]:
+        """Ids of parked sessions idle longer than `timeout_s` (not removed)."""
         now = time.monotonic() if now is None else now
-        return [sid for sid, p in self._parked.items() if now - p.last_active > timeout_for(sid)]
+        return [sid for sid, p in self._parked.items() if now - p.last_active > timeout_s]
 
     def close(self) -> None:
         for session_id in list(self._parked):

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 from npc_runtime.errors import InvalidArgument, Unavailable
+from npc_runtime.sessions import snapshot
+from npc_runtime.urls import redact
 
 log = logging.getLogger("npc_runtime.sessions.snapshots")
 REDIS_PREFIX = "npcrt:session:"
@@ -84,7 +86,7 @@ class RedisStore:
         try:
             self._client.ping()
         except redis.RedisError as exc:
-            raise Unavailable(f"snapshot store {_safe(url)}: cannot reach Redis ({exc})") from exc
+            raise Unavailable(f"snapshot store {redact(url)}: cannot reach Redis ({exc})") from exc
 
     def put(self, session_id: str, data: bytes) -> None:
         self._client.set(REDIS_PREFIX + session_id, data, px=self.ttl_ms)
@@ -100,11 +102,6 @@ class RedisStore:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _safe(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}" if "@" in rest else url
 
 
 def open_snapshot_store(location: str, *, ttl_s: float) -> SnapshotStore:
@@ -125,19 +122,20 @@ class SnapshotWriter:
         self.written = 0
         self.dropped = 0
         self.failed = 0
-        self._pending: OrderedDict[str, bytes | None] = OrderedDict()   # None: delete
+        self._pending: OrderedDict[str, bytes | snapshot.SessionState | None] = OrderedDict()   # None: delete
         self._cv = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="npcrt-snapshot-writer", daemon=True)
         self._thread.start()
 
-    def put(self, session_id: str, data: bytes) -> None:
+    def put(self, session_id: str, data: "bytes | snapshot.SessionState") -> None:
+        """Queue a snapshot: its bytes, or the captured state, encoded (and checksummed) on the writer's thread."""
         self._queue(session_id, data)
 
     def delete(self, session_id: str) -> None:
         self._queue(session_id, None)
 
-    def _queue(self, session_id: str, data: bytes | None) -> None:
+    def _queue(self, session_id: str, data: "bytes | snapshot.SessionState | None") -> None:
         with self._cv:
             if session_id not in self._pending and len(self._pending) >= self.max_pending:
                 self.dropped += 1
@@ -165,7 +163,7 @@ class SnapshotWriter:
                 if data is None:
                     self.store.delete(session_id)
                 else:
-                    self.store.put(session_id, data)
+                    self.store.put(session_id, data if isinstance(data, bytes) else snapshot.encode(data))
                     self.written += 1
             except Exception as exc:  # noqa: BLE001 - a store outage must not stop the writer; counted, logged
                 self.failed += 1
