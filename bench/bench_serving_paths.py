@@ -72,7 +72,7 @@ def reference_int4(work: Path) -> Path:
 def engine_table(args) -> str:
     """[engine] keys other than the product defaults that a run asks for (thread experiments)."""
     return (f"intra_op_threads = {args.threads}\n" if args.threads else "") + \
-        ("intra_op_spinning = false\n" if args.no_spinning else "")
+        (f'intra_op_spinning = "{args.spinning}"\n' if args.spinning else "")
 
 
 def start_server(package: Path, sessions: int, data_dir: Path, engine_extra: str = "",
@@ -100,7 +100,7 @@ def start_server(package: Path, sessions: int, data_dir: Path, engine_extra: str
 
 
 # -- the engine alone -----------------------------------------------------------------------------------------
-def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spinning: bool = True) -> float:
+def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spinning: str | None = None) -> float:
     """tok/s of `Engine.tick`, one token per tick, in this process."""
     from npc_runtime.config import EngineConfig, SessionLimits
     from npc_runtime.decode.sampling import SamplingParams
@@ -108,7 +108,7 @@ def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spi
 
     engine = Engine.from_packages([package], config=EngineConfig(
         max_sessions=sessions, verify_hashes=False, default_sampling=SamplingParams(ignore_eos=True),
-        intra_op_threads=threads, intra_op_spinning=spinning,
+        intra_op_threads=threads, **({"intra_op_spinning": spinning} if spinning else {}),
         default_limits=SessionLimits(max_new_tokens=LONG)))
     best = 0.0
     for _ in range(2):   # the first run warms the engine up
@@ -248,7 +248,7 @@ def run_package(label: str, package: Path, args) -> tuple[list[dict], list[dict]
     for sessions in args.sessions:
         tokens = args.tokens_1 if sessions == 1 else args.tokens_n
         load_before = os.getloadavg()[0]
-        engine_tok_s = engine_tick(package, sessions, tokens, args.threads, not args.no_spinning)
+        engine_tok_s = engine_tick(package, sessions, tokens, args.threads, args.spinning)
         with tempfile.TemporaryDirectory(prefix="npc-sp-") as tmp:
             proc, grpc_port, http_port = start_server(package, sessions, Path(tmp), engine_table(args),
                                                       args.switch_interval_ms)
@@ -295,7 +295,8 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=200, help="ticks per latency run")
     ap.add_argument("--quick", action="store_true", help="1 repeat, 60 ticks, fewer tokens")
     ap.add_argument("--threads", type=int, default=0, help="engine intra-op threads (0: the default, all cores)")
-    ap.add_argument("--no-spinning", action="store_true", help="engine: idle ORT threads sleep instead of spinning")
+    ap.add_argument("--spinning", choices=("step", "always", "never"), default=None,
+                    help="engine intra_op_spinning (default: the product default, \"step\")")
     ap.add_argument("--switch-interval-ms", type=float, default=0.0,
                     help="experiment: the server's GIL switch interval (0: Python's default, 5 ms)")
     ap.add_argument("--out", default="serving_paths", help="results name: bench/results/NAME.json")
@@ -326,7 +327,7 @@ def main() -> int:
     path = write_json(args.out, {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "versions": versions("grpc", "onnxruntime"),
         "server_switch_interval_ms": args.switch_interval_ms or 5.0,
-        "engine_threads": args.threads, "engine_spinning": not args.no_spinning,
+        "engine_threads": args.threads, "engine_spinning": args.spinning or "step (default)",
         "packages": {k: str(v or reference_int4(args.work)) for k, v in packages.items()
                      if k in args.packages.split(",")},
         "throughput": throughput, "latency": latency, "tables": [t_table, l_table]}, meta=meta)

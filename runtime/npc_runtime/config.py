@@ -14,6 +14,7 @@ DEFAULT_PREFIX_CACHE_BYTES = 64 << 20
 DEFAULT_PREFILL_CHUNK = 256
 DEFAULT_PREFIX_BLOCK = 32
 AUTO = -1
+SPIN_POLICIES = ("step", "always", "never")   # EngineConfig.intra_op_spinning (decode/onnx_model.py)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,7 +40,11 @@ class EngineConfig:
     sliding_window: bool = False                   # context full: keep the last max_context/2 tokens (re-prefilled)
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S # sessions idle longer are evicted by evict_idle()
     intra_op_threads: int = 0                      # ONNX Runtime intra-op threads; 0: all cores
-    intra_op_spinning: bool = True                 # False: idle ORT threads sleep (steadier on shared CPUs)
+    intra_op_spinning: str | bool = "step"         # "step": ORT's threads spin while a step runs and sleep once it
+                                                   # returns (the reply, streams and I/O get the cores between steps);
+                                                   # "always": they keep spinning between steps (ORT's default);
+                                                   # "never": they sleep whenever idle (slowest steps, steadiest on a
+                                                   # shared CPU). true / false are read as "always" / "never".
     small_batch_threads: int = AUTO                # threads of a second ORT session for small decode batches
                                                    # (thread count per batch size); -1: warm-up picks the fastest of
                                                    # 1, 1/4 and 1/2 of the main pool (none if the main pool is
@@ -66,9 +71,18 @@ class EngineConfig:
     default_sampling: SamplingParams = field(default_factory=SamplingParams)
     default_limits: SessionLimits = field(default_factory=SessionLimits)
 
+    @property
+    def spin_policy(self) -> str:
+        """intra_op_spinning with the boolean spellings resolved: "step", "always" or "never"."""
+        if isinstance(self.intra_op_spinning, bool):
+            return "always" if self.intra_op_spinning else "never"
+        return self.intra_op_spinning
+
     def validate(self) -> "EngineConfig":
         checks = [
             (self.max_sessions >= 1, "max_sessions must be >= 1"),
+            (self.intra_op_spinning in SPIN_POLICIES or isinstance(self.intra_op_spinning, bool),
+             f"intra_op_spinning must be one of {', '.join(map(repr, SPIN_POLICIES))}, got {self.intra_op_spinning!r}"),
             (not (self.tick_strict_budget and self.tick_min_progress),
              "tick_strict_budget and tick_min_progress contradict each other: choose one"),
             (self.max_context >= 2, "max_context must be >= 2"),

@@ -81,3 +81,59 @@ def test_off_and_fixed(tiny_engine_factory):
 def test_bad_values(key):
     with pytest.raises(InvalidArgument, match=key):
         EngineConfig(**{key: -2}).validate()
+
+
+# -- spinning policy: ORT's threads spin during a step, not after it (docs/engine.md, intra_op_spinning) ------
+
+@pytest.mark.parametrize(("value", "policy"), [("step", "step"), ("always", "always"), ("never", "never"),
+                                               (True, "always"), (False, "never")])
+def test_spin_policy_spellings(value, policy):
+    assert EngineConfig(intra_op_spinning=value).validate().spin_policy == policy
+
+
+def test_spin_policy_default_stops_after_each_run():
+    assert EngineConfig().spin_policy == "step"
+
+
+@pytest.mark.parametrize("value", ["sometimes", "", 1, None])
+def test_spin_policy_bad_values(value):
+    with pytest.raises(InvalidArgument, match="intra_op_spinning must be one of 'step', 'always', 'never'"):
+        EngineConfig(intra_op_spinning=value).validate()
+
+
+def _config_entry(options, key: str) -> str | None:
+    try:
+        return options.get_session_config_entry(key)
+    except RuntimeError:   # "does not have configuration with key": ORT's default applies
+        return None
+
+
+@pytest.mark.parametrize(("policy", "entries"), [
+    ("step", {"session.force_spinning_stop": "1"}),
+    ("always", {}),
+    ("never", {"session.intra_op.allow_spinning": "0"}),
+])
+def test_spin_policy_reaches_the_onnx_runtime_session(tiny_engine_factory, policy, entries):
+    """The policy is a session option of every ORT session the decoder makes (main and small-batch)."""
+    e = tiny_engine_factory(intra_op_threads=2, small_batch_threads=1, small_batch_max=1, intra_op_spinning=policy)
+    dec = _decoder(e)
+    assert dec.small_session is not None
+    for session in (dec.session, dec.small_session):
+        options = session.get_session_options()
+        for key in ("session.force_spinning_stop", "session.intra_op.allow_spinning"):
+            assert _config_entry(options, key) == entries.get(key)
+    sid = e.open_session(e.list_models()[0].name, prompt="Hello traveller")
+    assert [t for c in e.generate(sid, max_tokens=4) for t in c.token_ids]
+
+
+def test_spin_policy_from_the_server_config(tmp_path):
+    from npc_runtime.settings import load_settings
+
+    config = tmp_path / "npcrt.toml"
+    config.write_text('[engine]\nintra_op_spinning = "never"\n')
+    assert load_settings(config, env={}).engine.spin_policy == "never"
+    config.write_text("[engine]\nintra_op_spinning = true\n")
+    assert load_settings(config, env={}).engine.spin_policy == "always"
+    config.write_text('[engine]\nintra_op_spinning = "fast"\n')
+    with pytest.raises(InvalidArgument, match="intra_op_spinning"):
+        load_settings(config, env={})

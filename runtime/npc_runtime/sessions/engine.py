@@ -181,7 +181,7 @@ class Engine:
             decoder = open_decoder(package, DecoderOptions(max_slots=config.max_sessions,
                                                            capacity=config.max_context,
                                                            intra_op_threads=config.intra_op_threads,
-                                                           spinning=config.intra_op_spinning,
+                                                           spinning=config.spin_policy,
                                                            flush_denormals=config.flush_denormals,
                                                            small_batch_threads=config.small_batch_threads,
                                                            small_batch_max=config.small_batch_max))
