@@ -35,6 +35,9 @@ namespace NpcRuntime.Unity.Net
         /// <summary>Fleet: one Tick per NPC per frame (sent in parallel), each with that NPC's routing key, so the
         /// proxy sends it to the replica holding the NPC's session. Needs the session → NPC map (the client's).</summary>
         public bool OneTickPerNpc { get; set; }
+        /// <summary>Budgets are round-trip budgets (default): each entry's budget_ms is sent minus this client's
+        /// measured transport time, so the answer is back within the frame's budget. Null: sent as given.</summary>
+        public RoundTripBudget RoundTrip { get; set; }
 
         /// <summary><paramref name="npcOfSession"/>: a session's NPC ("" unknown), for <see cref="OneTickPerNpc"/>.</summary>
         public TickBatcher(Func<TickRequest, Task<TickResponse>> send, Func<string, string> npcOfSession = null)
@@ -42,6 +45,7 @@ namespace NpcRuntime.Unity.Net
             if (send == null) throw new ArgumentNullException("send");
             this.send = send;
             this.npcOfSession = npcOfSession;
+            RoundTrip = new RoundTripBudget();
         }
 
         public TickBatcher(NpcRuntimeClient client) : this(request => client.TickAsync(request), client.Routing.NpcOf) { }
@@ -116,8 +120,14 @@ namespace NpcRuntime.Unity.Net
         private async Task SendChunk(List<Pending> chunk)
         {
             var request = new TickRequest();
-            foreach (var p in chunk) request.Entries.Add(p.Entry);
+            var roundTrip = RoundTrip;
+            foreach (var p in chunk)
+            {
+                if (roundTrip != null) p.Entry.BudgetMs = roundTrip.ServerBudgetMs(p.Entry.BudgetMs);   // a clone: the caller's entry is untouched
+                request.Entries.Add(p.Entry);
+            }
             TickResponse response;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             try
             {
                 RequestsSent++;
@@ -128,6 +138,7 @@ namespace NpcRuntime.Unity.Net
                 foreach (var p in chunk) p.Completion.TrySetException(error);
                 return;
             }
+            if (roundTrip != null) roundTrip.Observe(clock.Elapsed.TotalMilliseconds, response.TickMs);
             for (int i = 0; i < chunk.Count; i++)
             {
                 if (i < response.Results.Count && response.Results[i].SessionId == chunk[i].Entry.SessionId)

@@ -283,6 +283,58 @@ namespace NpcRuntime.Unity.Tests
         }
 
         [Test]
+        public void BudgetsAreRoundTripBudgets()
+        {
+            // the first call goes out as given; its round trip (>= 30 ms here) minus the server's 1 ms is the
+            // transport allowance taken off the next frame's budgets; 0 (server default) is never changed
+            var sent = new List<TickRequest>();
+            var batcher = new TickBatcher(async r =>
+            {
+                sent.Add(r.Clone());
+                await Task.Delay(30);
+                var response = Echo(r);
+                response.TickMs = 1f;
+                return response;
+            });
+            var caller = new TickEntry { SessionId = "a", BudgetMs = 100 };
+            batcher.Enqueue(caller);
+            batcher.Flush().Wait();
+            Assert.AreEqual(100f, sent[0].Entries[0].BudgetMs);
+            Assert.IsTrue(batcher.RoundTrip.AllowanceMs >= 28f, "allowance " + batcher.RoundTrip.AllowanceMs);
+            batcher.Enqueue(new TickEntry { SessionId = "a", BudgetMs = 100 });
+            batcher.Enqueue(new TickEntry { SessionId = "b", BudgetMs = 0 });
+            batcher.Enqueue(new TickEntry { SessionId = "c", BudgetMs = 4 });
+            batcher.Flush().Wait();
+            Assert.IsTrue(sent[1].Entries[0].BudgetMs <= 72f, "sent " + sent[1].Entries[0].BudgetMs);
+            Assert.AreEqual(0f, sent[1].Entries[1].BudgetMs, "0 = the server's default, left alone");
+            Assert.AreEqual(RoundTripBudget.MinServerBudgetMs, sent[1].Entries[2].BudgetMs, "a budget the transport eats asks for a minimal tick");
+            Assert.AreEqual(100f, caller.BudgetMs, "the caller's entry is not modified");
+
+            var plain = new List<TickRequest>();
+            var raw = new TickBatcher(r => { plain.Add(r); return Task.FromResult(Echo(r)); }) { RoundTrip = null };
+            raw.Enqueue(new TickEntry { SessionId = "a", BudgetMs = 3 });
+            raw.Flush().Wait();
+            Assert.AreEqual(3f, plain[0].Entries[0].BudgetMs);
+        }
+
+        [Test]
+        public void RoundTripAllowanceFollowsTheTransport()
+        {
+            var budget = new RoundTripBudget();
+            Assert.AreEqual(0f, budget.AllowanceMs);
+            Assert.AreEqual(8f, budget.ServerBudgetMs(8f));
+            budget.Observe(5.5, 5.0);                       // 0.5 ms outside the server
+            Assert.AreEqual(0.5f, budget.AllowanceMs, 1e-6);
+            Assert.AreEqual(7.5f, budget.ServerBudgetMs(8f), 1e-6);
+            for (int i = 0; i < 100; i++) budget.Observe(3.0, 2.0);   // settles on 1 ms, deviation decays
+            Assert.AreEqual(1.0f, budget.AllowanceMs, 0.01);
+            budget.Observe(double.NaN, 1.0);                // ignored
+            budget.Observe(1.0, 5.0);                       // server time past the round trip: 0 outside
+            Assert.IsTrue(budget.AllowanceMs < 1.2f);
+            Assert.AreEqual(0f, budget.ServerBudgetMs(0f));
+        }
+
+        [Test]
         public void LargeFramesSplitAtMaxEntries()
         {
             var sent = new List<TickRequest>();
