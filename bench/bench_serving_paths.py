@@ -15,7 +15,8 @@ request to the last token at the client:
 Repeats are interleaved (tick, generate, sse, tick, ...) and the best of each path is kept, so the ratios
 come from one run under the same load. Tick latency: 64 (and 1) sessions ticked with budgets 4, 8, 16 ms
 and no token cap; per tick the client's round trip, the engine's own time (TickStats.tick_ms) and the
-overhead (round trip - engine time). Finished sessions are re-opened between ticks (not timed).
+overhead (round trip - engine time); each budget twice: sent as given, and as a round-trip budget (the
+client takes its measured transport time off it, as the Unity and Unreal clients do: RoundTripBudget). Finished sessions are re-opened between ticks (not timed).
 Writes bench/results/NAME.json and prints the tables.
 """
 
@@ -201,8 +202,34 @@ async def http_sse(port: int, sessions: int, tokens: int) -> dict:
     return {"tok_s": sum(n for n, _ in done) / seconds, "messages": sum(m for _, m in done) / len(done)}
 
 
-def tick_latency(stub, sessions: int, budget_ms: float, ticks: int) -> dict:
-    """Budget-bound ticks (no token cap): round trip, engine time, overhead, tokens per tick."""
+class RoundTripBudget:
+    """What the game clients do with a frame budget (unity_client RoundTripBudget.cs, the C++ client's
+    round_trip_budget): the budget covers the whole round trip, so the time spent outside the server (round
+    trip − TickResponse.tick_ms: mean + 2 deviations, running) is taken off each entry's budget_ms."""
+
+    WEIGHT, MIN_MS = 0.1, 0.05
+
+    def __init__(self) -> None:
+        self.mean = self.dev = 0.0
+        self.seeded = False
+
+    def server_budget(self, budget_ms: float) -> float:
+        allowance = self.mean + 2.0 * self.dev if self.seeded else 0.0
+        return max(self.MIN_MS, budget_ms - allowance)
+
+    def observe(self, rtt_ms: float, server_ms: float) -> None:
+        outside = max(0.0, rtt_ms - max(0.0, server_ms))
+        if not self.seeded:
+            self.mean, self.seeded = outside, True
+            return
+        delta = outside - self.mean
+        self.mean += self.WEIGHT * delta
+        self.dev += self.WEIGHT * (abs(delta) - self.dev)
+
+
+def tick_latency(stub, sessions: int, budget_ms: float, ticks: int, *, round_trip: bool = False) -> dict:
+    """Budget-bound ticks (no token cap): round trip, engine time, overhead, tokens per tick. `round_trip`:
+    the budget is a round-trip budget (RoundTripBudget), as the Unity and Unreal clients send it."""
     sids = open_sessions(stub, sessions)
     # prefill first (steady state is what a game sees frame after frame)
     waiting = set(sids)
@@ -211,11 +238,15 @@ def tick_latency(stub, sessions: int, budget_ms: float, ticks: int) -> dict:
                                                   for s in waiting]))
         waiting -= {r.session_id for r in reply.results if r.token_ids}
     rtt, engine, tokens = [], [], 0
+    allowance = RoundTripBudget() if round_trip else None
     for _ in range(ticks):
-        request = pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=budget_ms) for s in sids])
+        sent = allowance.server_budget(budget_ms) if allowance else budget_ms
+        request = pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=sent) for s in sids])
         t = time.perf_counter()
         reply = stub.Tick(request)
         rtt.append((time.perf_counter() - t) * 1000.0)
+        if allowance:
+            allowance.observe(rtt[-1], reply.tick_ms)
         engine.append(max(r.stats.tick_ms for r in reply.results))
         for k, r in enumerate(reply.results):
             if r.error:
@@ -227,7 +258,8 @@ def tick_latency(stub, sessions: int, budget_ms: float, ticks: int) -> dict:
     for s in sids:
         stub.CloseSession(pb.CloseSessionRequest(session_id=s))
     overhead = [r - e for r, e in zip(rtt, engine)]
-    return {"sessions": sessions, "budget_ms": budget_ms, "ticks": ticks, "tokens_per_tick": tokens / ticks,
+    return {"sessions": sessions, "budget_ms": budget_ms, "round_trip_budget": round_trip, "ticks": ticks,
+            "tokens_per_tick": tokens / ticks,
             **spread("rtt", rtt), **spread("engine", engine), **spread("overhead", overhead),
             "rtt_max_ms": max(rtt), "over_budget_0_5": sum(r > budget_ms + 0.5 for r in rtt) / ticks}
 
@@ -268,7 +300,9 @@ def run_package(label: str, package: Path, args) -> tuple[list[dict], list[dict]
                     overhead = [r - e for r, e in zip(tick["rtt"], tick["engine"])]
                     noop = noop_rtt(channel, args.ticks)
                     for budget in BUDGETS_MS:
-                        latency.append({"package": label, **tick_latency(stub, sessions, budget, args.ticks)})
+                        for round_trip in (False, True):
+                            latency.append({"package": label, **tick_latency(stub, sessions, budget, args.ticks,
+                                                                             round_trip=round_trip)})
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
@@ -318,7 +352,7 @@ def main() -> int:
               ("http_sse_tok_s", "SSE tok/s"), ("generate_vs_tick", "Generate/Tick"), ("sse_vs_tick", "SSE/Tick"),
               ("tick_overhead_p50_ms", "Tick overhead p50 ms"), ("tick_overhead_p99_ms", "p99 ms"),
               ("noop_rpc_p50_ms", "no-op RPC p50 ms"), ("load_avg_1m", "load")]
-    l_cols = [("package", "package"), ("sessions", "sessions"), ("budget_ms", "budget ms"),
+    l_cols = [("package", "package"), ("sessions", "sessions"), ("budget_ms", "budget ms"), ("round_trip_budget", "round-trip budget"),
               ("rtt_p50_ms", "RTT p50 ms"), ("rtt_p99_ms", "RTT p99 ms"), ("engine_p99_ms", "engine p99 ms"),
               ("overhead_p50_ms", "overhead p50 ms"), ("overhead_p99_ms", "overhead p99 ms"),
               ("over_budget_0_5", "share > budget+0.5"), ("tokens_per_tick", "tokens/tick")]

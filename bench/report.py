@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file as well as with -m
+    sys.path.insert(0, str(ROOT))
+
+from bench import serving_report  # noqa: E402
 RESULTS_DIR = ROOT / "bench" / "results"
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.DOTALL)
@@ -262,6 +266,9 @@ BLOCKS: dict[str, Callable[[list[Result]], str]] = {
     "engine": block_engine, "engine-detail": block_engine_detail, "where-we-lose": block_where_we_lose,
     "runs": block_runs, "engine-only": block_engine_only, "export": block_export,
 }
+
+# the served paths (bench_serving_paths, bench_cpp_tick): bench/serving_report.py
+BLOCKS.update(serving_report.BLOCKS)
 
 # README's fleet rows: rendered by bench/deploy_report.py (docs/deploy.md's owner), the same text here so that
 # one freshness check covers every block of README
