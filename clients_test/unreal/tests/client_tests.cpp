@@ -5,13 +5,17 @@
 // server does with snapshots is checked by integration_test.cpp against `npcrt serve`.
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "npc/npc_client.h"
+#include "npc/round_trip_budget.h"
 #include "npc/session_book.h"
 #include "npc_proto/v1/agent.grpc.pb.h"
 #include "npc_proto/v1/runtime.grpc.pb.h"
@@ -69,8 +73,12 @@ class FakeRuntime final : public v1::NpcRuntime::Service {
   grpc::Status Tick(grpc::ServerContext* c, const v1::TickRequest* in, v1::TickResponse* out) override {
     r_->Record(c, "Tick");
     for (const auto& e : in->entries()) {
+      // "slow": a 20 ms round trip of which the server reports 1 ms (the rest looks like transport)
+      if (e.session_id() == "slow") std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (e.session_id() == "slow") out->set_tick_ms(1.0f);
       auto* result = out->add_results();
       result->set_session_id(e.session_id());
+      result->mutable_stats()->set_tick_ms(e.budget_ms());   // echoes the budget this server received
       result->mutable_stats()->set_restore_ms(1.5f);
       result->mutable_stats()->set_restored_from("host");
     }
@@ -266,6 +274,34 @@ TEST_CASE("routing: NpcAgent calls carry the request's npc id; Handshake and Lis
   std::vector<ModelInfo> models;
   CHECK_OK(client.ListModels(&models));
   CHECK_EQ(KeyOf("ListModels"), std::string(kNone));
+}
+
+TEST_CASE("tick budgets are round-trip budgets: the measured transport time is taken off them") {
+  NpcRuntimeClient client(Options());
+  CHECK(client.round_trip_allowance_ms() == 0.0);
+  TickOutcome outcome;
+  TickEntryOptions slow;
+  slow.session_id = "slow";
+  slow.budget_ms = 100.0f;
+  CHECK_OK(client.Tick({slow}, &outcome));
+  CHECK(outcome.results.at(0).tick_ms == 100.0f);   // nothing measured yet: sent as given
+  CHECK(client.round_trip_allowance_ms() >= 18.0);                // >= 20 ms round trip - 1 ms server
+  TickEntryOptions zero, small;
+  zero.session_id = "a";           // budget 0 = the server's default: left alone
+  small.session_id = "b";
+  small.budget_ms = 4.0f;          // eaten by the transport: a minimal tick, not 0
+  CHECK_OK(client.Tick({slow, zero, small}, &outcome));
+  CHECK(outcome.results.at(0).tick_ms <= 82.0f);
+  CHECK(outcome.results.at(1).tick_ms == 0.0f);
+  CHECK(std::fabs(outcome.results.at(2).tick_ms - RoundTripBudget::kMinServerBudgetMs) < 1e-4);
+
+  ClientOptions raw_options = Options();
+  raw_options.round_trip_budget = false;
+  NpcRuntimeClient raw(raw_options);
+  CHECK_OK(raw.Tick({slow}, &outcome));
+  CHECK_OK(raw.Tick({slow}, &outcome));
+  CHECK(outcome.results.at(0).tick_ms == 100.0f);
+  CHECK(raw.round_trip_allowance_ms() == 0.0);
 }
 
 TEST_CASE("routing: a Tick of several NPCs carries none; SplitTickByNpc ticks each NPC with its key") {

@@ -1,5 +1,6 @@
 // Unit tests of the engine-agnostic core: slicer traces, session bookkeeping, JSON reader, manifest
 // parsing, the fixed-capacity KV state, the StepStream event rule and its cancel token. Prints "N passed, M failed" last.
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -7,6 +8,7 @@
 #include "npc/frame_budget_slicer.h"
 #include "npc/mini_json.h"
 #include "npc/model_manifest.h"
+#include "npc/round_trip_budget.h"
 #include "npc/session_book.h"
 #include "npc/step_stream.h"
 #include "test_harness.h"
@@ -29,6 +31,24 @@ uint32_t RunFrame(FrameBudgetSlicer& slicer, double budget_ms, uint32_t max_toke
 }
 
 }  // namespace
+
+// ---- round-trip budget ---------------------------------------------------------------------------------
+
+TEST_CASE("round trip: the allowance follows the transport time, budgets shrink by it") {
+  RoundTripBudget budget;
+  CHECK(budget.AllowanceMs() == 0.0);
+  CHECK(budget.ServerBudgetMs(8.0f) == 8.0f);
+  budget.Observe(5.5, 5.0);  // 0.5 ms outside the server
+  CHECK(std::fabs(budget.AllowanceMs() - 0.5) < 1e-9);
+  CHECK(std::fabs(budget.ServerBudgetMs(8.0f) - 7.5f) < 1e-6);
+  for (int i = 0; i < 100; ++i) budget.Observe(3.0, 2.0);  // settles on 1 ms, the deviation decays
+  CHECK(std::fabs(budget.AllowanceMs() - 1.0) < 0.01);
+  budget.Observe(std::nan(""), 1.0);  // ignored
+  budget.Observe(1.0, 5.0);           // server time past the round trip: 0 outside
+  CHECK(budget.AllowanceMs() < 1.2);
+  CHECK(budget.ServerBudgetMs(0.0f) == 0.0f);  // the server's default stays the default
+  CHECK(budget.ServerBudgetMs(0.5f) == RoundTripBudget::kMinServerBudgetMs);
+}
 
 // ---- slicer --------------------------------------------------------------------------------------------
 

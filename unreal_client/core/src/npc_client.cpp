@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "npc_proto/v1/agent.grpc.pb.h"
+#include "npc/round_trip_budget.h"
 #include "npc_proto/v1/runtime.grpc.pb.h"
 #include "proto_convert.h"
 
@@ -37,9 +38,10 @@ struct NpcRuntimeClient::Impl {
   std::unique_ptr<v1::NpcRuntime::Stub> runtime;
   std::unique_ptr<v1::NpcAgent::Stub> agent;
 
-  mutable std::mutex mutex;  // guards the two fields below (calls run on any worker thread)
+  mutable std::mutex mutex;  // guards the three fields below (calls run on any worker thread)
   std::string last_replica;
   std::unordered_map<std::string, std::string> session_npc;  // session id -> npc id (routing key)
+  RoundTripBudget round_trip;                                 // Tick budgets: the transport's share
 
   // A fresh context per call: deadline, bearer token, and the NPC's routing key.
   void Prepare(grpc::ClientContext* context, double deadline_ms, const std::string& npc_id) const {
@@ -167,11 +169,29 @@ Status NpcRuntimeClient::Tick(const std::vector<TickEntryOptions>& entries, Tick
   if (!out) return MissingOutput("Tick");
   v1::TickRequest request;
   convert::ToProto(entries, &request);
+  const bool round_trip = impl_->options.round_trip_budget;
+  if (round_trip) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    for (auto& entry : *request.mutable_entries()) entry.set_budget_ms(impl_->round_trip.ServerBudgetMs(entry.budget_ms()));
+  }
   v1::TickResponse response;
+  const auto sent = std::chrono::steady_clock::now();
   const Status status = impl_->Unary(impl_->runtime.get(), &v1::NpcRuntime::Stub::Tick, request, &response,
                                      impl_->TickKey(entries), impl_->options.deadline_ms);
-  if (status.ok()) convert::FromProto(response, out);
+  if (status.ok()) {
+    if (round_trip) {
+      const double rtt_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent).count();
+      std::lock_guard<std::mutex> lock(impl_->mutex);
+      impl_->round_trip.Observe(rtt_ms, response.tick_ms());
+    }
+    convert::FromProto(response, out);
+  }
   return status;
+}
+
+double NpcRuntimeClient::round_trip_allowance_ms() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->options.round_trip_budget ? impl_->round_trip.AllowanceMs() : 0.0;
 }
 
 Status NpcRuntimeClient::Generate(const GenerateOptions& options,

@@ -30,6 +30,7 @@ Status NpcRuntimeClient::Handshake(HandshakeInfo*) { return NoGrpc(); }
 Status NpcRuntimeClient::ListModels(std::vector<ModelInfo>*) { return NoGrpc(); }
 Status NpcRuntimeClient::OpenSession(const OpenSessionOptions&, OpenedSession*) { return NoGrpc(); }
 Status NpcRuntimeClient::Tick(const std::vector<TickEntryOptions>&, TickOutcome*) { return NoGrpc(); }
+double NpcRuntimeClient::round_trip_allowance_ms() const { return 0.0; }
 Status NpcRuntimeClient::Generate(const GenerateOptions&, const std::function<bool(const GenerateChunkInfo&)>&) {
   return NoGrpc();
 }

@@ -36,6 +36,9 @@ struct ClientOptions {
   std::string client_name = "unreal npc-client/0.1";
   // Send the routing key (`x-npc-id` metadata) on calls that concern one NPC. Off: nothing is added.
   bool send_routing_key = true;
+  // Tick budgets are round-trip budgets: each entry's budget_ms is sent minus this client's measured transport
+  // time (round_trip_budget.h), so the answer is back within the frame's budget. Off: budgets sent as given.
+  bool round_trip_budget = true;
 };
 
 // The metadata keys of a fleet (runtime/npc_runtime/serving/replica.py).
@@ -55,8 +58,11 @@ class NpcRuntimeClient {
   Status Handshake(HandshakeInfo* out);
   Status ListModels(std::vector<ModelInfo>* out);
   Status OpenSession(const OpenSessionOptions& options, OpenedSession* out);
-  // One call per frame for every session the game cares about.
+  // One call per frame for every session the game cares about. With options().round_trip_budget the budgets
+  // are round-trip budgets (the client's measured transport time is taken off them; see round_trip_allowance_ms).
   Status Tick(const std::vector<TickEntryOptions>& entries, TickOutcome* out);
+  // Milliseconds currently taken off each Tick budget (0 before the first Tick answer, or when turned off).
+  double round_trip_allowance_ms() const;
   // Streams one turn; `on_chunk` returns false to stop early (closes the stream = cancels the turn).
   Status Generate(const GenerateOptions& options, const std::function<bool(const GenerateChunkInfo&)>& on_chunk);
   Status Cancel(const std::string& session_id, bool* was_running);
