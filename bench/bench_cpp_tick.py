@@ -1,7 +1,7 @@
 """Served gRPC `Tick` measured with the game's own C++ client beside the Python client (issue 10: P3, P4).
 
     .venv/bin/python bench/bench_cpp_tick.py [--quick] [--packages builtin,ref] [--sessions 1,64]
-                                             [--repeats 3] [--ticks 200] [--work /tmp/npc-bench] [--out cpp_tick]
+                                             [--repeats 3] [--ticks 100] [--work /tmp/npc-bench] [--out cpp_tick]
 
 The Unreal plugin talks to the server through unreal_client/core (`npc::NpcRuntimeClient`, C++ over system
 libgrpc++); bench/bench_serving_paths.py times Tick with a Python grpc client, whose own cost is a large part
@@ -13,7 +13,10 @@ both clients in turn (Python, C++, then C++, Python, ...; every repeat's samples
              repeat), and per tick the round trip at the client (RTT), the server handler's time
              (TickResponse.tick_ms) and the engine's (max of the results' stats.tick_ms)
     budget   ticks of all sessions at budget_ms 4, 8, 16 and no token cap, after a prefill (finished sessions
-             are replaced between ticks, not timed): RTT p50/p99 and the share of ticks over budget + 0.5 ms
+             are replaced between ticks, not timed): RTT p50/p99 and the share of ticks over budget + 0.5 ms.
+             Budgets go as given (the server counts them from when it receives the call); where npc_core
+             has round-trip budgets (ClientOptions::round_trip_budget, the game's default), a third client
+             "cpp round-trip" lets the C++ client take its measured transport time off each budget first
     no-op    Handshake round trips (no engine work): the floor of one unary RPC through each client; the
              Python client's grpc health Check too (bench_serving_paths' no-op)
 Per tick: overhead = RTT - engine; client + transport = RTT - handler; server = handler - engine (the server's
@@ -58,6 +61,8 @@ TOOL = "npc_tick_client"
 TOOLS = ("cmake", "g++", "pkg-config", "protoc", "grpc_cpp_plugin")
 APT = "apt-get install cmake g++ pkg-config protobuf-compiler protobuf-compiler-grpc libgrpc++-dev libprotobuf-dev"
 OVER_BUDGET_MS = 0.5   # issue 10 P3: p99 <= budget + 0.5 ms
+# the C++ client with round-trip budgets (its measured transport time taken off each budget), where npc_core has them
+CPP_ROUND_TRIP = "cpp round-trip"
 
 
 def missing_toolchain() -> str | None:
@@ -87,13 +92,23 @@ def build_tool(build_dir: Path, *, build_type: str = "Release", quiet: bool = Fa
 
 
 def run_tool(binary: Path, port: int, sessions: int, mode: str, *, ticks: int = 0, budget_ms: float = 8.0,
-             tokens: int = 1, noop: int = 0) -> dict:
-    """One npc_tick_client run against 127.0.0.1:port; its JSON record."""
+             tokens: int = 1, noop: int = 0, round_trip: bool = False) -> dict:
+    """One npc_tick_client run against 127.0.0.1:port; its JSON record. round_trip: the client takes its
+    measured transport time off each budget (ClientOptions::round_trip_budget), else budgets go as given."""
     cmd = [str(binary), "--target", f"127.0.0.1:{port}", "--sessions", str(sessions), "--mode", mode,
-           "--ticks", str(ticks), "--budget-ms", str(budget_ms), "--tokens", str(tokens), "--noop", str(noop)]
+           "--ticks", str(ticks), "--budget-ms", str(budget_ms), "--tokens", str(tokens), "--noop", str(noop),
+           "--budget-counted", "round-trip" if round_trip else "server"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise SystemExit(f"bench_cpp_tick: {' '.join(cmd)} failed (exit {done.returncode}): {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def tool_features(binary: Path) -> dict:
+    """What the npc_core the tool was built against offers: {"round_trip_budget": bool}."""
+    done = subprocess.run([str(binary), "--features"], capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench_cpp_tick: {binary} --features failed: {done.stderr.strip()}")
     return json.loads(done.stdout)
 
 
@@ -216,19 +231,22 @@ def run_server(label: str, package: Path, sessions: int, binary: Path, args) -> 
                 stub = runtime_pb2_grpc.NpcRuntimeStub(channel)
                 clients = {"python": lambda mode, **kw: (py_tokens(stub, sessions, kw["tokens"]) if mode == "tokens"
                                                          else py_budget(stub, sessions, kw["budget_ms"], kw["ticks"])),
-                           "cpp": lambda mode, **kw: run_tool(binary, port, sessions, mode, **kw)}
+                           "cpp": lambda mode, **kw: run_tool(binary, port, sessions, mode, **kw),
+                           CPP_ROUND_TRIP: lambda mode, **kw: run_tool(binary, port, sessions, mode, round_trip=True,
+                                                                       **kw)}
                 py_tokens(stub, sessions, 4)                                 # warm-up, both clients
                 run_tool(binary, port, sessions, "tokens", tokens=4)
 
-                def alternate(mode: str, **kw) -> dict[str, list[dict]]:
-                    runs = {"python": [], "cpp": []}
-                    for repeat in range(args.repeats):   # who goes first alternates too
-                        for name in (("python", "cpp") if repeat % 2 == 0 else ("cpp", "python")):
+                def alternate(mode: str, names: tuple[str, ...], **kw) -> dict[str, list[dict]]:
+                    runs = {name: [] for name in names}
+                    for repeat in range(args.repeats):   # who goes first rotates too
+                        for k in range(len(names)):
+                            name = names[(repeat + k) % len(names)]
                             runs[name].append(clients[name](mode, **kw))
                     return runs
 
                 print(f"bench_cpp_tick: {label}, {sessions} session(s): 1-token ticks", flush=True)
-                tok = alternate("tokens", tokens=tokens)
+                tok = alternate("tokens", ("python", "cpp"), tokens=tokens)
                 noop_py, health_py = py_noop(channel, stub, args.noop)
                 noop_cpp = run_tool(binary, port, 1, "tokens", tokens=1, noop=args.noop)["noop_ms"]
                 base = {"package": label, "sessions": sessions}
@@ -236,8 +254,10 @@ def run_server(label: str, package: Path, sessions: int, binary: Path, args) -> 
                         tokens_row({**base, "client": "cpp"}, tok["cpp"], noop_cpp, None)]
                 for budget in BUDGETS_MS:
                     print(f"bench_cpp_tick: {label}, {sessions} session(s): budget {budget:g} ms", flush=True)
-                    runs = alternate("budget", budget_ms=budget, ticks=args.ticks)
-                    rows += [budget_row({**base, "client": name}, budget, runs[name]) for name in ("python", "cpp")]
+                    names = ("python", "cpp", CPP_ROUND_TRIP) if args.round_trip else ("python", "cpp")
+                    runs = alternate("budget", names, budget_ms=budget, ticks=args.ticks)
+                    rows += [budget_row({**base, "client": name, "round_trip_budget": name == CPP_ROUND_TRIP},
+                                        budget, runs[name]) for name in names]
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -261,6 +281,7 @@ def main() -> int:
     if args.quick:
         args.repeats, args.ticks, args.noop = 1, 40, 100
     binary = build_tool(args.work / "cpp-build")
+    args.round_trip = tool_features(binary)["round_trip_budget"]
     packages = {"builtin": BUILTIN, "ref": None}
     labels = args.packages.split(",")
     unknown = [x for x in labels if x not in packages]
@@ -283,7 +304,7 @@ def main() -> int:
               ("server_p50_ms", "server p50"), ("server_p99_ms", "p99"),
               ("noop_p50_ms", "no-op Handshake p50"), ("noop_health_p50_ms", "health p50"),
               ("ticks", "ticks"), ("load_avg_1m", "load")]
-    b_cols = [*who, ("budget_ms", "budget"), ("rtt_p50_ms", "RTT p50"), ("rtt_p99_ms", "RTT p99"),
+    b_cols = [*who, ("budget_ms", "budget"), ("round_trip_budget", "round-trip budget"), ("rtt_p50_ms", "RTT p50"), ("rtt_p99_ms", "RTT p99"),
               ("engine_p99_ms", "engine p99"), ("overhead_p50_ms", "overhead p50"), ("overhead_p99_ms", "p99"),
               ("client_transport_p50_ms", "client+transport p50"), ("server_p50_ms", "server p50"),
               ("over_budget_0_5", "share > budget+0.5"), ("tokens_per_tick", "tokens/tick"), ("ticks", "ticks")]
@@ -292,7 +313,8 @@ def main() -> int:
     path = write_json(args.out, {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "versions": versions("grpc", "onnxruntime"),
         "cpp_client": {"source": "bench/cpp/tick_client.cpp", "build": "CMake Release, -O2",
-                       "grpcpp": _pkg_version("grpc++"), "protobuf": _pkg_version("protobuf")},
+                       "grpcpp": _pkg_version("grpc++"), "protobuf": _pkg_version("protobuf"),
+                       "round_trip_budget_available": args.round_trip},
         "packages": {k: str(v) for k, v in resolved.items()},
         "repeats": args.repeats, "ticks_per_budget_run": args.ticks,
         "tokens_per_session": {"1": args.tokens_1, "n": args.tokens_n},

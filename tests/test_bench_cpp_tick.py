@@ -48,7 +48,7 @@ def test_tokens_mode_times_every_tick_and_the_noop(tool, port):
                 "--ticks", "0", "--noop", "5")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert set(out) == KEYS
+    assert set(out) == KEYS | {"budget_counted"} and out["budget_counted"] == "server"
     assert out["tokens"] == 10 and out["seconds"] > 0       # 2 sessions x 5 tokens, one token per tick
     assert len(out["rtt_ms"]) == len(out["handler_ms"]) == len(out["engine_ms"]) >= 5
     assert all(r > 0 for r in out["rtt_ms"])
@@ -71,3 +71,16 @@ def test_errors_are_one_clear_line_and_a_nonzero_exit(tool, port):
     assert bad.returncode == 2 and "--mode must be tokens or budget" in bad.stderr
     too_many = _run(tool, "--target", f"127.0.0.1:{port}", "--sessions", "3", "--mode", "tokens")
     assert too_many.returncode == 1 and "the server allows 2 sessions" in too_many.stderr
+
+
+def test_round_trip_budgets_where_the_core_has_them(tool, port):
+    features = json.loads(_run(tool, "--features").stdout)
+    args = ("--target", f"127.0.0.1:{port}", "--sessions", "2", "--mode", "budget", "--ticks", "3",
+            "--budget-counted", "round-trip")
+    done = _run(tool, *args)
+    if not features["round_trip_budget"]:   # an npc_core without ClientOptions::round_trip_budget
+        assert done.returncode == 2 and "no round-trip budgets" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["budget_counted"] == "round-trip" and len(out["rtt_ms"]) == 3

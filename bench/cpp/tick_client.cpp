@@ -1,7 +1,8 @@
 // npc_tick_client: served Tick round trips timed with the game's own C++ client (npc::NpcRuntimeClient).
 //
 //   npc_tick_client --target 127.0.0.1:PORT --sessions N --mode tokens|budget --ticks K
-//                   [--budget-ms B] [--tokens T] [--noop K2]
+//                   [--budget-ms B] [--tokens T] [--noop K2] [--budget-counted server|round-trip]
+//   npc_tick_client --features      (prints {"round_trip_budget": true|false}: what this npc_core offers)
 //
 // Opens N sessions (the prompts of bench/bench_serving_paths.py), then
 //   tokens: ticks every session with max_tokens=1 (budget 10000 ms) until each got T tokens (prefill in the
@@ -12,6 +13,9 @@
 // trip at the client (steady_clock around Tick), the server handler's time (TickResponse.tick_ms) and the
 // engine's (the max of the results' stats.tick_ms). Prints one JSON object on stdout:
 //   {"rtt_ms": [...], "handler_ms": [...], "engine_ms": [...], "tokens": n, "seconds": s, "noop_ms": [...]}
+// and "budget_counted". --budget-counted: "server" (default) sends budgets as given, as the Python client does;
+// "round-trip" lets the client take its measured transport time off them first (ClientOptions::round_trip_budget,
+// the game's default where npc_core has it).
 // Errors: one line on stderr, exit 1 (2 for bad arguments).
 #include <algorithm>
 #include <chrono>
@@ -20,6 +24,8 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "npc/npc_client.h"
@@ -36,7 +42,21 @@ struct Args {
   double budget_ms = 8.0;
   int tokens = 16;
   int noop = 0;
+  bool round_trip = false;
 };
+
+// Whether this npc_core's ClientOptions has round_trip_budget (newer cores), so the tool builds against both.
+template <typename T, typename = void>
+struct HasRoundTripBudget : std::false_type {};
+template <typename T>
+struct HasRoundTripBudget<T, std::void_t<decltype(std::declval<T&>().round_trip_budget)>> : std::true_type {};
+constexpr bool kRoundTripBudget = HasRoundTripBudget<npc::ClientOptions>::value;
+
+// Budgets counted as asked: set explicitly, so a core whose default changes does not change what is measured.
+template <typename T>
+void SetRoundTripBudget(T& options, bool on) {
+  if constexpr (HasRoundTripBudget<T>::value) options.round_trip_budget = on;
+}
 
 struct Record {
   std::vector<double> rtt_ms, handler_ms, engine_ms, noop_ms;
@@ -60,7 +80,8 @@ void Check(const npc::Status& status, const std::string& what) {
 [[noreturn]] void Usage(const std::string& problem) {
   std::fprintf(stderr,
                "npc_tick_client: %s\nusage: npc_tick_client --target HOST:PORT --sessions N --mode tokens|budget "
-               "--ticks K [--budget-ms B] [--tokens T] [--noop K2]\n",
+               "--ticks K [--budget-ms B] [--tokens T] [--noop K2] [--budget-counted server|round-trip]\n"
+               "       npc_tick_client --features\n",
                problem.c_str());
   std::exit(2);
 }
@@ -77,6 +98,10 @@ Args Parse(int argc, char** argv) {
   Args a;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
+    if (flag == "--features") {
+      std::printf("{\"round_trip_budget\": %s}\n", kRoundTripBudget ? "true" : "false");
+      std::exit(0);
+    }
     if (i + 1 >= argc) Usage(flag + " needs a value");
     const char* value = argv[++i];
     if (flag == "--target") a.target = value;
@@ -85,6 +110,12 @@ Args Parse(int argc, char** argv) {
     else if (flag == "--ticks") a.ticks = PositiveInt(flag, value, 0);
     else if (flag == "--tokens") a.tokens = PositiveInt(flag, value, 1);
     else if (flag == "--noop") a.noop = PositiveInt(flag, value, 0);
+    else if (flag == "--budget-counted") {
+      if (std::strcmp(value, "server") != 0 && std::strcmp(value, "round-trip") != 0)
+        Usage(std::string("--budget-counted must be server or round-trip, got '") + value + "'");
+      a.round_trip = std::strcmp(value, "round-trip") == 0;
+      if (a.round_trip && !kRoundTripBudget) Usage("--budget-counted round-trip: this npc_core has no round-trip budgets");
+    }
     else if (flag == "--budget-ms") {
       char* end = nullptr;
       a.budget_ms = std::strtod(value, &end);
@@ -223,8 +254,8 @@ void PrintList(const char* key, const std::vector<double>& values, bool last = f
   std::printf("]%s", last ? "" : ", ");
 }
 
-void PrintJson(const Record& rec) {
-  std::printf("{");
+void PrintJson(const Record& rec, bool round_trip) {
+  std::printf("{\"budget_counted\": \"%s\", ", round_trip ? "round-trip" : "server");
   PrintList("rtt_ms", rec.rtt_ms);
   PrintList("handler_ms", rec.handler_ms);
   PrintList("engine_ms", rec.engine_ms);
@@ -241,6 +272,7 @@ int main(int argc, char** argv) {
   options.target = args.target;
   options.deadline_ms = 60000.0;  // a 64-session prefill tick on a loaded 2-core machine takes a while
   options.client_name = "npc_tick_client (bench/cpp)";
+  SetRoundTripBudget(options, args.round_trip);
   try {
     npc::NpcRuntimeClient client(options);
     npc::HandshakeInfo info;
@@ -252,7 +284,7 @@ int main(int argc, char** argv) {
     if (args.mode == "tokens") RunTokens(client, args, &rec);
     else RunBudget(client, args, &rec);
     RunNoop(client, args.noop, &rec);
-    PrintJson(rec);
+    PrintJson(rec, args.round_trip);
   } catch (const Failure& e) {
     std::fprintf(stderr, "npc_tick_client: %s\n", e.what());
     return 1;
