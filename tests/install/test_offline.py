@@ -205,3 +205,19 @@ def test_serve_stays_offline(namespace, tmp_path):
             proc.kill()
             proc.wait()
     _assert_offline(trace, "npcrt serve")
+
+
+def test_http_app_turns_fastapi_telemetry_off(monkeypatch):
+    """FastAPI's own OpenTelemetry instrumentation (when the installed FastAPI has it) is off whatever the
+    environment says: FASTAPI_OTEL_AUTO_CONFIGURE=true would otherwise add OTLP exporters."""
+    import inspect
+
+    from fastapi import FastAPI
+
+    from npc_runtime.serving import http_api
+
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    app = http_api._fastapi()
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        pytest.skip("this FastAPI has no telemetry option")
+    assert all(app._telemetry[key] is False for key in http_api.NO_TELEMETRY)

@@ -17,6 +17,7 @@ reading), `serving/http_entry.py`; the body is parsed on the worker pool, off th
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import time
@@ -145,9 +146,22 @@ def _sse(payload: dict | str) -> bytes:
 
 # --------------------------------------------------------------------------------------------- app
 
+# FastAPI >= 0.16x instruments every request for OpenTelemetry when the process has global providers, and adds
+# OTLP exporters when FASTAPI_OTEL_AUTO_CONFIGURE=true: off here whatever the environment (offline by default;
+# the server's own metrics are Prometheus, /metrics). Older FastAPI has no such option.
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False, "auto_configure": False}
+
+
+def _fastapi() -> FastAPI:
+    options = dict(title="npc-runtime", docs_url=None, redoc_url=None, openapi_url=None)
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        options["telemetry"] = NO_TELEMETRY
+    return FastAPI(**options)
+
+
 def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: ServingMetrics,
                     is_serving: Callable[[], bool] = lambda: True) -> FastAPI:
-    app = FastAPI(title="npc-runtime", docs_url=None, redoc_url=None, openapi_url=None)
+    app = _fastapi()
     app.add_middleware(EntryLimits, token=config.token, max_bytes=config.max_request_bytes,
                        on_reject=lambda code: metrics.errors.labels(
                            "http", "UNAUTHENTICATED" if code == 401 else
