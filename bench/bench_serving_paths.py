@@ -77,12 +77,12 @@ def engine_table(args) -> str:
 
 
 def start_server(package: Path, sessions: int, data_dir: Path, engine_extra: str = "",
-                 switch_interval_ms: float = 0.0) -> tuple[subprocess.Popen, int, int]:
+                 switch_interval_ms: float = 0.0, server_extra: str = "") -> tuple[subprocess.Popen, int, int]:
     """`npcrt serve` with the product defaults, except: sessions, EOS ignored, long turns, no agent.
     `switch_interval_ms` > 0: the server's GIL switch interval (an experiment; 0 = Python's 5 ms)."""
     config = data_dir / "npcrt.toml"
     config.write_text(f'[server]\nhost = "127.0.0.1"\nlog_level = "WARNING"\nagent_service = false\n'
-                      f'data_dir = "{data_dir}"\n'
+                      f'data_dir = "{data_dir}"\n{server_extra}'
                       f'[engine]\nmax_sessions = {sessions}\nverify_hashes = false\n{engine_extra}'
                       f'[engine.default_sampling]\nignore_eos = true\n'
                       f'[engine.default_limits]\nmax_new_tokens = {LONG}\n')

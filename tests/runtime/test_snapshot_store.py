@@ -83,3 +83,50 @@ def test_the_writer_is_bounded_and_survives_a_failing_store(tmp_path):
 def test_docs_deploy_figures_come_from_the_committed_results():
     from bench import deploy_report
     assert deploy_report.main(["--check"]) == 0, "run python -m bench.deploy_report"
+
+
+def test_a_session_a_stream_opened_for_itself_gets_no_snapshot(tiny_engine_factory, tmp_path):
+    """A chat completion's session lives for its request (the stream opens and closes it): a takeover snapshot
+    would be written for nobody, and in a fleet cost a Redis write and delete per request. Sessions kept
+    open (OpenSession, then turns) are still written when a turn ends."""
+    import asyncio
+
+    from npc_runtime.sessions.facade import EngineFacade
+    from npc_runtime.sessions.requests import GenerateRequest, OpenRequest, Turn
+
+    class Counting(DirectoryStore):
+        puts = deletes = 0
+
+        def put(self, session_id, data):
+            Counting.puts += 1
+            super().put(session_id, data)
+
+        def delete(self, session_id):
+            Counting.deletes += 1
+            super().delete(session_id)
+
+    engine = tiny_engine_factory()
+    writer = engine.attach_snapshot_store(Counting(tmp_path))
+    facade = EngineFacade(engine)
+
+    async def run():
+        # stream-owned sessions: a turn ended by the stream's max_tokens, and one the engine ends itself (as an
+        # EOS or a stop string would: here the session's own max_new_tokens), which is where snapshots are taken
+        for request in (GenerateRequest(open=OpenRequest(prompt=PROMPT), turns=(Turn(max_tokens=4),)),
+                        GenerateRequest(open=OpenRequest(prompt=PROMPT, limits=SessionLimits(max_new_tokens=3)),
+                                        turns=(Turn(),))):
+            stream = await facade.generate(request)
+            chunks = [c async for c in stream]
+            assert chunks and chunks[-1].finished
+        opened = await facade.open(OpenRequest(prompt=PROMPT, limits=SessionLimits(max_new_tokens=3)))
+        stream = await facade.generate(GenerateRequest(session_id=opened.session_id, turns=(Turn(),)))
+        assert [c async for c in stream]
+        assert writer.flush()
+        assert (Counting.puts, Counting.deletes) == (1, 0)   # the kept session's turn only
+        await facade.close(opened.session_id)
+        await facade.shutdown()
+
+    asyncio.run(run())
+    assert writer.flush()
+    assert (Counting.puts, Counting.deletes) == (1, 1)
+    writer.close()

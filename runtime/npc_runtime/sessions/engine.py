@@ -478,9 +478,14 @@ class Engine:
         """Closes the session; returns its context tokens."""
         session = self._session(check_session_id(session_id))
         self._drop(session, SessionStatus.CLOSED)
-        if self._snapshot_writer is not None:
+        if self._snapshot_writer is not None and session.snapshots:
             self._snapshot_writer.delete(session.id)
         return len(session.tokens)
+
+    def without_snapshots(self, session_id: str) -> None:
+        """The session lives for one request (e.g. a stream that opened it closes it when it ends): no takeover
+        snapshot is written when its turns end, none deleted when it closes (nobody could take it over)."""
+        self._session(session_id).snapshots = False
 
     def truncate(self, session_id: str, keep: int) -> int:
         """Between turns: keeps the first `keep` tokens of the session, their KV included, so the next turn
@@ -605,7 +610,7 @@ class Engine:
     def _write_finished_turns(self, results: Sequence[TickResult]) -> None:
         for r in results:
             session = self._sessions.get(r.session_id) if r.finished and r.error is None else None
-            if session is not None:   # the KV is copied here; encoding and the checksum run on the writer
+            if session is not None and session.snapshots:   # the KV is copied here; encoded on the writer
                 self._snapshot_writer.put(session.id, self._capture(session, include_kv=self._snapshot_kv))
 
     def _take_over(self, session_id: str) -> Session | None:

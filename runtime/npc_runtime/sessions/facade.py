@@ -430,6 +430,8 @@ class EngineFacade:
             raise FailedPrecondition(f"session {request.session_id!r} already has a generate stream")
         opened = self.engine.start(request, prepared if isinstance(prepared, PreparedOpen) else None)
         stream = _Stream(request, outbox, sink, owned=request.open is not None)
+        if stream.owned:   # closed by the stream when it ends: a takeover snapshot would be written for nobody
+            self.engine.without_snapshots(opened.session_id)
         stream.remaining = request.turns[0].max_tokens or UNBOUNDED_TOKENS
         self._streams[opened.session_id] = stream
         return opened

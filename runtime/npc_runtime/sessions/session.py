@@ -58,6 +58,8 @@ class Session:
     last_active: float = field(default_factory=time.monotonic)
     generated_total: int = 0
     prefix_hit_tokens: int = 0
+    snapshots: bool = True                     # False: a session that lives for one request (a stream opened it and
+                                               # closes it): no takeover snapshot is written or deleted for it
 
     @property
     def pending(self) -> int:
