@@ -5,8 +5,10 @@
 
 Packages: the shipped built-in dialogue model, and the reference model (../shared/bench/ref-llama-32m.json,
 random weights, exported int4, cached under --work as bench_engine.py does). Every path does the same work
-per session: the same prompt, then N greedy tokens (EOS ignored), prefill included, timed from the first
-request to the last token at the client:
+per session: the same prompt (a user message in the model's chat template: OpenSession's apply_chat_template,
+as the chat completion renders it), then N greedy tokens (EOS ignored), prefill included, timed from the first
+request to the last token at the client. What only SSE pays: an HTTP request per reply, and a session opened
+and closed per request (the OpenAI API is stateless; Tick and Generate sessions are opened beforehand):
     engine tick     in this process, `Engine.tick` with one token per tick (no server; the ceiling)
     gRPC Tick       `npcrt serve` in a subprocess, one TickRequest for every session, one token per tick
     gRPC Generate   one server stream per session, all concurrent (grpc.aio client)
@@ -105,7 +107,7 @@ def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spi
     """tok/s of `Engine.tick`, one token per tick, in this process."""
     from npc_runtime.config import EngineConfig, SessionLimits
     from npc_runtime.decode.sampling import SamplingParams
-    from npc_runtime.sessions import Engine, TickRequest
+    from npc_runtime.sessions import Engine, OpenRequest, TickRequest
 
     engine = Engine.from_packages([package], config=EngineConfig(
         max_sessions=sessions, verify_hashes=False, default_sampling=SamplingParams(ignore_eos=True),
@@ -113,7 +115,8 @@ def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spi
         default_limits=SessionLimits(max_new_tokens=LONG)))
     best = 0.0
     for _ in range(2):   # the first run warms the engine up
-        sids = [engine.open_session(prompt=prompt(i)) for i in range(sessions)]
+        sids = [engine.open(OpenRequest(prompt=prompt(i), apply_chat_template=True)).session_id
+                for i in range(sessions)]
         got = dict.fromkeys(sids, 0)
         t0 = time.perf_counter()
         while min(got.values()) < tokens:
@@ -127,7 +130,13 @@ def engine_tick(package: Path, sessions: int, tokens: int, threads: int = 0, spi
 
 # -- served paths ---------------------------------------------------------------------------------------------
 def open_sessions(stub, sessions: int) -> list[str]:
-    return [stub.OpenSession(pb.OpenSessionRequest(prompt=prompt(i))).session_id for i in range(sessions)]
+    return [stub.OpenSession(open_request(i)).session_id for i in range(sessions)]
+
+
+def open_request(i: int) -> pb.OpenSessionRequest:
+    """Session i's prompt as a chat user message (the model's template), as the SSE path sends it, so that
+    every path prefills the same tokens."""
+    return pb.OpenSessionRequest(prompt=prompt(i), apply_chat_template=True)
 
 
 def grpc_tick(stub, sessions: int, tokens: int) -> dict:
@@ -157,7 +166,7 @@ async def grpc_generate(port: int, sessions: int, tokens: int) -> dict:
     """tok/s of concurrent Generate streams (one per session), and messages per stream."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = runtime_pb2_grpc.NpcRuntimeStub(channel)
-        sids = [(await stub.OpenSession(pb.OpenSessionRequest(prompt=prompt(i)))).session_id
+        sids = [(await stub.OpenSession(open_request(i))).session_id
                 for i in range(sessions)]
 
         async def one(sid: str) -> tuple[int, int]:
@@ -333,11 +342,15 @@ def main() -> int:
                     help="engine intra_op_spinning (default: the product default, \"step\")")
     ap.add_argument("--switch-interval-ms", type=float, default=0.0,
                     help="experiment: the server's GIL switch interval (0: Python's default, 5 ms)")
+    ap.add_argument("--tokens-n", dest="tokens_n_override", type=int, default=0,
+                    help="tokens per session above 1 session (default 48, an NPC line; --quick 16)")
     ap.add_argument("--out", default="serving_paths", help="results name: bench/results/NAME.json")
     args = ap.parse_args()
     meta = result_metadata()   # now, so that the load average "before" is before the run
     args.sessions = [int(x) for x in args.sessions.split(",")]
     args.tokens_1, args.tokens_n = (128, 16) if args.quick else (256, 48)
+    if args.tokens_n_override:
+        args.tokens_n = args.tokens_n_override
     if args.quick:
         args.repeats, args.ticks = 1, 60
     packages = {"builtin": BUILTIN, "ref": None}
