@@ -171,6 +171,8 @@ def parse_args(argv: list[str] | None):
     ap.add_argument("--threads", type=int, default=physical_cores(),
                     help="intra-op threads for BOTH peers (default: physical cores, here %(default)s)")
     ap.add_argument("--no-spin", action="store_true", help="both peers: idle ORT threads sleep instead of spinning")
+    ap.add_argument("--engine-spinning", choices=("step", "always"), default="step",
+                    help="the engine's intra_op_spinning while spinning (default: the product default, step)")
     ap.add_argument("--precisions", default="fp32,int4,int8dyn",
                     help="fp32, int4, int8 (exporter, MatMulNBits), int8dyn (quantize_dynamic, MatMulInteger)")
     ap.add_argument("--sessions", help="aggregate section (default 16,64; --quick: 64)")
@@ -202,12 +204,13 @@ def parse_args(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     meta = result_metadata()
-    th = cases.Threads(args.threads, spin=not args.no_spin)
+    th = cases.Threads(args.threads, spin=not args.no_spin, engine_spin=args.engine_spinning)
     started = time.perf_counter()
     hf = make_ref_hf_dir(args.work / "hf")
     pkgs = {p: make_package(hf, args.work, p) for p in args.precisions.split(",")}
     print(f"packages ready in {time.perf_counter() - started:.0f} s; {th.n} intra-op threads for both peers", flush=True)
-    res: dict = {"model": REF_NAME, "threads": th.n, "spinning": th.spin, "prompt_tokens": args.prompt_tokens,
+    res: dict = {"model": REF_NAME, "threads": th.n, "spinning": th.spin,
+                 "engine_spinning": th.engine_spin if th.spin else "never", "prompt_tokens": args.prompt_tokens,
                  "quick": args.quick, "precisions": list(pkgs), "comparisons": []}
     runners = {"single": run_single, "aggregate": run_aggregate, "ragged": run_ragged}
     for section in (s for s in args.sections if s in runners):

@@ -31,8 +31,8 @@ class Threads:
     """Intra-op threads given to both peers, set explicitly (never left to a library default)."""
 
     n: int
-    spin: bool = True   # True: genai spins as ORT does by default, the engine runs its default ("step": spinning
-                        # while a step runs, not after it); False: neither spins
+    spin: bool = True           # True: genai spins as ORT does by default; False: neither spins
+    engine_spin: str = "step"   # the engine's intra_op_spinning when spin is True (the product default: "step")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def make_engine(pkg: Path, sessions: int, threads: Threads, *, context: int = 51
 
     cfg = EngineConfig(max_sessions=sessions, max_context=context, default_sampling=SamplingParams(ignore_eos=True),
                        default_limits=SessionLimits(max_new_tokens=100_000), verify_hashes=False,
-                       intra_op_threads=threads.n, intra_op_spinning="step" if threads.spin else "never", **kw)
+                       intra_op_threads=threads.n, intra_op_spinning=threads.engine_spin if threads.spin else "never", **kw)
     return Engine.from_packages([pkg], config=cfg)
 
 

@@ -114,3 +114,76 @@ def block_cpp_tick(results) -> str:
 
 
 BLOCKS = {"serving-paths": block_serving_paths, "cpp-tick": block_cpp_tick}
+
+
+# -- issue 10's targets, one row each, from the result files above and bench/results/engine.json ----------------
+def _engine_run(results):
+    """The engine comparison (bench_engine) of the machine with fewest cores that has a full run, else any."""
+    runs = [r for r in results if "comparisons" in r.data]
+    runs.sort(key=lambda r: (r.data.get("quick", False), r.data["machine"].get("cores_physical") or 0,
+                             r.data.get("timestamp", "")))
+    full = [r for r in runs if not r.data.get("quick")]
+    return (full or runs or [None])[0]
+
+
+def _comparison(run, case: str, sessions: int, mode: str, precision: str = "int4"):
+    for c in run.data["comparisons"] if run else ():
+        if (c["case"], c["sessions"], c["peer_mode"], c["precision"]) == (case, sessions, mode, precision):
+            return c
+    return None
+
+
+def _served(run, package: str, sessions: int, key: str):
+    rows = [r for r in run.data["throughput"] if (r["package"], r["sessions"]) == (package, sessions)] if run else []
+    return rows[0][key] if rows else None
+
+
+def _budgets(rows) -> str:
+    if not rows:
+        return "not run"
+    cells = [_ms(r["rtt_p99_ms"], r["budget_ms"] + P3_SLACK_MS) for r in sorted(rows, key=lambda r: r["budget_ms"])]
+    return " / ".join(cells)
+
+
+def block_issue10(results) -> str:
+    engine = _engine_run(results)
+    served = (_current(results, "serving_paths") or [None])[0]
+    cpp = (_current(results, "cpp_tick") or [None])[0]
+    pkg = "ref"   # the reference model, int4: the package the engine comparison uses too
+    rows = []
+
+    single = _comparison(engine, "single", 1, "batched")
+    rows.append(["P1", "1 session, int4: engine ÷ genai `Generator` (same package, same threads)", "≥ 1.0×",
+                 _vs(single["ratio"], 1.0) if single else "not run"])
+    batched = _comparison(engine, "aggregate", 64, "batched")
+    tick_vs_engine = _served(served, pkg, 64, "tick_vs_engine")
+    p2 = (_vs(batched["ratio"], 2.0) if batched else "not run") + (
+        f"; served `Tick` ÷ in-process engine {tick_vs_engine:.3f}×" if tick_vs_engine else "")
+    rows.append(["P2", "64 sessions, int4: engine ÷ genai batched (2 × 32 rows)", "≥ 2.0×", p2])
+    for sessions in (1, 64):
+        gen, sse = _served(served, pkg, sessions, "generate_vs_tick"), _served(served, pkg, sessions, "sse_vs_tick")
+        rows.append(["P2s", f"{sessions} session{'s' * (sessions > 1)}: `Generate` ÷ `Tick`, SSE ÷ `Tick`", "≥ 0.9×",
+                     f"{_vs(gen, P2S_TARGET)}, {_vs(sse, P2S_TARGET)}" if gen else "not run"])
+    latency = [r for r in served.data["latency"] if r["package"] == pkg and r["sessions"] == 64] if served else []
+    rows.append(["P3", "64 sessions, `Tick` round trip p99 at budgets 4 / 8 / 16 ms, Python client, budget as given",
+                 "≤ budget + 0.5 ms", _budgets([r for r in latency if not r.get("round_trip_budget")])])
+    rows.append(["P3", "… the same, round-trip budgets (the client takes its transport time off)", "≤ budget + 0.5 ms",
+                 _budgets([r for r in latency if r.get("round_trip_budget")])])
+    cpp_rows = [r for r in cpp.data["rows"] if r["package"] == pkg] if cpp else []
+    rows.append(["P3", "… the same through the C++ client (Unreal), round-trip budgets", "≤ budget + 0.5 ms",
+                 _budgets([r for r in cpp_rows if r["client"] == "cpp round-trip" and r["sessions"] == 64])])
+    for client, label in (("python", "Python client"), ("cpp", "C++ client")):
+        cells = []
+        for sessions in (1, 64):
+            row = next((r for r in cpp_rows if (r["client"], r["mode"], r["sessions"]) == (client, "tokens", sessions)),
+                       None)
+            cells.append(_ms(row["overhead_p50_ms"], P4_TARGET_MS[sessions]) + f" (no-op RPC {row['noop_p50_ms']:.2f})"
+                         if row else "not run")
+        rows.append(["P4", f"`Tick` overhead p50 (round trip − engine), 1 / 64 sessions, {label}", "≤ 0.3 / 0.6 ms",
+                     " / ".join(cells)])
+    sources = ", ".join(f"`{r.rel}`" for r in (engine, served, cpp) if r is not None)
+    return (_table(["target", "measure (reference model, int4; ratios within one run)", "goal", "result"], rows)
+            + f"\n\n{MISS} = missed. Sources: {sources}.\n")
+
+
+BLOCKS["issue10-targets"] = block_issue10
