@@ -187,7 +187,8 @@ def block_where_we_lose(results: list[Result]) -> str:
 
 def block_runs(results: list[Result]) -> str:
     """The files the generated blocks come from (other result files do not make this block stale)."""
-    sources = engine_runs(results) + [r for r in (newest(results, "export"),) if r is not None]
+    sources = (engine_runs(results) + [r for r in (newest(results, "export"),) if r is not None]
+               + serving_report.current(results, "serving_paths") + serving_report.current(results, "cpp_tick"))
     rows = []
     for r in sorted(sources, key=lambda r: r.rel):
         m, v, git = r.data.get("machine", {}), r.data.get("versions", {}), r.data.get("git") or {}

@@ -17,7 +17,7 @@ P4_TARGET_MS = {1: 0.3, 64: 0.6}
 MISS = "▼"
 
 
-def _current(results, name: str) -> list:
+def current(results, name: str) -> list:
     """The newest result named `name`.json per machine, fewest cores first."""
     chosen = {}
     for r in results:
@@ -52,7 +52,7 @@ def _ms(value: float, target: float | None) -> str:
 
 
 def block_serving_paths(results) -> str:
-    runs = _current(results, "serving_paths")
+    runs = current(results, "serving_paths")
     if not runs:
         return "No `serving_paths.json` yet: run `python bench/bench_serving_paths.py`, then `make bench-report`.\n"
     parts = []
@@ -86,7 +86,7 @@ def block_serving_paths(results) -> str:
 
 
 def block_cpp_tick(results) -> str:
-    runs = _current(results, "cpp_tick")
+    runs = current(results, "cpp_tick")
     if not runs:
         return "No `cpp_tick.json` yet: run `python bench/bench_cpp_tick.py`, then `make bench-report`.\n"
     parts = []
@@ -147,8 +147,8 @@ def _budgets(rows) -> str:
 
 def block_issue10(results) -> str:
     engine = _engine_run(results)
-    served = (_current(results, "serving_paths") or [None])[0]
-    cpp = (_current(results, "cpp_tick") or [None])[0]
+    served = (current(results, "serving_paths") or [None])[0]
+    cpp = (current(results, "cpp_tick") or [None])[0]
     pkg = "ref"   # the reference model, int4: the package the engine comparison uses too
     rows = []
 
@@ -187,3 +187,38 @@ def block_issue10(results) -> str:
 
 
 BLOCKS["issue10-targets"] = block_issue10
+
+
+def block_served_summary(results) -> str:
+    """README's served-path figures: a table of its own (a comment line inside a Markdown table ends it)."""
+    served = (current(results, "serving_paths") or [None])[0]
+    cpp = (current(results, "cpp_tick") or [None])[0]
+    rows = []
+    if cpp is not None:
+        ref = [r for r in cpp.data["rows"] if r["package"] == "ref"]
+        budget = sorted((r for r in ref if r["client"] == "cpp round-trip" and r["sessions"] == 64),
+                        key=lambda r: r["budget_ms"])
+        if budget:
+            rows.append(["`Tick` round trip p99, 64 sessions, budgets " + " / ".join(f"{r['budget_ms']:g}" for r in budget)
+                         + " ms, the Unreal C++ client (round-trip budgets)",
+                         " / ".join(_ms(r["rtt_p99_ms"], r["budget_ms"] + P3_SLACK_MS) for r in budget),
+                         "≤ budget + 0.5 ms", f"[performance](docs/performance.md), `{cpp.rel}`"])
+        overhead = {s: next((r for r in ref if (r["client"], r["mode"], r["sessions"]) == ("cpp", "tokens", s)), None)
+                    for s in (1, 64)}
+        if all(overhead.values()):
+            rows.append(["gRPC `Tick` overhead (round trip − engine time) p50, 1 / 64 sessions, C++ client",
+                         " / ".join(_ms(overhead[s]["overhead_p50_ms"], P4_TARGET_MS[s]) for s in (1, 64))
+                         + f" (a no-op RPC: {overhead[1]['noop_p50_ms']:.2f} ms)",
+                         "≤ 0.3 / 0.6 ms", f"[performance](docs/performance.md), `{cpp.rel}`"])
+    if served is not None:
+        row = next((r for r in served.data["throughput"] if (r["package"], r["sessions"]) == ("ref", 64)), None)
+        if row:
+            rows.append([f"streams vs served `Tick`, 64 sessions, {row['tokens_per_session']} tokens each: "
+                         "`Generate` ÷ `Tick`, SSE ÷ `Tick`",
+                         f"{_vs(row['generate_vs_tick'], P2S_TARGET)}, {_vs(row['sse_vs_tick'], P2S_TARGET)}",
+                         "≥ 0.9 ×", f"[performance](docs/performance.md), `{served.rel}`"])
+    header = "| served paths (issue 10) | result | target | where |\n|---|---|---|---|\n"
+    return header + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+
+
+BLOCKS["served-summary"] = block_served_summary

@@ -10,7 +10,7 @@ import pytest
 
 from npc_runtime.config import SessionLimits
 from npc_runtime.errors import NotFound
-from npc_runtime.sessions import TickRequest
+from npc_runtime.sessions import TickRequest, snapshot
 from npc_runtime.sessions.snapshot_store import DirectoryStore, SnapshotWriter, open_snapshot_store
 from tests.helpers.redis_server import RedisServer, find_redis
 
@@ -121,6 +121,7 @@ def test_a_session_a_stream_opened_for_itself_gets_no_snapshot(tiny_engine_facto
         opened = await facade.open(OpenRequest(prompt=PROMPT, limits=SessionLimits(max_new_tokens=3)))
         stream = await facade.generate(GenerateRequest(session_id=opened.session_id, turns=(Turn(),)))
         assert [c async for c in stream]
+        await facade.list_models()   # a later command: the engine thread has taken the turn's snapshot by now
         assert writer.flush()
         assert (Counting.puts, Counting.deletes) == (1, 0)   # the kept session's turn only
         await facade.close(opened.session_id)
@@ -130,3 +131,46 @@ def test_a_session_a_stream_opened_for_itself_gets_no_snapshot(tiny_engine_facto
     assert writer.flush()
     assert (Counting.puts, Counting.deletes) == (1, 1)
     writer.close()
+
+
+def test_a_finished_turn_is_snapshotted_after_its_tick_answers(tiny_engine_factory, tmp_path):
+    """Behind the facade the KV copy of a turn's snapshot is taken after the Tick has its answer (a turn that
+    ends must not make its frame's Tick late), and before any later command can change the session."""
+    import asyncio
+
+    from npc_runtime.sessions.facade import EngineFacade
+    from npc_runtime.sessions.requests import OpenRequest
+
+    engine = tiny_engine_factory()
+    engine.defer_snapshots = True
+    writer = engine.attach_snapshot_store(DirectoryStore(tmp_path))
+    sid = engine.open_session(engine.list_models()[0].name, prompt=PROMPT, limits=SessionLimits(max_new_tokens=4))
+    tokens, _ = turn(engine, sid)
+    assert writer.flush() and writer.written == 0            # held back...
+    engine.write_deferred_snapshots()
+    assert writer.flush() and writer.written == 1            # ...until asked for
+    engine.write_deferred_snapshots()
+    assert writer.flush() and writer.written == 1            # once
+
+    facade = EngineFacade(tiny_engine_factory())
+    store = DirectoryStore(tmp_path / "facade")
+    facade_writer = facade.engine.attach_snapshot_store(store)
+
+    async def run():
+        opened = await facade.open(OpenRequest(prompt=PROMPT, limits=SessionLimits(max_new_tokens=3)))
+        while True:
+            (r,) = await facade.tick([TickRequest(opened.session_id, 5000, 64)])
+            if r.finished:
+                break
+        ended_at = r.stats.context_tokens
+        # the next command may start a new turn at once: the snapshot taken is still the ended turn's
+        (r,) = await facade.tick([TickRequest(opened.session_id, 5000, 1, new_input=" And then?")])
+        assert not r.error
+        await facade.shutdown()
+        return opened.session_id, ended_at
+
+    session_id, ended_at = asyncio.run(run())
+    assert facade_writer.flush() and facade_writer.written == 1
+    assert len(snapshot.decode(store.get(session_id)).tokens) == ended_at
+    writer.close()
+    facade_writer.close()

@@ -162,6 +162,10 @@ class Engine:
         self._pinned: set[str] = set()   # sessions of the tick / step in progress: never parked under it
         self._snapshots: SnapshotStore | None = None      # fleet takeover (attach_snapshot_store)
         self._snapshot_writer: SnapshotWriter | None = None
+        # True (the facade): snapshots of turns that ended are taken by write_deferred_snapshots(), after the
+        # caller has its answer, so copying a finished session's KV never makes that Tick late
+        self.defer_snapshots = False
+        self._deferred_snapshots: list[str] = []
         self._fingerprints: dict[str, str] = {}
 
     # -- construction -------------------------------------------------------------------------------------
@@ -608,9 +612,24 @@ class Engine:
         return self._snapshot_writer
 
     def _write_finished_turns(self, results: Sequence[TickResult]) -> None:
-        for r in results:
-            session = self._sessions.get(r.session_id) if r.finished and r.error is None else None
-            if session is not None and session.snapshots:   # the KV is copied here; encoded on the writer
+        finished = [r.session_id for r in results if r.finished and r.error is None]
+        if self.defer_snapshots:
+            self._deferred_snapshots += finished
+            return
+        self._snapshot_sessions(finished)
+
+    def write_deferred_snapshots(self) -> None:
+        """Takes the snapshots `defer_snapshots` held back. Call it before anything else can touch those
+        sessions (the facade: right after handing each command's answer back, and after each stream step)."""
+        if self._deferred_snapshots:
+            finished, self._deferred_snapshots = self._deferred_snapshots, []
+            self._snapshot_sessions(finished)
+
+    def _snapshot_sessions(self, session_ids: Sequence[str]) -> None:
+        for sid in session_ids:
+            session = self._sessions.get(sid)
+            if session is not None and session.snapshots and session.status is not SessionStatus.GENERATING:
+                # the KV is copied here (the slot may be reused next); encoding and the checksum run on the writer
                 self._snapshot_writer.put(session.id, self._capture(session, include_kv=self._snapshot_kv))
 
     def _take_over(self, session_id: str) -> Session | None:

@@ -179,6 +179,7 @@ class EngineFacade:
         """Takes ownership of `engine`: from now on only the facade's thread touches it. `limits`: the
         request size policy (else the engine's)."""
         self.engine = engine
+        engine.defer_snapshots = True   # a finished turn's snapshot is taken after its caller has the answer
         if limits is not None:
             engine.limits = limits
         self.submissions: Counter[str] = Counter()   # engine-thread submissions (thread hops) per operation
@@ -355,6 +356,7 @@ class EngineFacade:
                     result, error = None, exc
                 if future is not None:   # None: fire and forget
                     loop.call_soon_threadsafe(self._settle, future, result, error)
+                self._write_snapshots()   # after the answer, before the next command can touch the session
                 try:
                     item = self._commands.get_nowait()
                 except queue.Empty:
@@ -363,6 +365,7 @@ class EngineFacade:
             if self._streams:
                 self._guarded(self._step_streams)
                 self._flush()
+                self._write_snapshots()
             elif self._stopping:
                 return
             if time.monotonic() >= next_evict:
@@ -373,6 +376,14 @@ class EngineFacade:
     def _evict(self) -> None:
         for sid in self.engine.evict_idle():
             self._end(sid, FailedPrecondition(f"session {sid!r} was evicted (idle)"))
+
+    def _write_snapshots(self) -> None:
+        """Takeover snapshots of the turns that just ended (engine.defer_snapshots). A failure loses that
+        snapshot only (logged): the session itself, its answer and the streams are untouched."""
+        try:
+            self.engine.write_deferred_snapshots()
+        except Exception:  # noqa: BLE001 - a snapshot is best effort; the engine thread must go on
+            log.exception("engine thread: writing a session snapshot failed")
 
     def _guarded(self, work: Callable[[], None]) -> None:
         """Runs engine-thread work that no caller awaits (stepping the streams, the idle sweep). A bug in it
