@@ -40,6 +40,9 @@ BENCHMARKS: dict[str, Bench] = {
     "grpc": Bench("bench.bench_grpc", ["--quick"], ENGINE_MODULES + SERVING_MODULES, out_flag="--out-dir"),
     "agent": Bench("bench.bench_agent", ["--seconds", "3", "--scenario-seconds", "30"],
                    ENGINE_MODULES + SERVING_MODULES),
+    "step_profile": Bench("bench.bench_step_profile", ["--quick"], ENGINE_MODULES),
+    "serving_paths": Bench("bench.bench_serving_paths", ["--quick"], ENGINE_MODULES + SERVING_MODULES),
+    "cpp_tick": Bench("bench.bench_cpp_tick", ["--quick"], ENGINE_MODULES + SERVING_MODULES),
 }
 
 
