@@ -223,6 +223,36 @@ def block_engine_only(results: list[Result]) -> str:
     return ("\n\n".join(parts) or "Only full runs (without --quick) measure these.") + "\n"
 
 
+def block_engine_summary(results: list[Result]) -> str:
+    """README's engine-alone figures (int4, the machine with fewest cores that has a full run): a table of
+    its own, since a comment line inside a Markdown table would end it."""
+    full = [r for r in engine_runs(results) if r.data.get("prefix_cache_ttft")]
+    rows = []
+    if full:
+        run, d = full[0], full[0].data
+        p = "int4" if "int4" in d["prefix_cache_ttft"] else next(iter(d["prefix_cache_ttft"]))
+        ttft, ticks = d["prefix_cache_ttft"][p], d.get("tick_budget", {}).get(p, [])
+        where = f"[performance](docs/performance.md), `{run.rel}`"
+        rows.append(f"| time to first token with a shared 256-token persona ({p}): prefix cache | "
+                    f"{ttft['warm_ms']:.1f} ms vs {ttft['cold_ms']:.1f} ms cold ({ttft['speedup']:.1f}× faster) | | "
+                    f"{where} |")
+        if ticks:
+            rows.append(f"| in-process `Tick` p99, 64 sessions ({p}), budgets "
+                        + " / ".join(f"{t['budget_ms']:.0f}" for t in ticks) + " ms | "
+                        + " / ".join(f"**{t['p99_ms']:.1f} ▼**" if t["p99_ms"] > t["budget_ms"] + 0.5
+                                     else f"{t['p99_ms']:.1f}" for t in ticks) + " ms (tokens per tick: "
+                        + " / ".join(f"{t['tokens_per_tick']:.1f}" for t in ticks)
+                        + ") | ≤ budget + 0.5 ms | " + where + " |")
+        kv = d.get("kv", {}).get(p)
+        if kv:
+            rows.append(f"| KV memory at context 512 | {kv['kv_bytes_per_session_ctx512'] / 2**20:.0f} MiB per session → "
+                        f"{kv['sessions_in_8GiB_ctx512']:,} sessions in 8 GiB | | {where} |")
+    if not rows:
+        return "Only full runs (without --quick) of `bench.bench_engine` measure these.\n"
+    return ("| engine alone, " + f"{full[0].machine} | result | target | where |\n|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
+
+
 def newest(results: list[Result], benchmark: str) -> Result | None:
     runs = [r for r in results if r.data.get("benchmark") == benchmark and r.data.get("machine", {}).get("label")]
     return max(runs, key=lambda r: r.data.get("timestamp", "")) if runs else None
@@ -266,6 +296,7 @@ def block_export(results: list[Result]) -> str:
 BLOCKS: dict[str, Callable[[list[Result]], str]] = {
     "engine": block_engine, "engine-detail": block_engine_detail, "where-we-lose": block_where_we_lose,
     "runs": block_runs, "engine-only": block_engine_only, "export": block_export,
+    "engine-summary": block_engine_summary,
 }
 
 # the served paths (bench_serving_paths, bench_cpp_tick): bench/serving_report.py
