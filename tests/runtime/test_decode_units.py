@@ -163,3 +163,28 @@ def test_detokenizer_drops_a_character_cut_off_at_the_end():
     detok = tok.detokenizer()
     deltas = [detok.push(i) for i in tok.encode("a")] + [detok.push(i) for i in tok.encode("é")[:1]]
     assert "".join(deltas) + detok.flush() == "a"
+
+
+@pytest.mark.parametrize(("quantization", "invariant"), [
+    (None, True),                                                              # fp32 / fp16
+    ({"method": "MatMulNBits", "bits": 4, "batch_invariant": True}, True),     # int4, default int8
+    ({"method": "MatMulInteger", "batch_invariant": False}, False),            # --int8-kernel matmulinteger
+    ({"method": "onnxruntime.quantization.quantize_dynamic", "op": "MatMulInteger"}, False),   # bench int8dyn
+])
+def test_batch_invariance_comes_from_the_manifest(tiny_package, quantization, invariant):
+    """ListModels tells clients when greedy replies depend on the batch (ModelInfo.batch_dependent)."""
+    import dataclasses
+
+    from npc_runtime.decode.package import load_package
+    from npc_runtime.serving.translate import model_info_to_proto
+    from npc_runtime.sessions.engine import ModelInfo
+
+    package = load_package(tiny_package, verify_hashes=False)
+    manifest = {k: v for k, v in package.manifest.items() if k != "quantization"}
+    if quantization is not None:
+        manifest["quantization"] = quantization
+    assert dataclasses.replace(package, manifest=manifest).batch_invariant is invariant
+    info = ModelInfo(name="m", path="", kind="causal-lm", family="llama", precision="int8", target="ort",
+                     vocab_size=8, context_length=8, kv_layout="", max_sessions=1, kv_bytes_per_token=1,
+                     has_chat_template=False, batch_invariant=invariant)
+    assert model_info_to_proto(info).batch_dependent is (not invariant)

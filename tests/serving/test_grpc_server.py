@@ -31,6 +31,7 @@ async def test_handshake_and_list_models(stub):
     models = (await stub.ListModels(pb.ListModelsRequest())).models
     assert [m.name for m in models] == ["tiny-llama"]
     assert models[0].context_length == 256 and models[0].vocab_size == 512 and models[0].target == "ort"
+    assert not models[0].batch_dependent   # fp32: greedy output identical batched or alone
     code, details = await _code(stub.Handshake(pb.HandshakeRequest(protocol_version="2")))
     assert code is grpc.StatusCode.INVALID_ARGUMENT and "protocol_version" in details
 

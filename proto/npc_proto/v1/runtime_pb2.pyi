@@ -55,20 +55,22 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "kind", "precision", "context_length", "vocab_size", "target")
+    __slots__ = ("name", "kind", "precision", "context_length", "vocab_size", "target", "batch_dependent")
     NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DEPENDENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     kind: str
     precision: str
     context_length: int
     vocab_size: int
     target: str
-    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., precision: _Optional[str] = ..., context_length: _Optional[int] = ..., vocab_size: _Optional[int] = ..., target: _Optional[str] = ...) -> None: ...
+    batch_dependent: bool
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ..., precision: _Optional[str] = ..., context_length: _Optional[int] = ..., vocab_size: _Optional[int] = ..., target: _Optional[str] = ..., batch_dependent: _Optional[bool] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

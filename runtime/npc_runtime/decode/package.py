@@ -45,6 +45,16 @@ class ModelPackage:
         return self.path / "model.onnx"
 
     @property
+    def batch_invariant(self) -> bool:
+        """Whether a row's greedy output is the same batched or alone. False for dynamically quantized
+        activations (int8 MatMulInteger: one activation scale per [batch, hidden] tensor, docs/exporter.md);
+        the manifest's `quantization.batch_invariant` says so, else its kernel does."""
+        quantization = self.manifest.get("quantization") or {}
+        if isinstance(quantization.get("batch_invariant"), bool):
+            return quantization["batch_invariant"]
+        return "MatMulInteger" not in (str(quantization.get("method", "")), str(quantization.get("op", "")))
+
+    @property
     def tokenizer_file(self) -> Path:
         return self.path / "tokenizer.json"
 

@@ -199,7 +199,8 @@ def create_http_app(engine: EngineFacade, *, config: ServerConfig, metrics: Serv
         models = await engine.list_models()
         return {"object": "list", "data": [
             {"id": m.name, "object": "model", "created": 0, "owned_by": "npc-runtime",
-             "context_length": m.context_length, "precision": m.precision, "kind": m.kind}
+             "context_length": m.context_length, "precision": m.precision, "kind": m.kind,
+             "batch_invariant": m.batch_invariant}
             for m in models]}
 
     @app.post("/v1/chat/completions")

@@ -93,7 +93,7 @@ def finish_reason_to_proto(reason: FinishReason | None) -> int:
 def model_info_to_proto(info: ModelInfo) -> pb.ModelInfo:
     return pb.ModelInfo(name=info.name, kind=info.kind, precision=info.precision,
                         context_length=int(info.context_length or 0), vocab_size=int(info.vocab_size or 0),
-                        target=info.target)
+                        target=info.target, batch_dependent=not info.batch_invariant)
 
 
 def tick_result_to_proto(result: TickResult) -> pb.TickResult:

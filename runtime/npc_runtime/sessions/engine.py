@@ -59,6 +59,7 @@ class ModelInfo:
     max_sessions: int
     kv_bytes_per_token: int
     has_chat_template: bool
+    batch_invariant: bool = True  # greedy output identical batched or alone (False: int8 MatMulInteger)
 
 
 @dataclass(slots=True)
@@ -270,7 +271,8 @@ class Engine:
                 target=pkg.target if pkg else "", vocab_size=m.decoder.vocab_size, context_length=m.capacity,
                 kv_layout=pkg.kv_cache.layout if pkg else "", max_sessions=m.decoder.max_slots,
                 kv_bytes_per_token=m.decoder.kv_bytes_per_token,
-                has_chat_template=bool(pkg and pkg.chat_template)))
+                has_chat_template=bool(pkg and pkg.chat_template),
+                batch_invariant=pkg.batch_invariant if pkg else True))
         return infos
 
     def tokenizer(self, model: str) -> TextTokenizer:

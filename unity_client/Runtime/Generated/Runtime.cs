@@ -29,81 +29,82 @@ namespace Npc.Proto.V1 {
             "bnRfbmFtZRgCIAEoCSKLAQoRSGFuZHNoYWtlUmVzcG9uc2USGAoQcHJvdG9j",
             "b2xfdmVyc2lvbhgBIAEoCRIWCg5zZXJ2ZXJfdmVyc2lvbhgCIAEoCRIUCgxj",
             "YXBhYmlsaXRpZXMYAyADKAkSGAoQbWF4X3RpY2tfZW50cmllcxgEIAEoDRIU",
-            "CgxtYXhfc2Vzc2lvbnMYBSABKA0iEwoRTGlzdE1vZGVsc1JlcXVlc3QidgoJ",
-            "TW9kZWxJbmZvEgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRIRCglwcmVj",
-            "aXNpb24YAyABKAkSFgoOY29udGV4dF9sZW5ndGgYBCABKA0SEgoKdm9jYWJf",
-            "c2l6ZRgFIAEoDRIOCgZ0YXJnZXQYBiABKAkiNwoSTGlzdE1vZGVsc1Jlc3Bv",
-            "bnNlEiEKBm1vZGVscxgBIAMoCzIRLm5wYy52MS5Nb2RlbEluZm8iewoOU2Ft",
-            "cGxpbmdQYXJhbXMSEwoLdGVtcGVyYXR1cmUYASABKAISDQoFdG9wX2sYAiAB",
-            "KA0SDQoFdG9wX3AYAyABKAISGgoScmVwZXRpdGlvbl9wZW5hbHR5GAQgASgC",
-            "EgwKBHNlZWQYBSABKAQSDAoEc3RvcBgGIAMoCSJYCgpDb25zdHJhaW50EisK",
-            "B2FsbG93ZWQYASABKAsyGC5ucGMudjEuQWxsb3dlZFNlcXVlbmNlc0gAEhUK",
-            "C2pzb25fc2NoZW1hGAIgASgJSABCBgoEa2luZCIlChBBbGxvd2VkU2VxdWVu",
-            "Y2VzEhEKCXNlcXVlbmNlcxgBIAMoCSJUCg1TZXNzaW9uTGltaXRzEhYKDm1h",
-            "eF9uZXdfdG9rZW5zGAEgASgNEhMKC21heF9jb250ZXh0GAIgASgNEhYKDmlk",
-            "bGVfdGltZW91dF9zGAMgASgNIukBChJPcGVuU2Vzc2lvblJlcXVlc3QSDQoF",
-            "bW9kZWwYASABKAkSDgoGbnBjX2lkGAIgASgJEg4KBnByZWZpeBgDIAEoCRIO",
-            "CgZwcm9tcHQYBCABKAkSKAoIc2FtcGxpbmcYBSABKAsyFi5ucGMudjEuU2Ft",
-            "cGxpbmdQYXJhbXMSJQoGbGltaXRzGAYgASgLMhUubnBjLnYxLlNlc3Npb25M",
-            "aW1pdHMSJgoKY29uc3RyYWludBgHIAEoCzISLm5wYy52MS5Db25zdHJhaW50",
-            "EhsKE2FwcGx5X2NoYXRfdGVtcGxhdGUYCCABKAgiXgoTT3BlblNlc3Npb25S",
-            "ZXNwb25zZRISCgpzZXNzaW9uX2lkGAEgASgJEhUKDXByb21wdF90b2tlbnMY",
-            "AiABKA0SHAoUY2FjaGVkX3ByZWZpeF90b2tlbnMYAyABKA0igQEKCVRpY2tF",
-            "bnRyeRISCgpzZXNzaW9uX2lkGAEgASgJEhEKCWJ1ZGdldF9tcxgCIAEoAhIS",
-            "CgptYXhfdG9rZW5zGAMgASgNEhEKCW5ld19pbnB1dBgEIAEoCRImCgpjb25z",
-            "dHJhaW50GAUgASgLMhIubnBjLnYxLkNvbnN0cmFpbnQiMQoLVGlja1JlcXVl",
-            "c3QSIgoHZW50cmllcxgBIAMoCzIRLm5wYy52MS5UaWNrRW50cnkioQEKCVRp",
-            "Y2tTdGF0cxIPCgd0aWNrX21zGAEgASgCEg0KBXN0ZXBzGAIgASgNEhEKCW1h",
-            "eF9iYXRjaBgDIAEoDRIeChZwZW5kaW5nX3ByZWZpbGxfdG9rZW5zGAQgASgN",
-            "EhYKDmNvbnRleHRfdG9rZW5zGAUgASgNEhIKCnJlc3RvcmVfbXMYBiABKAIS",
-            "FQoNcmVzdG9yZWRfZnJvbRgHIAEoCSLLAQoKVGlja1Jlc3VsdBISCgpzZXNz",
-            "aW9uX2lkGAEgASgJEhEKCXRva2VuX2lkcxgCIAMoDRISCgp0ZXh0X2RlbHRh",
-            "GAMgASgJEhAKCGZpbmlzaGVkGAQgASgIEisKDWZpbmlzaF9yZWFzb24YBSAB",
-            "KA4yFC5ucGMudjEuRmluaXNoUmVhc29uEiAKBXN0YXRzGAYgASgLMhEubnBj",
-            "LnYxLlRpY2tTdGF0cxINCgVlcnJvchgHIAEoCRISCgplcnJvcl9jb2RlGAgg",
-            "ASgFIkQKDFRpY2tSZXNwb25zZRIjCgdyZXN1bHRzGAEgAygLMhIubnBjLnYx",
-            "LlRpY2tSZXN1bHQSDwoHdGlja19tcxgCIAEoAiJwCg9HZW5lcmF0ZVJlcXVl",
-            "c3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVpbnB1dBgCIAEoCRISCgptYXhf",
-            "dG9rZW5zGAMgASgNEiYKCmNvbnN0cmFpbnQYBCABKAsyEi5ucGMudjEuQ29u",
-            "c3RyYWludCJvCg1HZW5lcmF0ZUNodW5rEhEKCXRva2VuX2lkcxgBIAMoDRIM",
-            "CgR0ZXh0GAIgASgJEhAKCGZpbmlzaGVkGAMgASgIEisKDWZpbmlzaF9yZWFz",
-            "b24YBCABKA4yFC5ucGMudjEuRmluaXNoUmVhc29uIiMKDUNhbmNlbFJlcXVl",
-            "c3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIlCg5DYW5jZWxSZXNwb25zZRITCgt3",
-            "YXNfcnVubmluZxgBIAEoCCIpChNDbG9zZVNlc3Npb25SZXF1ZXN0EhIKCnNl",
-            "c3Npb25faWQYASABKAkiLgoUQ2xvc2VTZXNzaW9uUmVzcG9uc2USFgoOY29u",
-            "dGV4dF90b2tlbnMYASABKA0iPAoSU2F2ZVNlc3Npb25SZXF1ZXN0EhIKCnNl",
-            "c3Npb25faWQYASABKAkSEgoKaW5jbHVkZV9rdhgCIAEoCCJaCg9TZXNzaW9u",
-            "U25hcHNob3QSDAoEZGF0YRgBIAEoDBISCgpzZXNzaW9uX2lkGAIgASgJEg0K",
-            "BW1vZGVsGAMgASgJEhYKDmNvbnRleHRfdG9rZW5zGAQgASgNIlYKFVJlc3Rv",
-            "cmVTZXNzaW9uUmVxdWVzdBIpCghzbmFwc2hvdBgBIAEoCzIXLm5wYy52MS5T",
-            "ZXNzaW9uU25hcHNob3QSEgoKc2Vzc2lvbl9pZBgCIAEoCSqFAgoMRmluaXNo",
-            "UmVhc29uEh0KGUZJTklTSF9SRUFTT05fVU5TUEVDSUZJRUQQABIYChRGSU5J",
-            "U0hfUkVBU09OX0xFTkdUSBABEhYKEkZJTklTSF9SRUFTT05fU1RPUBACEhUK",
-            "EUZJTklTSF9SRUFTT05fRU9TEAMSGwoXRklOSVNIX1JFQVNPTl9DQU5DRUxM",
-            "RUQQBBIZChVGSU5JU0hfUkVBU09OX0VWSUNURUQQBRIeChpGSU5JU0hfUkVB",
-            "U09OX0NPTlRFWFRfRlVMTBAGEhwKGEZJTklTSF9SRUFTT05fQ09OU1RSQUlO",
-            "VBAHEhcKE0ZJTklTSF9SRUFTT05fRVJST1IQCDLiBAoKTnBjUnVudGltZRJA",
-            "CglIYW5kc2hha2USGC5ucGMudjEuSGFuZHNoYWtlUmVxdWVzdBoZLm5wYy52",
-            "MS5IYW5kc2hha2VSZXNwb25zZRJDCgpMaXN0TW9kZWxzEhkubnBjLnYxLkxp",
-            "c3RNb2RlbHNSZXF1ZXN0GhoubnBjLnYxLkxpc3RNb2RlbHNSZXNwb25zZRJG",
-            "CgtPcGVuU2Vzc2lvbhIaLm5wYy52MS5PcGVuU2Vzc2lvblJlcXVlc3QaGy5u",
-            "cGMudjEuT3BlblNlc3Npb25SZXNwb25zZRIxCgRUaWNrEhMubnBjLnYxLlRp",
-            "Y2tSZXF1ZXN0GhQubnBjLnYxLlRpY2tSZXNwb25zZRI8CghHZW5lcmF0ZRIX",
-            "Lm5wYy52MS5HZW5lcmF0ZVJlcXVlc3QaFS5ucGMudjEuR2VuZXJhdGVDaHVu",
-            "azABEjcKBkNhbmNlbBIVLm5wYy52MS5DYW5jZWxSZXF1ZXN0GhYubnBjLnYx",
-            "LkNhbmNlbFJlc3BvbnNlEkkKDENsb3NlU2Vzc2lvbhIbLm5wYy52MS5DbG9z",
-            "ZVNlc3Npb25SZXF1ZXN0GhwubnBjLnYxLkNsb3NlU2Vzc2lvblJlc3BvbnNl",
-            "EkIKC1NhdmVTZXNzaW9uEhoubnBjLnYxLlNhdmVTZXNzaW9uUmVxdWVzdBoX",
-            "Lm5wYy52MS5TZXNzaW9uU25hcHNob3QSTAoOUmVzdG9yZVNlc3Npb24SHS5u",
-            "cGMudjEuUmVzdG9yZVNlc3Npb25SZXF1ZXN0GhsubnBjLnYxLk9wZW5TZXNz",
-            "aW9uUmVzcG9uc2VCEVABqgIMTnBjLlByb3RvLlYxYgZwcm90bzM="));
+            "CgxtYXhfc2Vzc2lvbnMYBSABKA0iEwoRTGlzdE1vZGVsc1JlcXVlc3QijwEK",
+            "CU1vZGVsSW5mbxIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSEQoJcHJl",
+            "Y2lzaW9uGAMgASgJEhYKDmNvbnRleHRfbGVuZ3RoGAQgASgNEhIKCnZvY2Fi",
+            "X3NpemUYBSABKA0SDgoGdGFyZ2V0GAYgASgJEhcKD2JhdGNoX2RlcGVuZGVu",
+            "dBgHIAEoCCI3ChJMaXN0TW9kZWxzUmVzcG9uc2USIQoGbW9kZWxzGAEgAygL",
+            "MhEubnBjLnYxLk1vZGVsSW5mbyJ7Cg5TYW1wbGluZ1BhcmFtcxITCgt0ZW1w",
+            "ZXJhdHVyZRgBIAEoAhINCgV0b3BfaxgCIAEoDRINCgV0b3BfcBgDIAEoAhIa",
+            "ChJyZXBldGl0aW9uX3BlbmFsdHkYBCABKAISDAoEc2VlZBgFIAEoBBIMCgRz",
+            "dG9wGAYgAygJIlgKCkNvbnN0cmFpbnQSKwoHYWxsb3dlZBgBIAEoCzIYLm5w",
+            "Yy52MS5BbGxvd2VkU2VxdWVuY2VzSAASFQoLanNvbl9zY2hlbWEYAiABKAlI",
+            "AEIGCgRraW5kIiUKEEFsbG93ZWRTZXF1ZW5jZXMSEQoJc2VxdWVuY2VzGAEg",
+            "AygJIlQKDVNlc3Npb25MaW1pdHMSFgoObWF4X25ld190b2tlbnMYASABKA0S",
+            "EwoLbWF4X2NvbnRleHQYAiABKA0SFgoOaWRsZV90aW1lb3V0X3MYAyABKA0i",
+            "6QEKEk9wZW5TZXNzaW9uUmVxdWVzdBINCgVtb2RlbBgBIAEoCRIOCgZucGNf",
+            "aWQYAiABKAkSDgoGcHJlZml4GAMgASgJEg4KBnByb21wdBgEIAEoCRIoCghz",
+            "YW1wbGluZxgFIAEoCzIWLm5wYy52MS5TYW1wbGluZ1BhcmFtcxIlCgZsaW1p",
+            "dHMYBiABKAsyFS5ucGMudjEuU2Vzc2lvbkxpbWl0cxImCgpjb25zdHJhaW50",
+            "GAcgASgLMhIubnBjLnYxLkNvbnN0cmFpbnQSGwoTYXBwbHlfY2hhdF90ZW1w",
+            "bGF0ZRgIIAEoCCJeChNPcGVuU2Vzc2lvblJlc3BvbnNlEhIKCnNlc3Npb25f",
+            "aWQYASABKAkSFQoNcHJvbXB0X3Rva2VucxgCIAEoDRIcChRjYWNoZWRfcHJl",
+            "Zml4X3Rva2VucxgDIAEoDSKBAQoJVGlja0VudHJ5EhIKCnNlc3Npb25faWQY",
+            "ASABKAkSEQoJYnVkZ2V0X21zGAIgASgCEhIKCm1heF90b2tlbnMYAyABKA0S",
+            "EQoJbmV3X2lucHV0GAQgASgJEiYKCmNvbnN0cmFpbnQYBSABKAsyEi5ucGMu",
+            "djEuQ29uc3RyYWludCIxCgtUaWNrUmVxdWVzdBIiCgdlbnRyaWVzGAEgAygL",
+            "MhEubnBjLnYxLlRpY2tFbnRyeSKhAQoJVGlja1N0YXRzEg8KB3RpY2tfbXMY",
+            "ASABKAISDQoFc3RlcHMYAiABKA0SEQoJbWF4X2JhdGNoGAMgASgNEh4KFnBl",
+            "bmRpbmdfcHJlZmlsbF90b2tlbnMYBCABKA0SFgoOY29udGV4dF90b2tlbnMY",
+            "BSABKA0SEgoKcmVzdG9yZV9tcxgGIAEoAhIVCg1yZXN0b3JlZF9mcm9tGAcg",
+            "ASgJIssBCgpUaWNrUmVzdWx0EhIKCnNlc3Npb25faWQYASABKAkSEQoJdG9r",
+            "ZW5faWRzGAIgAygNEhIKCnRleHRfZGVsdGEYAyABKAkSEAoIZmluaXNoZWQY",
+            "BCABKAgSKwoNZmluaXNoX3JlYXNvbhgFIAEoDjIULm5wYy52MS5GaW5pc2hS",
+            "ZWFzb24SIAoFc3RhdHMYBiABKAsyES5ucGMudjEuVGlja1N0YXRzEg0KBWVy",
+            "cm9yGAcgASgJEhIKCmVycm9yX2NvZGUYCCABKAUiRAoMVGlja1Jlc3BvbnNl",
+            "EiMKB3Jlc3VsdHMYASADKAsyEi5ucGMudjEuVGlja1Jlc3VsdBIPCgd0aWNr",
+            "X21zGAIgASgCInAKD0dlbmVyYXRlUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEg",
+            "ASgJEg0KBWlucHV0GAIgASgJEhIKCm1heF90b2tlbnMYAyABKA0SJgoKY29u",
+            "c3RyYWludBgEIAEoCzISLm5wYy52MS5Db25zdHJhaW50Im8KDUdlbmVyYXRl",
+            "Q2h1bmsSEQoJdG9rZW5faWRzGAEgAygNEgwKBHRleHQYAiABKAkSEAoIZmlu",
+            "aXNoZWQYAyABKAgSKwoNZmluaXNoX3JlYXNvbhgEIAEoDjIULm5wYy52MS5G",
+            "aW5pc2hSZWFzb24iIwoNQ2FuY2VsUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEg",
+            "ASgJIiUKDkNhbmNlbFJlc3BvbnNlEhMKC3dhc19ydW5uaW5nGAEgASgIIikK",
+            "E0Nsb3NlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCSIuChRD",
+            "bG9zZVNlc3Npb25SZXNwb25zZRIWCg5jb250ZXh0X3Rva2VucxgBIAEoDSI8",
+            "ChJTYXZlU2Vzc2lvblJlcXVlc3QSEgoKc2Vzc2lvbl9pZBgBIAEoCRISCgpp",
+            "bmNsdWRlX2t2GAIgASgIIloKD1Nlc3Npb25TbmFwc2hvdBIMCgRkYXRhGAEg",
+            "ASgMEhIKCnNlc3Npb25faWQYAiABKAkSDQoFbW9kZWwYAyABKAkSFgoOY29u",
+            "dGV4dF90b2tlbnMYBCABKA0iVgoVUmVzdG9yZVNlc3Npb25SZXF1ZXN0EikK",
+            "CHNuYXBzaG90GAEgASgLMhcubnBjLnYxLlNlc3Npb25TbmFwc2hvdBISCgpz",
+            "ZXNzaW9uX2lkGAIgASgJKoUCCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JF",
+            "QVNPTl9VTlNQRUNJRklFRBAAEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAES",
+            "FgoSRklOSVNIX1JFQVNPTl9TVE9QEAISFQoRRklOSVNIX1JFQVNPTl9FT1MQ",
+            "AxIbChdGSU5JU0hfUkVBU09OX0NBTkNFTExFRBAEEhkKFUZJTklTSF9SRUFT",
+            "T05fRVZJQ1RFRBAFEh4KGkZJTklTSF9SRUFTT05fQ09OVEVYVF9GVUxMEAYS",
+            "HAoYRklOSVNIX1JFQVNPTl9DT05TVFJBSU5UEAcSFwoTRklOSVNIX1JFQVNP",
+            "Tl9FUlJPUhAIMuIECgpOcGNSdW50aW1lEkAKCUhhbmRzaGFrZRIYLm5wYy52",
+            "MS5IYW5kc2hha2VSZXF1ZXN0GhkubnBjLnYxLkhhbmRzaGFrZVJlc3BvbnNl",
+            "EkMKCkxpc3RNb2RlbHMSGS5ucGMudjEuTGlzdE1vZGVsc1JlcXVlc3QaGi5u",
+            "cGMudjEuTGlzdE1vZGVsc1Jlc3BvbnNlEkYKC09wZW5TZXNzaW9uEhoubnBj",
+            "LnYxLk9wZW5TZXNzaW9uUmVxdWVzdBobLm5wYy52MS5PcGVuU2Vzc2lvblJl",
+            "c3BvbnNlEjEKBFRpY2sSEy5ucGMudjEuVGlja1JlcXVlc3QaFC5ucGMudjEu",
+            "VGlja1Jlc3BvbnNlEjwKCEdlbmVyYXRlEhcubnBjLnYxLkdlbmVyYXRlUmVx",
+            "dWVzdBoVLm5wYy52MS5HZW5lcmF0ZUNodW5rMAESNwoGQ2FuY2VsEhUubnBj",
+            "LnYxLkNhbmNlbFJlcXVlc3QaFi5ucGMudjEuQ2FuY2VsUmVzcG9uc2USSQoM",
+            "Q2xvc2VTZXNzaW9uEhsubnBjLnYxLkNsb3NlU2Vzc2lvblJlcXVlc3QaHC5u",
+            "cGMudjEuQ2xvc2VTZXNzaW9uUmVzcG9uc2USQgoLU2F2ZVNlc3Npb24SGi5u",
+            "cGMudjEuU2F2ZVNlc3Npb25SZXF1ZXN0GhcubnBjLnYxLlNlc3Npb25TbmFw",
+            "c2hvdBJMCg5SZXN0b3JlU2Vzc2lvbhIdLm5wYy52MS5SZXN0b3JlU2Vzc2lv",
+            "blJlcXVlc3QaGy5ucGMudjEuT3BlblNlc3Npb25SZXNwb25zZUIRUAGqAgxO",
+            "cGMuUHJvdG8uVjFiBnByb3RvMw=="));
       descriptor = pbr::FileDescriptor.FromGeneratedCode(descriptorData,
           new pbr::FileDescriptor[] { },
           new pbr::GeneratedClrTypeInfo(new[] {typeof(global::Npc.Proto.V1.FinishReason), }, null, new pbr::GeneratedClrTypeInfo[] {
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.HandshakeRequest), global::Npc.Proto.V1.HandshakeRequest.Parser, new[]{ "ProtocolVersion", "ClientName" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.HandshakeResponse), global::Npc.Proto.V1.HandshakeResponse.Parser, new[]{ "ProtocolVersion", "ServerVersion", "Capabilities", "MaxTickEntries", "MaxSessions" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ListModelsRequest), global::Npc.Proto.V1.ListModelsRequest.Parser, null, null, null, null, null),
-            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ModelInfo), global::Npc.Proto.V1.ModelInfo.Parser, new[]{ "Name", "Kind", "Precision", "ContextLength", "VocabSize", "Target" }, null, null, null, null),
+            new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ModelInfo), global::Npc.Proto.V1.ModelInfo.Parser, new[]{ "Name", "Kind", "Precision", "ContextLength", "VocabSize", "Target", "BatchDependent" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.ListModelsResponse), global::Npc.Proto.V1.ListModelsResponse.Parser, new[]{ "Models" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.SamplingParams), global::Npc.Proto.V1.SamplingParams.Parser, new[]{ "Temperature", "TopK", "TopP", "RepetitionPenalty", "Seed", "Stop" }, null, null, null, null),
             new pbr::GeneratedClrTypeInfo(typeof(global::Npc.Proto.V1.Constraint), global::Npc.Proto.V1.Constraint.Parser, new[]{ "Allowed", "JsonSchema" }, new[]{ "Kind" }, null, null, null),
@@ -942,6 +943,7 @@ namespace Npc.Proto.V1 {
       contextLength_ = other.contextLength_;
       vocabSize_ = other.vocabSize_;
       target_ = other.target_;
+      batchDependent_ = other.batchDependent_;
       _unknownFields = pb::UnknownFieldSet.Clone(other._unknownFields);
     }
 
@@ -1041,6 +1043,23 @@ namespace Npc.Proto.V1 {
       }
     }
 
+    /// <summary>Field number for the "batch_dependent" field.</summary>
+    public const int BatchDependentFieldNumber = 7;
+    private bool batchDependent_;
+    /// <summary>
+    /// True when a session's output may depend on the other sessions batched with it (int8 packages with
+    /// dynamically quantized activations, `--int8-kernel matmulinteger`): greedy replies are then not
+    /// reproducible bit for bit across batch compositions. False: identical batched or alone.
+    /// </summary>
+    [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
+    [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
+    public bool BatchDependent {
+      get { return batchDependent_; }
+      set {
+        batchDependent_ = value;
+      }
+    }
+
     [global::System.Diagnostics.DebuggerNonUserCodeAttribute]
     [global::System.CodeDom.Compiler.GeneratedCode("protoc", null)]
     public override bool Equals(object other) {
@@ -1062,6 +1081,7 @@ namespace Npc.Proto.V1 {
       if (ContextLength != other.ContextLength) return false;
       if (VocabSize != other.VocabSize) return false;
       if (Target != other.Target) return false;
+      if (BatchDependent != other.BatchDependent) return false;
       return Equals(_unknownFields, other._unknownFields);
     }
 
@@ -1075,6 +1095,7 @@ namespace Npc.Proto.V1 {
       if (ContextLength != 0) hash ^= ContextLength.GetHashCode();
       if (VocabSize != 0) hash ^= VocabSize.GetHashCode();
       if (Target.Length != 0) hash ^= Target.GetHashCode();
+      if (BatchDependent != false) hash ^= BatchDependent.GetHashCode();
       if (_unknownFields != null) {
         hash ^= _unknownFields.GetHashCode();
       }
@@ -1117,6 +1138,10 @@ namespace Npc.Proto.V1 {
         output.WriteRawTag(50);
         output.WriteString(Target);
       }
+      if (BatchDependent != false) {
+        output.WriteRawTag(56);
+        output.WriteBool(BatchDependent);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(output);
       }
@@ -1151,6 +1176,10 @@ namespace Npc.Proto.V1 {
         output.WriteRawTag(50);
         output.WriteString(Target);
       }
+      if (BatchDependent != false) {
+        output.WriteRawTag(56);
+        output.WriteBool(BatchDependent);
+      }
       if (_unknownFields != null) {
         _unknownFields.WriteTo(ref output);
       }
@@ -1178,6 +1207,9 @@ namespace Npc.Proto.V1 {
       }
       if (Target.Length != 0) {
         size += 1 + pb::CodedOutputStream.ComputeStringSize(Target);
+      }
+      if (BatchDependent != false) {
+        size += 1 + 1;
       }
       if (_unknownFields != null) {
         size += _unknownFields.CalculateSize();
@@ -1208,6 +1240,9 @@ namespace Npc.Proto.V1 {
       }
       if (other.Target.Length != 0) {
         Target = other.Target;
+      }
+      if (other.BatchDependent != false) {
+        BatchDependent = other.BatchDependent;
       }
       _unknownFields = pb::UnknownFieldSet.MergeFrom(_unknownFields, other._unknownFields);
     }
@@ -1248,6 +1283,10 @@ namespace Npc.Proto.V1 {
             Target = input.ReadString();
             break;
           }
+          case 56: {
+            BatchDependent = input.ReadBool();
+            break;
+          }
         }
       }
     #endif
@@ -1285,6 +1324,10 @@ namespace Npc.Proto.V1 {
           }
           case 50: {
             Target = input.ReadString();
+            break;
+          }
+          case 56: {
+            BatchDependent = input.ReadBool();
             break;
           }
         }

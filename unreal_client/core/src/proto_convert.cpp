@@ -113,6 +113,7 @@ void FromProto(const v1::ModelInfo& in, ModelInfo* out) {
   out->target = in.target();
   out->context_length = in.context_length();
   out->vocab_size = in.vocab_size();
+  out->batch_dependent = in.batch_dependent();
 }
 
 void FromProto(const v1::OpenSessionResponse& in, OpenedSession* out) {

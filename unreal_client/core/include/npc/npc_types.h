@@ -44,6 +44,8 @@ struct HandshakeInfo {
 struct ModelInfo {
   std::string name, kind, precision, target;
   uint32_t context_length = 0, vocab_size = 0;
+  // A session's output may depend on the others batched with it (int8 MatMulInteger packages).
+  bool batch_dependent = false;
 };
 
 struct SamplingOptions {
