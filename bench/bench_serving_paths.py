@@ -78,6 +78,11 @@ def engine_table(args) -> str:
         (f'intra_op_spinning = "{args.spinning}"\n' if args.spinning else "")
 
 
+def server_table(args) -> str:
+    """[server] keys other than the product defaults that a run asks for."""
+    return f"stream_interval_ms = {args.stream_interval_ms}\n" if args.stream_interval_ms is not None else ""
+
+
 def start_server(package: Path, sessions: int, data_dir: Path, engine_extra: str = "",
                  switch_interval_ms: float = 0.0, server_extra: str = "") -> tuple[subprocess.Popen, int, int]:
     """`npcrt serve` with the product defaults, except: sessions, EOS ignored, long turns, no agent.
@@ -292,7 +297,7 @@ def run_package(label: str, package: Path, args) -> tuple[list[dict], list[dict]
         engine_tok_s = engine_tick(package, sessions, tokens, args.threads, args.spinning)
         with tempfile.TemporaryDirectory(prefix="npc-sp-") as tmp:
             proc, grpc_port, http_port = start_server(package, sessions, Path(tmp), engine_table(args),
-                                                      args.switch_interval_ms)
+                                                      args.switch_interval_ms, server_table(args))
             try:
                 with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
                     stub = runtime_pb2_grpc.NpcRuntimeStub(channel)
@@ -342,6 +347,8 @@ def main() -> int:
                     help="engine intra_op_spinning (default: the product default, \"step\")")
     ap.add_argument("--switch-interval-ms", type=float, default=0.0,
                     help="experiment: the server's GIL switch interval (0: Python's default, 5 ms)")
+    ap.add_argument("--stream-interval-ms", type=float, default=None,
+                    help="the server's [server] stream_interval_ms (default: the product default)")
     ap.add_argument("--tokens-n", dest="tokens_n_override", type=int, default=0,
                     help="tokens per session above 1 session (default 48, an NPC line; --quick 16)")
     ap.add_argument("--out", default="serving_paths", help="results name: bench/results/NAME.json")
@@ -374,7 +381,7 @@ def main() -> int:
     path = write_json(args.out, {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "versions": versions("grpc", "onnxruntime"),
         "server_switch_interval_ms": args.switch_interval_ms or 5.0,
-        "engine_threads": args.threads, "engine_spinning": args.spinning or "step (default)",
+        "stream_interval_ms": args.stream_interval_ms, "engine_threads": args.threads, "engine_spinning": args.spinning or "step (default)",
         "packages": {k: str(v or reference_int4(args.work)) for k, v in packages.items()
                      if k in args.packages.split(",")},
         "throughput": throughput, "latency": latency, "tables": [t_table, l_table]}, meta=meta)

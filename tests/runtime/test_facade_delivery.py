@@ -111,3 +111,32 @@ async def test_a_refused_budget_fails_its_entry_alone_and_the_call_deadline_stil
                              received=time.perf_counter())
     assert isinstance(late[0].error, DeadlineExceeded)
     await facade.shutdown()
+
+
+def test_paced_streams_send_fewer_chunks_but_never_hold_the_first_or_the_last(tiny_engine_factory):
+    """stream_interval_s ([server] stream_interval_ms): tokens decoded within the interval come out together;
+    the first chunk goes at once, a chunk that ends the turn goes at once, nothing is lost or reordered."""
+    want = alone(tiny_engine_factory, PROMPTS[0], 24)
+
+    async def run(interval_s: float):
+        facade = EngineFacade(tiny_engine_factory())
+        facade.stream_interval_s = interval_s
+        started = time.perf_counter()
+        stream = await facade.generate(GenerateRequest(
+            open=OpenRequest(prompt=PROMPTS[0], sampling=SamplingParams(ignore_eos=True)),
+            turns=(Turn(max_tokens=24),)))
+        chunks, first_s = [], None
+        async for chunk in stream:
+            first_s = first_s if first_s is not None else time.perf_counter() - started
+            chunks.append(chunk)
+        total_s = time.perf_counter() - started
+        await facade.shutdown()
+        return chunks, first_s, total_s
+
+    paced, first_s, total_s = asyncio.run(run(5.0))
+    assert [t for c in paced for t in c.token_ids] == want
+    assert paced[-1].finished and paced[-1].finish_reason is FinishReason.LENGTH
+    assert len(paced) == 2          # the first chunk at once, then everything else when the turn ended
+    assert first_s < 2.0 and total_s < 2.5, (first_s, total_s)   # far below the 5 s interval: neither was held
+    unpaced, _, _ = asyncio.run(run(0.0))
+    assert [t for c in unpaced for t in c.token_ids] == want and len(unpaced) >= len(paced)

@@ -84,6 +84,11 @@ class ServerConfig:
     # largest number of stop strings / allowed sequences
     max_stop_sequences: int = 16
     max_allowed_sequences: int = 256
+    # streamed replies (gRPC Generate, SSE, llama-server streams, StepStream): at most one message per stream
+    # every this many milliseconds, the tokens decoded meanwhile merged into it; the first message and the
+    # one that ends a turn are never held back, and no token is lost or reordered. 0 = one per engine step.
+    # Fewer, larger messages leave the CPU to decoding where steps are fast (docs/performance.md).
+    stream_interval_ms: float = 10.0
     # seconds in-flight RPCs get to finish after SIGTERM before they are cancelled
     grace_s: float = 10.0
     # concurrent RPCs served (grpc.aio maximum_concurrent_rpcs); None = unbounded
@@ -135,6 +140,8 @@ class ServerConfig:
             raise InvalidArgument("server config: need 0 < default_budget_ms <= max_budget_ms")
         if self.grace_s < 0:
             raise InvalidArgument("server config: grace_s must be >= 0")
+        if not 0 <= self.stream_interval_ms <= 1000:
+            raise InvalidArgument(f"server config: stream_interval_ms must be within 0..1000, got {self.stream_interval_ms}")
         if self.log_format not in ("json", "text"):
             raise InvalidArgument("server config: log_format must be 'json' or 'text'")
         if not self.host:

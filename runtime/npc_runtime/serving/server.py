@@ -57,6 +57,7 @@ def engine_facade(engine: Engine | EngineFacade, config: ServerConfig) -> Engine
     the request limits of `config`."""
     facade = engine if isinstance(engine, EngineFacade) else EngineFacade(engine)
     facade.limits = request_limits(config)
+    facade.stream_interval_s = config.stream_interval_ms / 1000.0
     return facade
 
 

@@ -64,18 +64,35 @@ class _Sink:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def take(self):
-        while not self.items:
-            self.waiter = asyncio.get_running_loop().create_future()
+    async def take(self, hold_until: float = 0.0):
+        """`hold_until` (loop time): tokens that arrive earlier wait for it and come out as one chunk, unless
+        an item that ends something (a finished chunk, an error, the end) arrives: then at once."""
+        loop = asyncio.get_running_loop()
+        while not self.items or (self._held(hold_until, loop)):
+            self.waiter = loop.create_future()
+            timer = loop.call_at(hold_until, _wake, self.waiter) if self.items else None
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+                if timer is not None:
+                    timer.cancel()
         first = self.items.popleft()
         while (isinstance(first, TokenChunk) and not first.finished and self.items
                and isinstance(self.items[0], TokenChunk) and self.items[0].turn == first.turn):
             _merge(first, self.items.popleft())
         return first
+
+
+    def _held(self, hold_until: float, loop: asyncio.AbstractEventLoop) -> bool:
+        last = self.items[-1]
+        ends = not isinstance(last, TokenChunk) or last.finished
+        return not ends and hold_until > loop.time()
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _merge(into: TokenChunk, more: TokenChunk) -> None:
@@ -138,6 +155,8 @@ class GenerateStream:
         self._facade = facade
         self._sink = sink
         self._done = False
+        self._interval = facade.stream_interval_s
+        self._next = 0.0   # loop time before which tokens are held back (0: the first chunk goes at once)
 
     def __aiter__(self) -> "GenerateStream":
         return self
@@ -145,7 +164,9 @@ class GenerateStream:
     async def __anext__(self) -> TokenChunk:
         if self._done:
             raise StopAsyncIteration
-        item = await self._sink.take()
+        item = await self._sink.take(self._next)
+        if self._interval:   # pacing: fewer, larger messages when steps are fast (EngineFacade.stream_interval_s)
+            self._next = asyncio.get_running_loop().time() + self._interval
         if item is _END:
             self._done = True
             raise StopAsyncIteration
@@ -185,6 +206,9 @@ class EngineFacade:
         self.submissions: Counter[str] = Counter()   # engine-thread submissions (thread hops) per operation
         self.rounds = 0                              # engine steps that advanced the open streams together
         self.reply_hop_s = 0.0                       # running estimate: engine thread done -> caller resumed
+        # streams opened from now on hand out at most one chunk per this many seconds, except the first one
+        # and one that ends the turn (both at once); 0: one per engine step. [server] stream_interval_ms.
+        self.stream_interval_s = 0.0
         self._default_model = engine.list_models()[0].name
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, _Stream] = {}
@@ -355,7 +379,10 @@ class EngineFacade:
                 except Exception as exc:  # every failure goes back to the awaiting caller
                     result, error = None, exc
                 if future is not None:   # None: fire and forget
-                    loop.call_soon_threadsafe(self._settle, future, result, error)
+                    try:
+                        loop.call_soon_threadsafe(self._settle, future, result, error)
+                    except RuntimeError:   # the caller's event loop is closed: nobody is left to answer
+                        log.debug("engine thread: an answer for a closed event loop was dropped")
                 self._write_snapshots()   # after the answer, before the next command can touch the session
                 try:
                     item = self._commands.get_nowait()
