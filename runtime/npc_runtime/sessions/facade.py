@@ -14,7 +14,9 @@ the hops per operation. Every open generate stream is stepped together (`Engine.
 all of them per round), so concurrent generates share forward passes. Chunks go back with no further hop and
 one loop wake-up per step for ALL streams of that loop (`_Outbox`: one `call_soon_threadsafe` per step, not one
 per token); a consumer takes everything that arrived since its last wake-up as one chunk, so a stream whose
-consumer is busy (network writes, JSON) catches up with the engine instead of falling behind it. A consumer that stops early (`aclose()`, disconnect, garbage collection)
+consumer is busy (network writes, JSON) catches up with the engine instead of falling behind it. With
+`stream_interval_s` (the server's stream_interval_ms) a consumer also waits that long between chunks, except
+for the first one and one that ends a turn, so fast steps are written as fewer, larger messages. A consumer that stops early (`aclose()`, disconnect, garbage collection)
 cancels its turn, or closes the session its stream opened, without waiting.
 """
 
