@@ -61,6 +61,8 @@ def block_serving_paths(results) -> str:
         throughput = [[row["package"], str(row["sessions"]), f"{row['engine_tick_tok_s']:,.0f} tok/s",
                        f"{row['grpc_tick_tok_s']:,.0f} tok/s",
                        _vs(row["generate_vs_tick"], P2S_TARGET), _vs(row["sse_vs_tick"], P2S_TARGET),
+                       f"{row['grpc_generate_tok_s'] / row['engine_tick_tok_s']:.2f}× / "
+                       f"{row['http_sse_tok_s'] / row['engine_tick_tok_s']:.2f}×",
                        _ms(row["tick_overhead_p50_ms"], P4_TARGET_MS.get(row["sessions"])),
                        f"{row['tick_overhead_p99_ms']:.2f} ms", f"{row['noop_rpc_p50_ms']:.2f} ms"]
                       for row in run.data["throughput"]]
@@ -74,6 +76,7 @@ def block_serving_paths(results) -> str:
             f"{_title(run)}, engine threads: {run.data.get('engine_threads') or 'all cores'}, spinning: {spin}\n\n"
             + _table(["package", "sessions", "engine tick (in-process)", "served gRPC `Tick`",
                       "`Generate` ÷ `Tick` (P2s ≥ 0.9)", "SSE ÷ `Tick` (P2s ≥ 0.9)",
+                      "`Generate` / SSE ÷ engine",
                       "`Tick` overhead p50 (P4)", "overhead p99", "no-op RPC p50"], throughput)
             + "\n\n"
             + _table(["package", "sessions", "Tick budget", "budget counted as", "round trip p50", "round trip p99 (P3 ≤ budget + 0.5)",
