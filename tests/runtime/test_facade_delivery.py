@@ -136,7 +136,8 @@ def test_paced_streams_send_fewer_chunks_but_never_hold_the_first_or_the_last(ti
     paced, first_s, total_s = asyncio.run(run(5.0))
     assert [t for c in paced for t in c.token_ids] == want
     assert paced[-1].finished and paced[-1].finish_reason is FinishReason.LENGTH
-    assert len(paced) == 2          # the first chunk at once, then everything else when the turn ended
+    assert len(paced) <= 2          # the first chunk at once, then everything else when the turn ended (one
+                                    # chunk when the reader only started after the turn had ended)
     assert first_s < 2.0 and total_s < 2.5, (first_s, total_s)   # far below the 5 s interval: neither was held
     unpaced, _, _ = asyncio.run(run(0.0))   # (its chunk count depends on timing: a late reader merges them)
     assert [t for c in unpaced for t in c.token_ids] == want
