@@ -16,8 +16,9 @@ one loop wake-up per step for ALL streams of that loop (`_Outbox`: one `call_soo
 per token); a consumer takes everything that arrived since its last wake-up as one chunk, so a stream whose
 consumer is busy (network writes, JSON) catches up with the engine instead of falling behind it. With
 `stream_interval_s` (the server's stream_interval_ms) a consumer also waits that long between chunks, except
-for the first one and one that ends a turn, so fast steps are written as fewer, larger messages. A consumer that stops early (`aclose()`, disconnect, garbage collection)
-cancels its turn, or closes the session its stream opened, without waiting.
+for the first one and one that ends a turn, so fast steps are written as fewer, larger messages. A consumer
+that stops early (`aclose()`, disconnect, garbage collection) cancels its turn, or closes the session its
+stream opened, without waiting.
 """
 
 from __future__ import annotations
@@ -84,7 +85,6 @@ class _Sink:
                and isinstance(self.items[0], TokenChunk) and self.items[0].turn == first.turn):
             _merge(first, self.items.popleft())
         return first
-
 
     def _held(self, hold_until: float, loop: asyncio.AbstractEventLoop) -> bool:
         last = self.items[-1]
