@@ -55,20 +55,28 @@ def write_memories(server: ServeProcess, log: WriterLog, stop: threading.Event) 
     """One thread per NPC stepping it with a new marker line until `stop` or the first error."""
     import grpc
 
+    from npc_proto.v1 import agent_pb2_grpc
+
     def run(npc_id: str) -> None:
-        stub, md = server.agent_stub(), server.metadata()
+        # a channel of its own, as _tick_loop's: the helper closes its shared channel once the process ended,
+        # which would cancel a call in flight client-side (CANCELLED: not what the server answered)
+        channel = grpc.insecure_channel(server.grpc_target)
+        stub, md = agent_pb2_grpc.NpcAgentStub(channel), server.metadata()
         i = 0
-        while not stop.is_set():
-            game_time = 1.0 + 0.1 * i
-            try:
-                decision = stub.Step(_step_request(npc_id, i, game_time_s=game_time, said=marker(npc_id, i)),
-                                     metadata=md, timeout=30)
-            except grpc.RpcError as exc:
-                log.endings[npc_id] = exc.code().name
-                return
-            log.acked[npc_id].append((i, game_time, decision.state))
-            i += 1
-        log.endings[npc_id] = "stopped"
+        try:
+            while not stop.is_set():
+                game_time = 1.0 + 0.1 * i
+                try:
+                    decision = stub.Step(_step_request(npc_id, i, game_time_s=game_time, said=marker(npc_id, i)),
+                                         metadata=md, timeout=30)
+                except grpc.RpcError as exc:
+                    log.endings[npc_id] = exc.code().name
+                    return
+                log.acked[npc_id].append((i, game_time, decision.state))
+                i += 1
+            log.endings[npc_id] = "stopped"
+        finally:
+            channel.close()
 
     threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in NPCS]
     for thread in threads:
