@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from npc_proto.v1 import runtime_pb2, runtime_pb2_grpc
 from npc_runtime.errors import InvalidArgument
 from npc_runtime.serving.auth import BearerTokenInterceptor
+from npc_runtime.serving.drain import LAME_DUCK_S, DrainInterceptor
 from npc_runtime.serving.malformed import MalformedRequestInterceptor
 from npc_runtime.serving.replica import ReplicaInterceptor
 from npc_runtime.serving.config import ServerConfig
@@ -75,9 +76,10 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
 def create_server(engine: Engine | EngineFacade, *, config: ServerConfig, metrics: ServingMetrics | None = None,
                   health_servicer: health.aio.HealthServicer | None = None,
                   extra_servicers: Sequence[ServicerHook] = (),
-                  capabilities: Sequence[str] = ()) -> tuple[grpc.aio.Server, int]:
+                  capabilities: Sequence[str] = (), drain: DrainInterceptor | None = None) -> tuple[grpc.aio.Server, int]:
     """A bound, not yet started grpc.aio server and its port. Call inside the running event loop.
-    `engine`: an `EngineFacade`, or an `Engine` (a facade is made to own it)."""
+    `engine`: an `EngineFacade`, or an `Engine` (a facade is made to own it). `drain`: set its `draining` to
+    refuse new calls UNAVAILABLE before stopping (serving/drain.py; NpcServer.stop does)."""
     engine = engine_facade(engine, config)
     options = [
         # a larger request is refused by gRPC itself (RESOURCE_EXHAUSTED) before it is parsed; the default is
@@ -88,6 +90,8 @@ def create_server(engine: Engine | EngineFacade, *, config: ServerConfig, metric
     ]
     # first: every answer names this replica (npcrt-replica), refusals included
     interceptors: list[grpc.aio.ServerInterceptor] = [ReplicaInterceptor(config.replica_name)]
+    if drain is not None:   # then: refusals while the server stops (health and reflection exempt)
+        interceptors.append(drain)
     if config.token:
         interceptors.append(BearerTokenInterceptor(config.token))
     interceptors.append(MalformedRequestInterceptor())   # after auth: corrupt bytes -> INVALID_ARGUMENT, not UNKNOWN
@@ -146,6 +150,7 @@ class NpcServer:
         self.health = health.aio.HealthServicer()
         self._extra = tuple(extra_servicers)
         self._capabilities = tuple(capabilities)
+        self._drain = DrainInterceptor()
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port: int | None = None
         self.http_port: int | None = None
@@ -156,7 +161,7 @@ class NpcServer:
     async def start(self) -> None:
         self.grpc_server, self.grpc_port = create_server(
             self.engine, config=self.config, metrics=self.metrics, health_servicer=self.health,
-            extra_servicers=self._extra, capabilities=self._capabilities)
+            extra_servicers=self._extra, capabilities=self._capabilities, drain=self._drain)
         if self.config.http_port >= 0:
             await self._start_http()
         await self.grpc_server.start()
@@ -197,6 +202,10 @@ class NpcServer:
         self.serving = False
         if self.grpc_server is not None:
             await self.health.enter_graceful_shutdown()
+            # lame duck: new calls get UNAVAILABLE from us for a moment, so none is caught by the stop itself
+            # (which answers CANCELLED); calls in flight go on and finish within the grace period
+            self._drain.draining = True
+            await asyncio.sleep(min(LAME_DUCK_S, grace))
             await self.grpc_server.stop(grace)
         if self._http is not None:
             self._http.should_exit = True
