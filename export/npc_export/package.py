@@ -31,6 +31,7 @@ from npc_package import read_manifest  # noqa: F401 - re-exported for callers of
 
 from . import __version__
 from .errors import InvalidOptions, OutputError, PackageInvalid
+from .interrupt import check_interrupted
 
 MANIFEST = MANIFEST_FILE
 DEFAULT_FILE_MODE = 0o644  # world-readable: the serving account is often not the exporting one
@@ -220,6 +221,7 @@ class PackageWriter:
     def commit(self, manifest: dict) -> dict:
         """Set file modes, hash every file, write manifest.json last, rename into place. Returns the manifest."""
         assert self.dir is not None, "commit() outside the with block"  # programming error, not input
+        check_interrupted()   # a signal whose exception a finalizer swallowed still stops the commit
         manifest = dict(manifest)
         manifest.setdefault("format_version", FORMAT_VERSION)
         manifest.setdefault("exporter_version", __version__)
@@ -233,6 +235,7 @@ class PackageWriter:
         except PackageError as exc:
             raise PackageInvalid(f"the exporter wrote a package its reader refuses: {exc.detail}") from exc
         apply_modes(self.dir, self.file_mode)
+        check_interrupted()   # (again: one may have arrived while hashing and checking)
         old = old_lock = None
         if self.out_dir.exists():
             # locked before the rename, so that a concurrent export's clean_stale leaves it to us

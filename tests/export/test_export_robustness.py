@@ -323,3 +323,26 @@ def test_no_validate_says_so(tmp_path, tiny_models, capsys):
     code = main(["export", "--model", str(tiny_models("llama")), "--out", str(tmp_path / "pkg"), "--target",
                  "portable", "--context", "16", "--no-validate"])
     assert code == 0 and "self-check: not run (--no-validate)" in capsys.readouterr().out
+
+
+def test_a_signal_whose_exception_a_finalizer_swallowed_still_stops_the_commit(tmp_path):
+    """The signal handler raises in the main thread wherever it is; inside a `__del__` Python only prints
+    "Exception ignored" and goes on (seen in CI: regex's Group.__del__). The commit must still not happen."""
+    import signal as signals
+
+    from npc_export import interrupt
+    from npc_export.errors import ExportInterrupted
+    from npc_export.package import PackageWriter
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signals.SIGTERM)   # the handler runs here, its exception is swallowed
+
+    out = tmp_path / "pkg"
+    with interrupt.interruptible():
+        with pytest.raises(ExportInterrupted):
+            with PackageWriter(out) as writer:
+                (writer.dir / "model.onnx").write_bytes(b"x")
+                Finalized()   # collected at once: SIGTERM arrives inside __del__
+                writer.commit({"name": "x"})
+    assert not out.exists() and not list(tmp_path.glob("pkg.tmp-*"))
