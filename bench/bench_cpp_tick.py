@@ -49,7 +49,8 @@ from npc_proto.v1 import runtime_pb2_grpc
 from bench.bench_serving_paths import (
     BUDGETS_MS,
     BUILTIN,
-    open_sessions,
+    budget_ticks,
+    grpc_tick,
     percentile,
     reference_int4,
     start_server,
@@ -70,7 +71,8 @@ def missing_toolchain() -> str | None:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         return f"C++ toolchain missing: {', '.join(missing)} ({APT})"
-    if subprocess.run(["pkg-config", "--exists", "grpc++", "protobuf"], capture_output=True, check=False).returncode != 0:
+    probe = subprocess.run(["pkg-config", "--exists", "grpc++", "protobuf"], capture_output=True, check=False)
+    if probe.returncode != 0:
         return f"pkg-config finds no grpc++/protobuf ({APT})"
     return None
 
@@ -113,60 +115,24 @@ def tool_features(binary: Path) -> dict:
 
 
 # -- the Python client: the same work, the same record ---------------------------------------------------------
-def _timed_tick(stub, request: pb.TickRequest, rec: dict) -> pb.TickResponse:
-    t = time.perf_counter()
-    reply = stub.Tick(request)
-    rec["rtt_ms"].append((time.perf_counter() - t) * 1000.0)
-    rec["handler_ms"].append(reply.tick_ms)
-    rec["engine_ms"].append(max(r.stats.tick_ms for r in reply.results))
-    for r in reply.results:
-        if r.error:
-            raise SystemExit(f"bench_cpp_tick: a Tick failed: {r.error}")
-    return reply
-
-
 def _record() -> dict:
     return {"rtt_ms": [], "handler_ms": [], "engine_ms": [], "tokens": 0, "seconds": 0.0, "noop_ms": []}
 
 
+def _as_record(samples: dict) -> dict:
+    """bench_serving_paths' samples (rtt, handler, engine) in this bench's record layout."""
+    return {**_record(), "rtt_ms": samples["rtt"], "handler_ms": samples["handler"],
+            "engine_ms": samples["engine"], "tokens": samples["tokens"], "seconds": samples.get("seconds", 0.0)}
+
+
 def py_tokens(stub, sessions: int, tokens: int) -> dict:
-    """bench_serving_paths.grpc_tick with the handler's time recorded too."""
-    sids = open_sessions(stub, sessions)
-    got = dict.fromkeys(sids, 0)
-    rec = _record()
-    t0 = time.perf_counter()
-    while min(got.values()) < tokens:
-        reply = _timed_tick(stub, pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=10_000, max_tokens=1)
-                                                          for s in sids if got[s] < tokens]), rec)
-        for r in reply.results:
-            got[r.session_id] += len(r.token_ids)
-    rec["seconds"] = time.perf_counter() - t0
-    rec["tokens"] = sum(got.values())
-    for s in sids:
-        stub.CloseSession(pb.CloseSessionRequest(session_id=s))
-    return rec
+    """bench_serving_paths.grpc_tick: one token per tick until every session has `tokens`."""
+    return _as_record(grpc_tick(stub, sessions, tokens))
 
 
 def py_budget(stub, sessions: int, budget_ms: float, ticks: int) -> dict:
-    """bench_serving_paths.tick_latency with the handler's time recorded too."""
-    sids = open_sessions(stub, sessions)
-    waiting = set(sids)
-    while waiting:   # prefill first (steady state is what a game sees frame after frame)
-        reply = stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=10_000, max_tokens=1)
-                                                  for s in waiting]))
-        waiting -= {r.session_id for r in reply.results if r.token_ids}
-    rec = _record()
-    for _ in range(ticks):
-        reply = _timed_tick(stub, pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=budget_ms)
-                                                          for s in sids]), rec)
-        for k, r in enumerate(reply.results):
-            rec["tokens"] += len(r.token_ids)
-            if r.finished:   # context full: a fresh session takes its place (not timed)
-                stub.CloseSession(pb.CloseSessionRequest(session_id=r.session_id))
-                sids[k] = open_sessions(stub, 1)[0]
-    for s in sids:
-        stub.CloseSession(pb.CloseSessionRequest(session_id=s))
-    return rec
+    """bench_serving_paths.budget_ticks: budgets counted by the server, as the C++ tool's "server" mode."""
+    return _as_record(budget_ticks(stub, sessions, budget_ms, ticks))
 
 
 def py_noop(channel, stub, calls: int) -> tuple[list[float], list[float]]:
@@ -304,7 +270,8 @@ def main() -> int:
               ("server_p50_ms", "server p50"), ("server_p99_ms", "p99"),
               ("noop_p50_ms", "no-op Handshake p50"), ("noop_health_p50_ms", "health p50"),
               ("ticks", "ticks"), ("load_avg_1m", "load")]
-    b_cols = [*who, ("budget_ms", "budget"), ("round_trip_budget", "round-trip budget"), ("rtt_p50_ms", "RTT p50"), ("rtt_p99_ms", "RTT p99"),
+    b_cols = [*who, ("budget_ms", "budget"), ("round_trip_budget", "round-trip budget"), ("rtt_p50_ms", "RTT p50"),
+              ("rtt_p99_ms", "RTT p99"),
               ("engine_p99_ms", "engine p99"), ("overhead_p50_ms", "overhead p50"), ("overhead_p99_ms", "p99"),
               ("client_transport_p50_ms", "client+transport p50"), ("server_p50_ms", "server p50"),
               ("over_budget_0_5", "share > budget+0.5"), ("tokens_per_tick", "tokens/tick"), ("ticks", "ticks")]

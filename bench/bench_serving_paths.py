@@ -18,7 +18,8 @@ Repeats are interleaved (tick, generate, sse, tick, ...) and the best of each pa
 come from one run under the same load. Tick latency: 64 (and 1) sessions ticked with budgets 4, 8, 16 ms
 and no token cap; per tick the client's round trip, the engine's own time (TickStats.tick_ms) and the
 overhead (round trip - engine time); each budget twice: sent as given, and as a round-trip budget (the
-client takes its measured transport time off it, as the Unity and Unreal clients do: RoundTripBudget). Finished sessions are re-opened between ticks (not timed).
+client takes its measured transport time off it, as the Unity and Unreal clients do: RoundTripBudget).
+Finished sessions are re-opened between ticks (not timed).
 Writes bench/results/NAME.json and prints the tables.
 """
 
@@ -144,27 +145,34 @@ def open_request(i: int) -> pb.OpenSessionRequest:
     return pb.OpenSessionRequest(prompt=prompt(i), apply_chat_template=True)
 
 
+def timed_tick(stub, request: pb.TickRequest, samples: dict) -> pb.TickResponse:
+    """One Tick; appends its round trip, the servicer's time (TickResponse.tick_ms) and the engine's, ms."""
+    t = time.perf_counter()
+    reply = stub.Tick(request)
+    samples["rtt"].append((time.perf_counter() - t) * 1000.0)
+    samples["handler"].append(reply.tick_ms)
+    samples["engine"].append(max(r.stats.tick_ms for r in reply.results))
+    for r in reply.results:
+        if r.error:
+            raise SystemExit(f"bench: a Tick failed: {r.error}")
+    return reply
+
+
 def grpc_tick(stub, sessions: int, tokens: int) -> dict:
-    """tok/s of served Tick (one token per tick), and each tick's round trip and engine time."""
+    """tok/s of served Tick (one token per tick), and each tick's round trip, servicer and engine time."""
     sids = open_sessions(stub, sessions)
     got = dict.fromkeys(sids, 0)
-    rtt, engine = [], []
+    samples = {"rtt": [], "handler": [], "engine": []}
     t0 = time.perf_counter()
     while min(got.values()) < tokens:
-        request = pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=10_000, max_tokens=1)
-                                          for s in sids if got[s] < tokens])
-        t = time.perf_counter()
-        reply = stub.Tick(request)
-        rtt.append((time.perf_counter() - t) * 1000.0)
-        engine.append(reply.results[0].stats.tick_ms)
+        reply = timed_tick(stub, pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=10_000, max_tokens=1)
+                                                         for s in sids if got[s] < tokens]), samples)
         for r in reply.results:
-            if r.error:
-                raise SystemExit(f"bench_serving_paths: a Tick failed: {r.error}")
             got[r.session_id] += len(r.token_ids)
     seconds = time.perf_counter() - t0
     for s in sids:
         stub.CloseSession(pb.CloseSessionRequest(session_id=s))
-    return {"tok_s": sum(got.values()) / seconds, "rtt": rtt, "engine": engine}
+    return {"tok_s": sum(got.values()) / seconds, "tokens": sum(got.values()), "seconds": seconds, **samples}
 
 
 async def grpc_generate(port: int, sessions: int, tokens: int) -> dict:
@@ -244,6 +252,18 @@ class RoundTripBudget:
 def tick_latency(stub, sessions: int, budget_ms: float, ticks: int, *, round_trip: bool = False) -> dict:
     """Budget-bound ticks (no token cap): round trip, engine time, overhead, tokens per tick. `round_trip`:
     the budget is a round-trip budget (RoundTripBudget), as the Unity and Unreal clients send it."""
+    samples = budget_ticks(stub, sessions, budget_ms, ticks, round_trip=round_trip)
+    rtt, engine = samples["rtt"], samples["engine"]
+    overhead = [r - e for r, e in zip(rtt, engine)]
+    return {"sessions": sessions, "budget_ms": budget_ms, "round_trip_budget": round_trip, "ticks": ticks,
+            "tokens_per_tick": samples["tokens"] / ticks,
+            **spread("rtt", rtt), **spread("engine", engine), **spread("overhead", overhead),
+            "rtt_max_ms": max(rtt), "over_budget_0_5": sum(r > budget_ms + 0.5 for r in rtt) / ticks}
+
+
+def budget_ticks(stub, sessions: int, budget_ms: float, ticks: int, *, round_trip: bool = False) -> dict:
+    """`ticks` Ticks of every session at `budget_ms`, after their prefill: each tick's round trip, servicer and
+    engine time (ms), and the tokens they returned."""
     sids = open_sessions(stub, sessions)
     # prefill first (steady state is what a game sees frame after frame)
     waiting = set(sids)
@@ -251,31 +271,22 @@ def tick_latency(stub, sessions: int, budget_ms: float, ticks: int, *, round_tri
         reply = stub.Tick(pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=10_000, max_tokens=1)
                                                   for s in waiting]))
         waiting -= {r.session_id for r in reply.results if r.token_ids}
-    rtt, engine, tokens = [], [], 0
+    samples = {"rtt": [], "handler": [], "engine": [], "tokens": 0}
     allowance = RoundTripBudget() if round_trip else None
     for _ in range(ticks):
         sent = allowance.server_budget(budget_ms) if allowance else budget_ms
-        request = pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=sent) for s in sids])
-        t = time.perf_counter()
-        reply = stub.Tick(request)
-        rtt.append((time.perf_counter() - t) * 1000.0)
+        reply = timed_tick(stub, pb.TickRequest(entries=[pb.TickEntry(session_id=s, budget_ms=sent) for s in sids]),
+                           samples)
         if allowance:
-            allowance.observe(rtt[-1], reply.tick_ms)
-        engine.append(max(r.stats.tick_ms for r in reply.results))
+            allowance.observe(samples["rtt"][-1], reply.tick_ms)
         for k, r in enumerate(reply.results):
-            if r.error:
-                raise SystemExit(f"bench_serving_paths: a Tick failed: {r.error}")
-            tokens += len(r.token_ids)
+            samples["tokens"] += len(r.token_ids)
             if r.finished:   # context full: a fresh session takes its place (its prefill is ticked too)
                 stub.CloseSession(pb.CloseSessionRequest(session_id=r.session_id))
                 sids[k] = open_sessions(stub, 1)[0]
     for s in sids:
         stub.CloseSession(pb.CloseSessionRequest(session_id=s))
-    overhead = [r - e for r, e in zip(rtt, engine)]
-    return {"sessions": sessions, "budget_ms": budget_ms, "round_trip_budget": round_trip, "ticks": ticks,
-            "tokens_per_tick": tokens / ticks,
-            **spread("rtt", rtt), **spread("engine", engine), **spread("overhead", overhead),
-            "rtt_max_ms": max(rtt), "over_budget_0_5": sum(r > budget_ms + 0.5 for r in rtt) / ticks}
+    return samples
 
 
 def noop_rtt(channel, calls: int) -> list[float]:
@@ -372,7 +383,8 @@ def main() -> int:
               ("http_sse_tok_s", "SSE tok/s"), ("generate_vs_tick", "Generate/Tick"), ("sse_vs_tick", "SSE/Tick"),
               ("tick_overhead_p50_ms", "Tick overhead p50 ms"), ("tick_overhead_p99_ms", "p99 ms"),
               ("noop_rpc_p50_ms", "no-op RPC p50 ms"), ("load_avg_1m", "load")]
-    l_cols = [("package", "package"), ("sessions", "sessions"), ("budget_ms", "budget ms"), ("round_trip_budget", "round-trip budget"),
+    l_cols = [("package", "package"), ("sessions", "sessions"), ("budget_ms", "budget ms"),
+              ("round_trip_budget", "round-trip budget"),
               ("rtt_p50_ms", "RTT p50 ms"), ("rtt_p99_ms", "RTT p99 ms"), ("engine_p99_ms", "engine p99 ms"),
               ("overhead_p50_ms", "overhead p50 ms"), ("overhead_p99_ms", "overhead p99 ms"),
               ("over_budget_0_5", "share > budget+0.5"), ("tokens_per_tick", "tokens/tick")]
@@ -381,7 +393,8 @@ def main() -> int:
     path = write_json(args.out, {
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "versions": versions("grpc", "onnxruntime"),
         "server_switch_interval_ms": args.switch_interval_ms or 5.0,
-        "stream_interval_ms": args.stream_interval_ms, "engine_threads": args.threads, "engine_spinning": args.spinning or "step (default)",
+        "stream_interval_ms": args.stream_interval_ms, "engine_threads": args.threads,
+        "engine_spinning": args.spinning or "step (default)",
         "packages": {k: str(v or reference_int4(args.work)) for k, v in packages.items()
                      if k in args.packages.split(",")},
         "throughput": throughput, "latency": latency, "tables": [t_table, l_table]}, meta=meta)
