@@ -48,8 +48,7 @@ def _load(machine: dict) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
-            *("| " + " | ".join(r) + " |" for r in rows)]
+    return doc_blocks.table(header, rows).split("\n")
 
 
 def scenario_table(days: list[dict]) -> list[str]:

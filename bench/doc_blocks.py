@@ -6,6 +6,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+LOSS = "▼"   # marks a figure below its peer or its target, in every generated table
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
 
 def splice(doc: str, body: str, begin: str, end: str, *, who: str) -> str:
     """`doc` with the text between `begin` and `end` replaced by `body`."""

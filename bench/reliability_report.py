@@ -28,9 +28,7 @@ def _cell(value) -> str:
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines
+    return doc_blocks.table(header, [[_cell(v) for v in row] for row in rows]).split("\n")
 
 
 def _health(row: dict) -> str:

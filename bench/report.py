@@ -24,10 +24,10 @@ if str(ROOT) not in sys.path:  # run as a file as well as with -m
     sys.path.insert(0, str(ROOT))
 
 from bench import serving_report  # noqa: E402
+from bench.doc_blocks import LOSS, table  # noqa: E402
 RESULTS_DIR = ROOT / "bench" / "results"
 DOCUMENTS = (ROOT / "README.md", ROOT / "docs" / "performance.md")
 BLOCK = re.compile(r"(<!-- bench:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench:(?P=name) -->)", re.DOTALL)
-LOSS = "▼"
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,6 @@ def ratio(value: float) -> str:
 
 def toks(value: float) -> str:
     return f"{value:,.0f} tok/s"
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def column_title(run: Result) -> str:
@@ -223,13 +218,20 @@ def block_engine_only(results: list[Result]) -> str:
     return ("\n\n".join(parts) or "Only full runs (without --quick) measure these.") + "\n"
 
 
+def first_full_run(results: list[Result]) -> Result | None:
+    """The engine comparison of the machine with fewest cores that has a full run (else its quick run)."""
+    runs = engine_runs(results)
+    full = [r for r in runs if not r.data.get("quick")]
+    return (full or runs or [None])[0]
+
+
 def block_engine_summary(results: list[Result]) -> str:
     """README's engine-alone figures (int4, the machine with fewest cores that has a full run): a table of
     its own, since a comment line inside a Markdown table would end it."""
-    full = [r for r in engine_runs(results) if r.data.get("prefix_cache_ttft")]
+    run = first_full_run(results)
     rows = []
-    if full:
-        run, d = full[0], full[0].data
+    if run is not None and run.data.get("prefix_cache_ttft"):
+        d = run.data
         p = "int4" if "int4" in d["prefix_cache_ttft"] else next(iter(d["prefix_cache_ttft"]))
         ttft, ticks = d["prefix_cache_ttft"][p], d.get("tick_budget", {}).get(p, [])
         where = f"[performance](docs/performance.md), `{run.rel}`"
@@ -239,17 +241,18 @@ def block_engine_summary(results: list[Result]) -> str:
         if ticks:
             rows.append(f"| in-process `Tick` p99, 64 sessions ({p}), budgets "
                         + " / ".join(f"{t['budget_ms']:.0f}" for t in ticks) + " ms | "
-                        + " / ".join(f"**{t['p99_ms']:.1f} ▼**" if t["p99_ms"] > t["budget_ms"] + 0.5
+                        + " / ".join(f"**{t['p99_ms']:.1f} {LOSS}**" if t["p99_ms"] > t["budget_ms"] + 0.5
                                      else f"{t['p99_ms']:.1f}" for t in ticks) + " ms (tokens per tick: "
                         + " / ".join(f"{t['tokens_per_tick']:.1f}" for t in ticks)
                         + ") | ≤ budget + 0.5 ms | " + where + " |")
         kv = d.get("kv", {}).get(p)
         if kv:
-            rows.append(f"| KV memory at context 512 | {kv['kv_bytes_per_session_ctx512'] / 2**20:.0f} MiB per session → "
+            mib = kv["kv_bytes_per_session_ctx512"] / 2**20
+            rows.append(f"| KV memory at context 512 | {mib:.0f} MiB per session → "
                         f"{kv['sessions_in_8GiB_ctx512']:,} sessions in 8 GiB | | {where} |")
     if not rows:
         return "Only full runs (without --quick) of `bench.bench_engine` measure these.\n"
-    return ("| engine alone, " + f"{full[0].machine} | result | target | where |\n|---|---|---|---|\n"
+    return ("| engine alone, " + f"{run.machine} | result | target | where |\n|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
 
 
@@ -299,8 +302,10 @@ BLOCKS: dict[str, Callable[[list[Result]], str]] = {
     "engine-summary": block_engine_summary,
 }
 
-# the served paths (bench_serving_paths, bench_cpp_tick): bench/serving_report.py
+# the served paths (bench_serving_paths, bench_cpp_tick): bench/serving_report.py; issue 10's targets also read
+# the engine comparison this module chooses
 BLOCKS.update(serving_report.BLOCKS)
+BLOCKS["issue10-targets"] = lambda results: serving_report.block_issue10(results, first_full_run(results))
 
 # README's fleet rows: rendered by bench/deploy_report.py (docs/deploy.md's owner), the same text here so that
 # one freshness check covers every block of README

@@ -11,10 +11,11 @@ and ≤ 0.6 ms at 64 (overhead = round trip − the engine's own time).
 
 from __future__ import annotations
 
+from bench.doc_blocks import LOSS, table
+
 P2S_TARGET = 0.9
 P3_SLACK_MS = 0.5
 P4_TARGET_MS = {1: 0.3, 64: 0.6}
-MISS = "▼"
 
 
 def current(results, name: str) -> list:
@@ -29,11 +30,6 @@ def current(results, name: str) -> list:
     return sorted(chosen.values(), key=lambda r: (r.data["machine"].get("cores_physical") or 0, r.machine))
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def _title(run) -> str:
     m = run.data["machine"]
     load = m.get("load_avg_before"), m.get("load_avg_after")
@@ -43,12 +39,12 @@ def _title(run) -> str:
 
 def _vs(value: float, target: float) -> str:
     text = f"{value:.3f}×"
-    return f"**{text} {MISS}**" if value < target else text
+    return f"**{text} {LOSS}**" if value < target else text
 
 
 def _ms(value: float, target: float | None) -> str:
     text = f"{value:.2f} ms"
-    return f"**{text} {MISS}**" if target is not None and value > target else text
+    return f"**{text} {LOSS}**" if target is not None and value > target else text
 
 
 def block_serving_paths(results) -> str:
@@ -74,16 +70,17 @@ def block_serving_paths(results) -> str:
                    for row in run.data["latency"]]
         parts.append(
             f"{_title(run)}, engine threads: {run.data.get('engine_threads') or 'all cores'}, spinning: {spin}\n\n"
-            + _table(["package", "sessions", "engine tick (in-process)", "served gRPC `Tick`",
+            + table(["package", "sessions", "engine tick (in-process)", "served gRPC `Tick`",
                       "`Generate` ÷ `Tick` (P2s ≥ 0.9)", "SSE ÷ `Tick` (P2s ≥ 0.9)",
                       "`Generate` / SSE ÷ engine",
                       "`Tick` overhead p50 (P4)", "overhead p99", "no-op RPC p50"], throughput)
             + "\n\n"
-            + _table(["package", "sessions", "Tick budget", "budget counted as", "round trip p50", "round trip p99 (P3 ≤ budget + 0.5)",
-                      "engine p99", "ticks over budget + 0.5 ms", "tokens per tick"], latency))
+            + table(["package", "sessions", "Tick budget", "budget counted as", "round trip p50",
+                     "round trip p99 (P3 ≤ budget + 0.5)", "engine p99", "ticks over budget + 0.5 ms",
+                     "tokens per tick"], latency))
     return ("\n\n".join(parts) + f"\n\nThroughput rows: prompt, then N greedy tokens per session, prefill "
             f"included, one token per `Tick`; overhead = round trip at the client − the engine's own time; "
-            f"{MISS} = target missed. Python clients (grpc, raw asyncio HTTP) on the same machine. Budget counted as "
+            f"{LOSS} = target missed. Python clients (grpc, raw asyncio HTTP) on the same machine. Budget counted as "
             f"\"server\": sent as given (the server's budget counts from when it receives the call); \"round trip\": "
             f"the client takes its measured transport time off it first, as the Unity and Unreal clients do.\n")
 
@@ -106,13 +103,13 @@ def block_cpp_tick(results) -> str:
                          f"{row['client_transport_p50_ms']:.2f} ms",
                          f"{100 * row['over_budget_0_5']:.1f} %" if budget else "",
                          f"{row['noop_p50_ms']:.2f} ms" if row.get("noop_p50_ms") is not None else ""])
-        parts.append(_title(run) + "\n\n" + _table(
+        parts.append(_title(run) + "\n\n" + table(
             ["package", "sessions", "client", "ticks", "round trip p50", "round trip p99", "overhead p50",
              "overhead p99", "server (reply − engine) p50", "client + transport p50", "over budget + 0.5 ms",
              "no-op RPC p50"], rows))
     return ("\n\n".join(parts) + "\n\nOverhead = round trip − the engine's own time (`TickStats.tick_ms`); server = "
             "the servicer's time (`TickResponse.tick_ms`) − the engine's; client + transport = round trip − the "
-            f"servicer's time. {MISS} = target missed. `C++` is `npc::NpcRuntimeClient` (unreal_client/core), "
+            f"servicer's time. {LOSS} = target missed. `C++` is `npc::NpcRuntimeClient` (unreal_client/core), "
             "the client the Unreal plugin uses.\n")
 
 
@@ -120,15 +117,6 @@ BLOCKS = {"serving-paths": block_serving_paths, "cpp-tick": block_cpp_tick}
 
 
 # -- issue 10's targets, one row each, from the result files above and bench/results/engine.json ----------------
-def _engine_run(results):
-    """The engine comparison (bench_engine) of the machine with fewest cores that has a full run, else any."""
-    runs = [r for r in results if "comparisons" in r.data]
-    runs.sort(key=lambda r: (r.data.get("quick", False), r.data["machine"].get("cores_physical") or 0,
-                             r.data.get("timestamp", "")))
-    full = [r for r in runs if not r.data.get("quick")]
-    return (full or runs or [None])[0]
-
-
 def _comparison(run, case: str, sessions: int, mode: str, precision: str = "int4"):
     for c in run.data["comparisons"] if run else ():
         if (c["case"], c["sessions"], c["peer_mode"], c["precision"]) == (case, sessions, mode, precision):
@@ -148,8 +136,8 @@ def _budgets(rows) -> str:
     return " / ".join(cells)
 
 
-def block_issue10(results) -> str:
-    engine = _engine_run(results)
+def block_issue10(results, engine) -> str:
+    """`engine`: the engine comparison to read P1 / P2 from (bench.report.first_full_run), or None."""
     served = (current(results, "serving_paths") or [None])[0]
     cpp = (current(results, "cpp_tick") or [None])[0]
     pkg = "ref"   # the reference model, int4: the package the engine comparison uses too
@@ -185,11 +173,10 @@ def block_issue10(results) -> str:
         rows.append(["P4", f"`Tick` overhead p50 (round trip − engine), 1 / 64 sessions, {label}", "≤ 0.3 / 0.6 ms",
                      " / ".join(cells)])
     sources = ", ".join(f"`{r.rel}`" for r in (engine, served, cpp) if r is not None)
-    return (_table(["target", "measure (reference model, int4; ratios within one run)", "goal", "result"], rows)
-            + f"\n\n{MISS} = missed. Sources: {sources}.\n")
+    return (table(["target", "measure (reference model, int4; ratios within one run)", "goal", "result"], rows)
+            + f"\n\n{LOSS} = missed. Sources: {sources}.\n")
 
 
-BLOCKS["issue10-targets"] = block_issue10
 
 
 def block_served_summary(results) -> str:
@@ -202,8 +189,9 @@ def block_served_summary(results) -> str:
         budget = sorted((r for r in ref if r["client"] == "cpp round-trip" and r["sessions"] == 64),
                         key=lambda r: r["budget_ms"])
         if budget:
-            rows.append(["`Tick` round trip p99, 64 sessions, budgets " + " / ".join(f"{r['budget_ms']:g}" for r in budget)
-                         + " ms, the Unreal C++ client (round-trip budgets)",
+            budgets = " / ".join(f"{r['budget_ms']:g}" for r in budget)
+            rows.append([f"`Tick` round trip p99, 64 sessions, budgets {budgets} ms, the Unreal C++ client "
+                         "(round-trip budgets)",
                          " / ".join(_ms(r["rtt_p99_ms"], r["budget_ms"] + P3_SLACK_MS) for r in budget),
                          "≤ budget + 0.5 ms", f"[performance](docs/performance.md), `{cpp.rel}`"])
         overhead = {s: next((r for r in ref if (r["client"], r["mode"], r["sessions"]) == ("cpp", "tokens", s)), None)
