@@ -71,7 +71,7 @@ class _Sink:
         """`hold_until` (loop time): tokens that arrive earlier wait for it and come out as one chunk, unless
         an item that ends something (a finished chunk, an error, the end) arrives: then at once."""
         loop = asyncio.get_running_loop()
-        while not self.items or (self._held(hold_until, loop)):
+        while not self.items or (hold_until and self._held(hold_until, loop)):   # (0: no pacing, nothing held)
             self.waiter = loop.create_future()
             timer = loop.call_at(hold_until, _wake, self.waiter) if self.items else None
             try:
